@@ -1,0 +1,439 @@
+"""The papermill pipeline: run the numbered notebooks in order and collect what they produce.
+
+``aquasurf reproduce --profile smoke|paper [--only 01 02]`` and
+``python -m aquasurf_core.pipeline --profile ... [--only ...] [--output-root DIR]`` execute every
+notebook of :data:`NOTEBOOKS` in order with papermill (kernel ``python3`` of this interpreter,
+working directory ``notebooks/``), write the executed copies to
+``<output root>/papermill_runs/<profile>/``, and write a ``manifest.json`` (notebook, seconds,
+files produced) next to the figures the notebooks saved with :mod:`aquasurf_core.figures`.
+
+Adding a notebook is adding one :class:`Notebook` entry to :data:`NOTEBOOKS`, giving the
+papermill parameters of each profile. Every notebook also receives :data:`COMMON_PARAMETERS`:
+
+* ``profile`` -- ``"smoke"`` (seconds, for tests) or ``"paper"`` (the paper's settings);
+* ``figures_dir`` -- absolute path where :func:`aquasurf_core.figures.save_figure` and
+  :func:`~aquasurf_core.figures.save_table` must write (``<root>/figures`` for the paper
+  profile, ``<root>/papermill_runs/smoke/figures`` for smoke, so tests never touch the
+  committed figures);
+* ``cache_dir`` -- absolute path of the shared cache (``$AQUASURF_CACHE``, else
+  ``<repo>/.aquasurf_cache``);
+* ``seed`` -- ``0``.
+
+A notebook must have a cell tagged ``parameters`` assigning every common parameter and every
+parameter its registry entry passes; the runner checks this before running anything, as it
+checks that every selected notebook exists. Nothing is skipped silently: a missing notebook, an
+undeclared parameter, a failing cell or a missing declared output stops the run with an error
+naming the notebook (and the cell), and the command exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+PROFILES = ("smoke", "paper")
+COMMON_PARAMETERS = ("profile", "figures_dir", "cache_dir", "seed")
+DEFAULT_SEED = 0
+KERNEL_NAME = "python3"
+MANIFEST_NAME = "manifest.json"
+ENV_OUTPUT_ROOT = "AQUASURF_OUTPUT_ROOT"
+ENV_CACHE = "AQUASURF_CACHE"
+FIGURE_SUFFIXES = (".png", ".html", ".csv", ".md")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+
+
+class PipelineError(RuntimeError):
+    """The pipeline cannot run, or a notebook failed; the message names the notebook."""
+
+
+class NotebookFailed(PipelineError):
+    """A cell of a notebook raised. ``notebook``, ``cell_index`` (0-based, in the source
+    notebook; ``None`` for the injected parameters cell), ``exec_count``, ``ename``, ``evalue``
+    and ``executed_copy`` (the output notebook, with the traceback) describe where."""
+
+    def __init__(self, message: str, *, notebook: str, cell_index: int | None,
+                 exec_count: int | None, ename: str, evalue: str, executed_copy: Path):
+        super().__init__(message)
+        self.notebook = notebook
+        self.cell_index = cell_index
+        self.exec_count = exec_count
+        self.ename = ename
+        self.evalue = evalue
+        self.executed_copy = executed_copy
+
+
+@dataclass(frozen=True)
+class Notebook:
+    """One registry entry: a notebook file in ``notebooks/`` and its papermill parameters per
+    profile (on top of :data:`COMMON_PARAMETERS`). ``outputs`` optionally lists the file stems
+    (e.g. ``"01_operator_counts"``) the notebook must write into ``figures_dir``; the runner
+    fails if one is not produced."""
+
+    filename: str
+    smoke: Mapping[str, Any] = field(default_factory=dict)
+    paper: Mapping[str, Any] = field(default_factory=dict)
+    outputs: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not (self.filename.endswith(".ipynb") and self.filename[:2].isdigit()
+                and "/" not in self.filename):
+            raise ValueError(f"notebook file name {self.filename!r} must look like "
+                             "'NN_name.ipynb' (two-digit number first, no directory)")
+        for profile in PROFILES:
+            clash = set(getattr(self, profile)) & set(COMMON_PARAMETERS)
+            if clash:
+                raise ValueError(f"{self.filename}: {profile} parameters {sorted(clash)} are "
+                                 "common parameters set by the runner")
+
+    @property
+    def number(self) -> str:
+        return self.filename[:2]
+
+    @property
+    def stem(self) -> str:
+        return self.filename.removesuffix(".ipynb")
+
+    def parameters(self, profile: str) -> dict[str, Any]:
+        """The notebook-specific parameters of ``profile`` (without the common ones)."""
+        _check_profile(profile)
+        return dict(getattr(self, profile))
+
+
+# The registry, in execution order. Adding a notebook = adding an entry here.
+NOTEBOOKS: list[Notebook] = [
+    Notebook("01_search_space.ipynb", smoke={}, paper={}),
+    Notebook("02_fim_eigenvalues.ipynb", smoke={}, paper={}),
+]
+
+
+@dataclass
+class NotebookRun:
+    """What one notebook did: wall-clock seconds and the files it wrote into figures_dir."""
+
+    notebook: str
+    executed: Path
+    seconds: float
+    files: list[str]
+
+    def as_json(self, root: Path) -> dict[str, Any]:
+        return {"notebook": self.notebook, "executed": _display_path(self.executed, root),
+                "seconds": round(self.seconds, 2), "files": self.files}
+
+
+@dataclass
+class Manifest:
+    profile: str
+    figures_dir: Path
+    runs_dir: Path
+    runs: list[NotebookRun]
+    seconds: float
+    path: Path | None = None
+
+
+def _check_profile(profile: str) -> str:
+    if profile not in PROFILES:
+        raise PipelineError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    return profile
+
+
+def _display_path(path: Path, base: Path) -> str:
+    try:
+        return os.path.relpath(path, base)
+    except ValueError:  # different drives on Windows
+        return str(path)
+
+
+def output_paths(profile: str, output_root: str | os.PathLike | None = None) -> tuple[Path, Path]:
+    """``(runs_dir, figures_dir)`` of a profile. The output root is ``output_root``, else
+    ``$AQUASURF_OUTPUT_ROOT``, else the repository."""
+    _check_profile(profile)
+    root = Path(output_root or os.environ.get(ENV_OUTPUT_ROOT) or REPO_ROOT).resolve()
+    runs_dir = root / "papermill_runs" / profile
+    figures_dir = root / "figures" if profile == "paper" else runs_dir / "figures"
+    return runs_dir, figures_dir
+
+
+def default_cache_dir() -> Path:
+    """``$AQUASURF_CACHE`` if set, else ``<repo>/.aquasurf_cache`` (absolute)."""
+    return Path(os.environ.get(ENV_CACHE) or REPO_ROOT / ".aquasurf_cache").resolve()
+
+
+def select(registry: Sequence[Notebook], only: Iterable[str] | None) -> list[Notebook]:
+    """The registry entries named by ``only`` (numbers like ``01``/``1``, stems or file names),
+    in registry order; all of them when ``only`` is ``None`` or empty."""
+    if not only:
+        return list(registry)
+    chosen: set[str] = set()
+    for token in only:
+        token = str(token).strip()
+        matches = [nb for nb in registry
+                   if token in (nb.filename, nb.stem)
+                   or (token.isdigit() and int(token) == int(nb.number))]
+        if not matches:
+            known = ", ".join(nb.stem for nb in registry) or "(empty registry)"
+            raise PipelineError(f"--only {token!r} matches no registered notebook; known: {known}")
+        chosen.update(nb.filename for nb in matches)
+    return [nb for nb in registry if nb.filename in chosen]
+
+
+def _parameters_cell(nb: Any) -> int:
+    for index, cell in enumerate(nb.cells):
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            return index
+    return -1
+
+
+def check_notebooks(notebooks: Sequence[Notebook], notebooks_dir: Path, profile: str) -> None:
+    """Fail before running anything if a notebook is missing or its ``parameters`` cell does
+    not declare a parameter the runner will pass."""
+    import papermill
+
+    missing = [nb.filename for nb in notebooks if not (notebooks_dir / nb.filename).is_file()]
+    if missing:
+        raise PipelineError(f"registered notebook(s) missing from {notebooks_dir}: "
+                            f"{', '.join(missing)} (add the file or remove its registry entry)")
+    for nb in notebooks:
+        path = notebooks_dir / nb.filename
+        declared = papermill.inspect_notebook(path)
+        if not declared:
+            raise PipelineError(
+                f"{nb.filename} has no cell tagged 'parameters' (or it assigns nothing); it must "
+                f"assign {', '.join(COMMON_PARAMETERS)} and its registry parameters")
+        wanted = [*COMMON_PARAMETERS, *nb.parameters(profile)]
+        undeclared = [name for name in wanted if name not in declared]
+        if undeclared:
+            raise PipelineError(f"{nb.filename}: its 'parameters' cell does not assign "
+                                f"{', '.join(undeclared)} (passed by the {profile} profile)")
+
+
+def _check_kernel(kernel_name: str) -> None:
+    """The kernel must be this interpreter, so the notebooks import this installation."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(kernel_name)
+    except NoSuchKernel as error:
+        raise PipelineError(f"no Jupyter kernel {kernel_name!r}; install ipykernel in this "
+                            f"environment ({sys.executable} -m pip install ipykernel)") from error
+    exe = spec.argv[0]
+    generic = {"python", "python3", f"python{sys.version_info[0]}.{sys.version_info[1]}"}
+    if exe not in generic and Path(exe).resolve() != Path(sys.executable).resolve():
+        raise PipelineError(
+            f"Jupyter kernel {kernel_name!r} ({spec.resource_dir}) runs {exe}, not this "
+            f"interpreter {sys.executable}; remove that kernelspec or run "
+            f"`{sys.executable} -m ipykernel install --sys-prefix`")
+
+
+def _snapshot(directory: Path) -> dict[str, tuple[int, int]]:
+    if not directory.is_dir():
+        return {}
+    return {
+        _display_path(p, directory): (p.stat().st_mtime_ns, p.stat().st_size)
+        for p in directory.rglob("*")
+        if p.is_file() and p.suffix in FIGURE_SUFFIXES
+    }
+
+
+def _failure(error: Any, nb: Notebook, source: Path, executed: Path) -> NotebookFailed:
+    """Turn papermill's PapermillExecutionError into a message naming notebook and cell."""
+    import nbformat
+
+    # papermill inserts an 'injected-parameters' cell after the 'parameters' cell (or at the
+    # top, or replaces an existing injected cell); map its cell index back to the source's.
+    source_nb = nbformat.read(source, as_version=4)
+    injected = next((i for i, c in enumerate(source_nb.cells)
+                     if "injected-parameters" in c.get("metadata", {}).get("tags", [])), None)
+    index: int | None = error.cell_index
+    if injected is None:
+        injected_at = _parameters_cell(source_nb) + 1
+        if index == injected_at:
+            index = None
+        elif index > injected_at:
+            index -= 1
+    where = ("the injected parameters cell" if index is None
+             else f"cell {index} (0-based, counting Markdown cells)")
+    lines = (error.source or "").splitlines()
+    # IPython tracebacks say "Cell In[4], line 3" for the failing line of the cell itself.
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(error.traceback or []))
+    hits = re.findall(rf"Cell In\[{error.exec_count}\], line (\d+)", plain)
+    line = int(hits[-1]) if hits else None
+    if line is not None and 1 <= line <= len(lines):
+        excerpt = f"  line {line}: {lines[line - 1].strip()}\n"
+    else:
+        shown = [ln for ln in lines if ln.strip()][:3]
+        excerpt = "".join(f"  | {ln}\n" for ln in shown)
+    message = (
+        f"notebook {nb.filename} failed in {where}, In [{error.exec_count}] of the executed "
+        f"copy:\n  {error.ename}: {error.evalue}\n{excerpt}"
+        f"  full traceback in the executed copy: {executed}"
+    )
+    return NotebookFailed(message, notebook=nb.filename, cell_index=index,
+                          exec_count=error.exec_count, ename=error.ename, evalue=error.evalue,
+                          executed_copy=executed)
+
+
+def _write_manifest(manifest: Manifest, registry: Sequence[Notebook]) -> Path:
+    """Write ``manifest.json``; entries of registered notebooks not run this time (``--only``)
+    are kept from the previous manifest, so it always describes the whole figures directory."""
+    path = manifest.figures_dir / MANIFEST_NAME
+    previous: dict[str, dict[str, Any]] = {}
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+            if old.get("profile") == manifest.profile:
+                previous = {e["notebook"]: e for e in old.get("notebooks", [])}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            previous = {}
+    root = manifest.runs_dir.parent.parent  # <output root>/papermill_runs/<profile>
+    previous.update({r.notebook: r.as_json(root) for r in manifest.runs})
+    entries = [previous[nb.filename] for nb in registry if nb.filename in previous]
+    # per notebook: "executed" is relative to the output root, "files" to the figures dir
+    document = {
+        "profile": manifest.profile,
+        "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "python": sys.version.split()[0],
+        "seconds_this_run": round(manifest.seconds, 2),
+        "notebooks": entries,
+    }
+    path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def run_pipeline(
+    profile: str,
+    *,
+    only: Iterable[str] | None = None,
+    registry: Sequence[Notebook] | None = None,
+    notebooks_dir: str | os.PathLike | None = None,
+    output_root: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    seed: int = DEFAULT_SEED,
+    kernel_name: str = KERNEL_NAME,
+    progress: bool = True,
+) -> Manifest:
+    """Execute the selected notebooks of ``registry`` (default :data:`NOTEBOOKS`, files in
+    ``notebooks_dir``, default ``<repo>/notebooks``) in order under ``profile``.
+
+    Returns the :class:`Manifest` (also written as ``manifest.json`` in the figures dir).
+    Raises :class:`PipelineError` (or :class:`NotebookFailed`) on the first problem; notebooks
+    after a failing one are not run.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+    from tqdm.auto import tqdm
+
+    _check_profile(profile)
+    registry = list(NOTEBOOKS if registry is None else registry)
+    if not registry:
+        raise PipelineError("the notebook registry is empty")
+    notebooks_dir = Path(notebooks_dir or NOTEBOOKS_DIR).resolve()
+    selected = select(registry, only)
+    check_notebooks(selected, notebooks_dir, profile)
+    _check_kernel(kernel_name)
+
+    runs_dir, figures_dir = output_paths(profile, output_root)
+    cache = Path(cache_dir).resolve() if cache_dir else default_cache_dir()
+    for directory in (runs_dir, figures_dir, cache):
+        directory.mkdir(parents=True, exist_ok=True)
+    common = {"profile": profile, "figures_dir": str(figures_dir), "cache_dir": str(cache),
+              "seed": int(seed)}
+
+    runs: list[NotebookRun] = []
+    start = time.perf_counter()
+    bar = tqdm(selected, desc=f"notebooks ({profile})", unit="nb", disable=not progress,
+               position=0, leave=True)
+    for nb in bar:
+        bar.set_postfix_str(nb.filename)
+        source = notebooks_dir / nb.filename
+        executed = runs_dir / nb.filename
+        before = _snapshot(figures_dir)
+        t0 = time.perf_counter()
+        try:
+            papermill.execute_notebook(
+                source, executed, parameters={**common, **nb.parameters(profile)},
+                kernel_name=kernel_name, cwd=str(notebooks_dir), progress_bar=progress,
+                log_output=False,
+            )
+        except PapermillExecutionError as error:
+            bar.close()
+            raise _failure(error, nb, source, executed) from None
+        except Exception as error:  # kernel died, kernel did not start, unreadable notebook...
+            bar.close()
+            raise PipelineError(f"notebook {nb.filename} could not be executed: "
+                                f"{type(error).__name__}: {error}") from error
+        seconds = time.perf_counter() - t0
+        after = _snapshot(figures_dir)
+        files = sorted(name for name, stat in after.items() if before.get(name) != stat)
+        stems = {Path(name).stem for name in files}
+        absent = [stem for stem in nb.outputs if stem not in stems]
+        if absent:
+            bar.close()
+            raise PipelineError(f"notebook {nb.filename} ran but did not write its declared "
+                                f"output(s) {', '.join(absent)} into {figures_dir}")
+        runs.append(NotebookRun(nb.filename, executed, seconds, files))
+    bar.close()
+
+    manifest = Manifest(profile, figures_dir, runs_dir, runs, time.perf_counter() - start)
+    manifest.path = _write_manifest(manifest, registry)
+    return manifest
+
+
+def format_manifest(manifest: Manifest) -> str:
+    """A human-readable summary: one line per notebook with its seconds and files."""
+    lines = [f"Regenerated ({manifest.profile} profile) in {manifest.seconds:.1f} s",
+             f"  executed notebooks: {manifest.runs_dir}",
+             f"  figures and tables: {manifest.figures_dir}"]
+    for run in manifest.runs:
+        lines.append(f"  {run.notebook:<32} {run.seconds:8.1f} s  {len(run.files)} file(s)")
+        lines += [f"      {name}" for name in run.files]
+    if manifest.path is not None:
+        lines.append(f"  manifest: {manifest.path}")
+    return "\n".join(lines)
+
+
+def cli_reproduce(args: argparse.Namespace) -> int:
+    """Handler of ``aquasurf reproduce``: run, print the manifest, exit 1 on failure."""
+    try:
+        manifest = run_pipeline(
+            args.profile,
+            only=getattr(args, "only", None),
+            output_root=getattr(args, "output_root", None),
+            progress=not getattr(args, "no_progress", False),
+        )
+    except PipelineError as error:
+        print(f"\naquasurf reproduce: FAILED\n{error}", file=sys.stderr)
+        return 1
+    print(format_manifest(manifest))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m aquasurf_core.pipeline",
+                                     description="Run the notebooks with papermill.")
+    parser.add_argument("--profile", default="paper", choices=PROFILES)
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="notebook numbers or names to run (default: all)")
+    parser.add_argument("--output-root", default=None,
+                        help=f"write papermill_runs/ and figures/ under this directory instead "
+                             f"of the repository (or set ${ENV_OUTPUT_ROOT})")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli_reproduce(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
