@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--profile", default="paper", choices=["smoke", "paper"])
     reproduce.add_argument("--only", nargs="*", default=None,
                            help="notebook numbers or names to run (default: all)")
+    reproduce.add_argument("--output-root", default=None,
+                           help="write papermill_runs/ and figures/ under this directory")
     reproduce.set_defaults(func=_handler("aquasurf_core.pipeline:cli_reproduce"))
 
     fim = commands.add_parser("fim", help="K-FAC Fisher eigenvalue features of one function")
