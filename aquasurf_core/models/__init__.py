@@ -1,0 +1,141 @@
+"""Architectures whose activation sites all use one function from the search space.
+
+Public API::
+
+    ARCHITECTURES: dict[str, ArchSpec]
+    build_model(arch, fn_name, *, seed=0, num_classes=None, normalize=False,
+                init="variance") -> nn.Module
+
+Small MNIST-1D models (input ``1 x 40``; ``(N, 40)`` is accepted too), for the benchmark and
+the Fisher features on CPU:
+
+* ``cnn`` -- All-CNN-C layout in 1-D, widths 32/64, stride-2 first layer (:mod:`.allcnn`).
+* ``resnet`` -- pre-activation ResNet, 3 stages x 2 basic blocks, 16/32/64 channels
+  stride-2 stem (:mod:`.preact_resnet`).
+* ``vit`` -- MobileViT-style: conv stem, MV2 block, depthwise local mixing, one transformer
+  block with multi-head self-attention from ``nn.Linear`` layers (:mod:`.small_vit`).
+
+Full-size models (paper Sec. 5 and Table 4):
+
+* ``all-cnn-c`` -- Springenberg et al. 2015 on 3x32x32, dropout 0.5.
+* ``resnet-56`` -- He et al. 2016 CIFAR ResNet, pre-activation, 3 x 9 basic blocks.
+* ``mobilevitv2-0.5`` -- Mehta & Rastegari 2022, width 0.5, 3x160x160 (:mod:`.mobilevitv2`).
+* ``resnet-50`` -- torchvision ResNet-50, every ReLU replaced (:mod:`.resnet50`).
+
+Every activation site is an :class:`aquasurf_core.space.ActivationFunction` (the module
+docstrings list the sites); every weight layer is ``nn.Linear``, ``nn.Conv1d`` or
+``nn.Conv2d`` (depthwise included) without a built-in nonlinearity. Initialisation is
+:func:`aquasurf_core.initialization.variance_preserving_init_` unless ``init="default"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+from torch import nn
+
+from aquasurf_core.initialization import trace_activation_inputs, variance_preserving_init_
+from aquasurf_core.models._common import ActivationFactory, activation_factory, check_positive_int
+from aquasurf_core.models.allcnn import AllCNN
+from aquasurf_core.models.mobilevitv2 import MobileViTv2
+from aquasurf_core.models.preact_resnet import PreActResNet
+from aquasurf_core.models.resnet50 import resnet50
+from aquasurf_core.models.small_vit import SmallMobileViT
+from aquasurf_core.space import canonical_name
+
+__all__ = ["ARCHITECTURES", "INITS", "ArchSpec", "build_model"]
+
+#: ``builder(act_factory, *, in_channels, num_classes) -> nn.Module``.
+Builder = Callable[..., nn.Module]
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """An architecture: input shape without the batch dimension, default class count."""
+
+    name: str
+    input_shape: tuple[int, ...]
+    num_classes: int
+    builder: Builder
+    description: str
+    family: str  # "small" (MNIST-1D, CPU) or "full"
+
+
+ARCHITECTURES: dict[str, ArchSpec] = {
+    spec.name: spec
+    for spec in [
+        ArchSpec("cnn", (1, 40), 10, partial(AllCNN, widths=(32, 64), dims=1, dropout=0.0,
+                                               first_stride=2),
+                 "All-CNN-C-style 1-D all-convolutional net for MNIST-1D", "small"),
+        ArchSpec("resnet", (1, 40), 10,
+                 partial(PreActResNet, widths=(16, 32, 64), blocks=(2, 2, 2), dims=1,
+                         stem_stride=2),
+                 "pre-activation 1-D ResNet (3 stages x 2 basic blocks) for MNIST-1D", "small"),
+        ArchSpec("vit", (1, 40), 10, partial(SmallMobileViT, stem=32, dim=64, heads=4),
+                 "MobileViT-style 1-D conv + transformer model for MNIST-1D", "small"),
+        ArchSpec("all-cnn-c", (3, 32, 32), 10, partial(AllCNN, widths=(96, 192), dims=2,
+                                                       dropout=0.5),
+                 "All-CNN-C (Springenberg et al. 2015) for CIFAR-10/100", "full"),
+        ArchSpec("resnet-56", (3, 32, 32), 10,
+                 partial(PreActResNet, widths=(16, 32, 64), blocks=(9, 9, 9), dims=2),
+                 "pre-activation ResNet-56 (He et al. 2016) for CIFAR-10/100", "full"),
+        ArchSpec("mobilevitv2-0.5", (3, 160, 160), 10, partial(MobileViTv2, width=0.5),
+                 "MobileViTv2-0.5 (Mehta & Rastegari 2022) for Imagenette/ImageNet", "full"),
+        ArchSpec("resnet-50", (3, 224, 224), 1000, resnet50,
+                 "torchvision ResNet-50 with every ReLU replaced (transfer)", "full"),
+    ]
+}
+
+#: Initialisation choices of :func:`build_model`.
+INITS = ("variance", "default")
+
+#: Spatial size used to trace the full-size image models for initialisation (the layer
+#: graph does not depend on it; smaller is faster).
+_TRACE_SIZE = {"resnet-50": 64, "mobilevitv2-0.5": 64}
+#: Per architecture, which activation module feeds each weight layer (the wiring does not
+#: depend on the function or class count, so one trace per architecture and process).
+_FED_BY: dict[str, dict[str, str | None]] = {}
+
+
+def get_spec(arch: str) -> ArchSpec:
+    """The :class:`ArchSpec` named ``arch``, or a ``ValueError`` listing the valid names."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; choose from {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[arch]
+
+
+def build_model(arch: str, fn_name: str, *, seed: int = 0, num_classes: int | None = None,
+                normalize: bool = False, init: str = "variance") -> nn.Module:
+    """Build ``arch`` with activation ``fn_name`` at every activation site, on CPU, float32.
+
+    ``seed`` fixes every random choice of construction and initialisation (the global torch
+    RNG is left untouched). ``num_classes`` defaults to the spec's (10, or 1000 for
+    ``resnet-50``). ``normalize`` is passed to each :class:`ActivationFunction`. ``init`` is
+    ``"variance"`` (:mod:`aquasurf_core.initialization`; the report is ``model.init_report``)
+    or ``"default"`` (PyTorch's layer defaults, seeded). Raises ``ValueError`` for an unknown
+    architecture or init and :class:`aquasurf_core.space.InvalidFunctionName` for a bad name.
+    """
+    spec = get_spec(arch)
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; choose from {list(INITS)}")
+    classes = check_positive_int(spec.num_classes if num_classes is None else num_classes,
+                                 "num_classes")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    act: ActivationFactory = activation_factory(fn_name, normalize)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = spec.builder(act, in_channels=spec.input_shape[0], num_classes=classes)
+    if init == "variance":
+        if arch not in _FED_BY:
+            shape = spec.input_shape
+            if arch in _TRACE_SIZE:
+                shape = (shape[0], _TRACE_SIZE[arch], _TRACE_SIZE[arch])
+            _FED_BY[arch] = trace_activation_inputs(model, torch.zeros((1, *shape)))
+        variance_preserving_init_(model, seed=seed, fed_by=_FED_BY[arch])
+    model.arch = spec.name
+    model.fn_name = canonical_name(fn_name)
+    return model
