@@ -65,7 +65,9 @@ from aquasurf_core.schemas import (
 from aquasurf_core.space_evaluation import (
     DEFAULT_SIGNED_ZERO_DISTINCT,
     DIGEST_SIZE,
+    canonical_bits,
     evaluate_combos,
+    evaluate_functions,
     evaluate_space,
     index_to_digits,
 )
@@ -151,6 +153,37 @@ class SpaceStore:
 
     def __len__(self) -> int:
         return self.n_unique
+
+    def class_of(self, names: Iterable[str]) -> np.ndarray:
+        """Class id of each function name, ``-1`` where no function of the space equals it.
+
+        A name of the space is looked up directly. Any other valid name (``"relu(x)"`` is not
+        a name of the 3-node space, but ``max(x,zero(x))`` is) is evaluated on the normal
+        inputs and matched bit for bit, under the store's own equivalence rule, against the
+        classes' output rows. Raises ``InvalidFunctionName`` for names that do not parse.
+        """
+        from aquasurf_core.space import canonical_name
+
+        wanted = [canonical_name(n) for n in names]
+        rows = pd.Index(self.names["name"]).get_indexer(wanted)
+        class_ids = self.names["class_id"].to_numpy()
+        ids = np.where(rows >= 0, class_ids[np.maximum(rows, 0)], -1).astype(np.int64)
+        missing = np.flatnonzero(ids < 0)
+        if len(missing):
+            rule = bool(self.manifest["dedup"]["signed_zero_distinct"])
+            values = evaluate_functions([wanted[i] for i in missing], normal_inputs())
+            targets = canonical_bits(values, rule)
+            step = 16384
+            for start in range(0, self.n_unique, step):
+                rows = canonical_bits(np.asarray(self.outputs[start : start + step]), rule)
+                for k, target in enumerate(targets):
+                    if ids[missing[k]] < 0:
+                        hit = np.flatnonzero((rows == target).all(axis=1))
+                        if len(hit):
+                            ids[missing[k]] = start + int(hit[0])
+                if (ids >= 0).all():
+                    break
+        return ids
 
 
 def _read_parquet(path: Path, name: str) -> pd.DataFrame:

@@ -208,3 +208,11 @@ def test_full_four_node_build(tmp_path):
     loaded = load_space(store.path)
     assert loaded.outputs.shape == (store.n_unique, 1000)
     assert loaded.unique["count"].sum() == 1_023_516
+
+
+def test_class_of_finds_names_in_and_outside_the_space(tmp_path):
+    store = space_store.build_space(THREE_NODE_SCHEMA, out_dir=tmp_path / "three", progress=False)
+    ids = store.class_of(["max(x,zero(x))", "relu(x)", "add(relu(x),zero(x))", "exp(exp(exp(x)))"])
+    assert ids[0] == ids[1] == ids[2] >= 0  # relu(x) is matched through its outputs
+    assert ids[3] == -1  # not a function of the 3-node space
+    assert "max(x,zero(x))" in list(store.unique.loc[ids[0], "equivalent_names"])
