@@ -23,11 +23,13 @@ NAN_FUNCTION = "log_sigmoid(negative(exp(exp(x))))"  # -inf / NaN for moderate i
 #: Input size used for the full-size models in forward tests (CPU speed); the architectures
 #: accept any size their strides allow (global pooling before the head).
 FORWARD_SHAPE = {"all-cnn-c": (3, 32, 32), "resnet-56": (3, 32, 32),
+                 "preact-resnet-56": (3, 32, 32),
                  "mobilevitv2-0.5": (3, 64, 64), "resnet-50": (3, 64, 64)}
 #: Activation modules per architecture, counted by hand from the published layouts.
 SITES = {
     "cnn": 8, "all-cnn-c": 8,                 # 8 hidden convolutions
-    "resnet": 2 * 6 + 1, "resnet-56": 2 * 27 + 1,  # two per basic block + final
+    "resnet": 2 * 6 + 1, "preact-resnet-56": 2 * 27 + 1,  # two per basic block + final
+    "resnet-56": 1 + (3 * 18 - 1) + 1,       # stem, three per bottleneck (two in the first), final
     "vit": 5,                                 # stem, 2 in MV2, local, MLP
     "mobilevitv2-0.5": 1 + 2 * 6 + 3 + (2 + 4 + 3),  # stem, 6 MV2, 3 local, 9 FFN
     "resnet-50": 1 + 16,                      # stem + one (3-site) module per bottleneck
@@ -114,7 +116,7 @@ def test_all_cnn_c_parameter_count():
     assert abs(n - 1.37e6) / 1.37e6 < 0.01
 
 
-def test_resnet56_parameter_count():
+def test_preact_resnet56_parameter_count():
     """He et al. 2016 (CIFAR ResNet-56): 0.85M parameters."""
     convs = _conv_params(3, 16, 3, False)
     bn = 0
@@ -126,7 +128,7 @@ def test_resnet56_parameter_count():
             bn += 2 * (cin + width)
             cin = width
     expected = convs + bn + 2 * 64 + (64 * 10 + 10)
-    n = _param_count(build_model("resnet-56", "relu(x)"))
+    n = _param_count(build_model("preact-resnet-56", "relu(x)"))
     assert n == expected
     assert abs(n - 0.85e6) / 0.85e6 < 0.02
 
@@ -146,6 +148,60 @@ def test_mobilevitv2_parameter_count_and_fim_dimension():
     model = build_model("mobilevitv2-0.5", "relu(x)", init="default")
     assert _fim_feature_dim(model) == 11_013
     assert _fim_feature_dim(build_model("all-cnn-c", "relu(x)", init="default")) == 13_692
+
+
+def test_resnet56_matches_paper_fim_dimension_and_keras_layout():
+    """The paper's ResNet-56 (App. D: FIM feature size 16,500) is the Keras example's ResNet v2
+    at depth 56: stem conv3 16; per stage 6 bottlenecks conv1(m) conv3(m) conv1(c) with
+    (m, c) = (16, 64), (64, 128), (128, 256); a 1x1 projection on each stage's first block;
+    biased convolutions; BN before every activation; dense head."""
+    model = build_model("resnet-56", "relu(x)", init="default")
+    weights = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    # Weight-layer shapes listed the slow way, in module order.
+    expected = [(3, 16, 3)]
+    cin = 16
+    for mid, out in ((16, 64), (64, 128), (128, 256)):
+        for j in range(6):
+            expected += [(cin, mid, 1), (mid, mid, 3), (mid, out, 1)]
+            expected += [(cin, out, 1)] if j == 0 else []
+            cin = out
+    got = [(m.in_channels, m.out_channels, m.kernel_size[0]) for m in weights[:-1]]
+    assert got == expected
+    assert all(m.bias is not None for m in weights)
+    head = weights[-1]
+    assert (head.in_features, head.out_features) == (256, 10)
+    assert len(expected) - 3 + 1 == 56  # depth: all but the three projections, plus the head
+    sizes = [_conv_params(*shape) for shape in expected] + [256 * 10 + 10]
+    assert _fim_feature_dim(model) == sum(n // 100 for n in sizes) == 16_500
+    # BatchNorm (2 per channel): stem 16; per block its input (not in block 0) and 2 x m;
+    # final 256.
+    norms, cin = 16 + 256, 16
+    for mid, out in ((16, 64), (64, 128), (128, 256)):
+        for j in range(6):
+            norms += (0 if cin == 16 else cin) + 2 * mid
+            cin = out
+    assert _param_count(model) == sum(sizes) + 2 * norms
+    # Stride-2 downsampling in the first 1x1 convolution and the projection of stages 1, 2.
+    strided = [name for name, m in model.named_modules()
+               if isinstance(m, nn.Conv2d) and m.stride != (1, 1)]
+    assert strided == ["blocks.6.conv1", "blocks.6.shortcut", "blocks.12.conv1",
+                       "blocks.12.shortcut"]
+
+
+def test_resnet56_wiring_and_bad_depth():
+    """The first block takes the stem's activation directly (no BN + f of its own); every
+    projection reads the raw block input, every other block input is pre-activated."""
+    from aquasurf_core.models.resnet_v2 import ResNetV2
+
+    fed_by = {layer.name: layer.fed_by
+              for layer in build_model("resnet-56", "swish(x)").init_report.layers}
+    assert fed_by["blocks.0.conv1"] == fed_by["blocks.0.shortcut"] == "stem.2"
+    assert fed_by["blocks.6.shortcut"] is None and fed_by["blocks.12.shortcut"] is None
+    for i in range(1, 18):
+        assert fed_by[f"blocks.{i}.conv1"] == f"blocks.{i}.act1"
+    assert fed_by["fc"] == "act"
+    with pytest.raises(ValueError, match="depth must be 9 n \\+ 2"):
+        ResNetV2(lambda: nn.Identity(), in_channels=3, num_classes=10, depth=50)
 
 
 def test_resnet50_parameter_count(resnet50_relu):

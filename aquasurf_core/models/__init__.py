@@ -18,7 +18,12 @@ the Fisher features on CPU:
 Full-size models (paper Sec. 5 and Table 4):
 
 * ``all-cnn-c`` -- Springenberg et al. 2015 on 3x32x32, dropout 0.5.
-* ``resnet-56`` -- He et al. 2016 CIFAR ResNet, pre-activation, 3 x 9 basic blocks.
+* ``resnet-56`` -- the paper's ResNet-56: the Keras CIFAR example's "ResNet v2" at depth 56,
+  pre-activation bottleneck blocks, 3 stages x 6 blocks, 16 -> 64/128/256 channels, biased
+  convolutions, 1.66M parameters; its Fisher feature size is 16,500 as in the paper's
+  Appendix D (:mod:`.resnet_v2`).
+* ``preact-resnet-56`` -- He et al. 2016 CIFAR ResNet-56, pre-activation, 3 x 9 basic blocks,
+  0.86M parameters (Fisher feature size 8,499; :mod:`.preact_resnet`).
 * ``mobilevitv2-0.5`` -- Mehta & Rastegari 2022, width 0.5, 3x160x160 (:mod:`.mobilevitv2`).
 * ``resnet-50`` -- torchvision ResNet-50, every ReLU replaced (:mod:`.resnet50`).
 
@@ -43,6 +48,7 @@ from aquasurf_core.models.allcnn import AllCNN
 from aquasurf_core.models.mobilevitv2 import MobileViTv2
 from aquasurf_core.models.preact_resnet import PreActResNet
 from aquasurf_core.models.resnet50 import resnet50
+from aquasurf_core.models.resnet_v2 import ResNetV2
 from aquasurf_core.models.small_vit import SmallMobileViT
 from aquasurf_core.space import canonical_name
 
@@ -79,9 +85,13 @@ ARCHITECTURES: dict[str, ArchSpec] = {
         ArchSpec("all-cnn-c", (3, 32, 32), 10, partial(AllCNN, widths=(96, 192), dims=2,
                                                        dropout=0.5),
                  "All-CNN-C (Springenberg et al. 2015) for CIFAR-10/100", "full"),
-        ArchSpec("resnet-56", (3, 32, 32), 10,
+        ArchSpec("resnet-56", (3, 32, 32), 10, partial(ResNetV2, depth=56),
+                 "ResNet-56 as in the paper: Keras-example pre-activation bottleneck ResNet v2 "
+                 "(1.66M parameters) for CIFAR-10/100", "full"),
+        ArchSpec("preact-resnet-56", (3, 32, 32), 10,
                  partial(PreActResNet, widths=(16, 32, 64), blocks=(9, 9, 9), dims=2),
-                 "pre-activation ResNet-56 (He et al. 2016) for CIFAR-10/100", "full"),
+                 "pre-activation basic-block ResNet-56 (He et al. 2016, 0.86M parameters) for "
+                 "CIFAR-10/100", "full"),
         ArchSpec("mobilevitv2-0.5", (3, 160, 160), 10, partial(MobileViTv2, width=0.5),
                  "MobileViTv2-0.5 (Mehta & Rastegari 2022) for Imagenette/ImageNet", "full"),
         ArchSpec("resnet-50", (3, 224, 224), 1000, resnet50,

@@ -17,11 +17,10 @@ function: two per block plus the final one before pooling (55 for ResNet-56). Co
 have no bias (each is followed by BatchNorm or added to a normalised path); the linear head
 has one.
 
-Note: this network's Fisher feature size (sum over layers of floor(|theta_l| / 100)) is 8,499,
-not the 16,500 the AQuaSurF appendix reports for its "ResNet-56". 16,500 is exactly what the
-Keras example ``resnet_v2`` with depth 56 gives (3 stages x 6 pre-activation *bottleneck*
-blocks, 16->64/128/256 channels, biased convolutions, ~1.65M parameters), so the paper's code
-probably used that network; this module follows He et al.'s 0.85M basic-block ResNet-56.
+This network is registered as ``preact-resnet-56``. Its Fisher feature size (sum over layers
+of floor(|theta_l| / 100)) is 8,499, not the 16,500 the AQuaSurF appendix reports for its
+"ResNet-56"; 16,500 is exactly what the Keras example's ResNet v2 at depth 56 gives, so
+``resnet-56`` is that network (:mod:`.resnet_v2`).
 
 The MNIST-1D ``resnet`` model is the same with ``nn.Conv1d``, three stages of 2 blocks with
 16/32/64 channels and a stride-2 stem (length 40 -> 20 -> 10 -> 5, for CPU speed).
