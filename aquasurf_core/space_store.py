@@ -16,7 +16,9 @@ A store is a directory::
 Classes, their ids and canonical rows are defined in :mod:`aquasurf_core.space_evaluation`;
 the enumeration order in :mod:`aquasurf_core.schemas`. ``equivalent_names`` lists a class's
 members in enumeration order. The *representative* of a class is its member with the fewest
-operators, then the shortest name, then the lexicographically smallest name.
+operators other than ``zero``, ``one`` and ``identity`` (so ReLU's class is represented by
+``max(identity(x),zero(x))``, not by ``add(relu(x),zero(x))``), then the shortest name, then
+the lexicographically smallest name.
 
 Writes are atomic: everything is written into a temporary directory next to the target,
 which is then renamed into place (an existing store is first renamed aside and deleted only
@@ -72,14 +74,19 @@ from aquasurf_core.space_evaluation import (
     index_to_digits,
 )
 
-STORE_FORMAT = 1
+STORE_FORMAT = 2  # 2: representatives ignore zero/one/identity
 NAMES_FILE = "names.parquet"
 UNIQUE_FILE = "unique.parquet"
 OUTPUTS_FILE = "outputs.npy"
 LINSPACE_FILE = "outputs_linspace.npy"
 MANIFEST_FILE = "manifest.json"
 DATA_FILES = (NAMES_FILE, UNIQUE_FILE, OUTPUTS_FILE, LINSPACE_FILE)
-REPRESENTATIVE_RULE = "fewest operators, then shortest name, then lexicographically smallest"
+#: Operators that make a name longer but not more complex: constants and the identity.
+TRIVIAL_OPERATORS = ("zero", "one", "identity")
+REPRESENTATIVE_RULE = (
+    "fewest operators other than zero/one/identity, then shortest name, "
+    "then lexicographically smallest"
+)
 _NPY_HEADER_BYTES = 128  # npy v1.0 header of a 2-D float array with fewer than 10^40 rows
 
 
@@ -317,6 +324,8 @@ class _NpyRowWriter:
 def _representatives(names: pa.Array, class_ids: np.ndarray, n_ops: np.ndarray,
                      n_unique: int) -> np.ndarray:
     """Enumeration index of each class's representative (module docstring rule)."""
+    for trivial in TRIVIAL_OPERATORS:
+        n_ops = n_ops - pc.count_substring(names, f"{trivial}(").to_numpy(zero_copy_only=False)
     table = pa.table({"class_id": class_ids, "n_ops": n_ops,
                       "length": pc.utf8_length(names), "name": names})
     order = pc.sort_indices(table, sort_keys=[("class_id", "ascending"), ("n_ops", "ascending"),
