@@ -177,7 +177,7 @@ def test_resnet56_matches_paper_fim_dimension_and_keras_layout():
     # final 256.
     norms, cin = 16 + 256, 16
     for mid, out in ((16, 64), (64, 128), (128, 256)):
-        for j in range(6):
+        for _ in range(6):
             norms += (0 if cin == 16 else cin) + 2 * mid
             cin = out
     assert _param_count(model) == sum(sizes) + 2 * norms
@@ -199,7 +199,7 @@ def test_resnet56_wiring_and_bad_depth():
     assert fed_by["blocks.6.shortcut"] is None and fed_by["blocks.12.shortcut"] is None
     for i in range(1, 18):
         assert fed_by[f"blocks.{i}.conv1"] == f"blocks.{i}.act1"
-    assert fed_by["fc"] == "act"
+    assert fed_by["fc"] is None  # global average pooling in between (init rule: 1 / fan_in)
     with pytest.raises(ValueError, match="depth must be 9 n \\+ 2"):
         ResNetV2(lambda: nn.Identity(), in_channels=3, num_classes=10, depth=50)
 
