@@ -112,7 +112,12 @@ class Notebook:
 
 # The registry, in execution order. Adding a notebook = adding an entry here.
 NOTEBOOKS: list[Notebook] = [
-    Notebook("01_search_space.ipynb", smoke={}, paper={}),
+    Notebook(
+        "01_search_space.ipynb",
+        smoke={"build_four_node": False, "umap_functions": 600},
+        paper={"build_four_node": True, "umap_functions": None},
+        outputs=("01_space_counts", "01_umap_outputs", "01_umap_reconstructions"),
+    ),
     Notebook("02_fim_eigenvalues.ipynb", smoke={}, paper={}),
 ]
 
