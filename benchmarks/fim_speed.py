@@ -1,0 +1,244 @@
+"""Speed of the FIM features (not a test): ours against a straightforward reference.
+
+    .venv/bin/python benchmarks/fim_speed.py                      # everything, CPU
+    .venv/bin/python benchmarks/fim_speed.py --archs all-cnn-c --fns "relu(x)" --small 0
+    .venv/bin/python benchmarks/fim_speed.py --device cuda --no-reference   # GPU figures
+
+Part 1, full-size models (batch of N(0,1) inputs with random labels, fixed seed): seconds per
+function for :func:`aquasurf_core.fim_features.fim_features` (one forward/backward, factors,
+eigenvalues, histograms) and for :func:`fisher_reference` below, the same maths written the
+obvious way: NumPy float64, patches expanded by shifting the padded input once per kernel
+offset, ``scipy.linalg.eigh``. Both use the same forward/backward pass of the same model (the
+reference captures layer inputs and output gradients with ``retain_grad``) and the same
+round-off floor on factor eigenvalues; the table prints the largest relative difference of
+the Kronecker eigenvalues (those > 0 in both) and how many are zero in one but not the other.
+
+Part 2, small MNIST-1D models: functions per second of
+:func:`aquasurf_core.fim_features.fim_features_batch` (model construction included).
+
+The CPU is shared: the load average is printed with the figures. Paper (A10G GPU): 26 s /
+84 s / 37 s per function for All-CNN-C / ResNet-56 / MobileViTv2-0.5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import time
+
+import numpy as np
+import scipy.linalg
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from aquasurf_core import models
+from aquasurf_core.fim_features import fim_features, fim_features_batch, random_batch
+
+FULL = ["all-cnn-c", "resnet-56", "mobilevitv2-0.5"]
+SMALL = ["cnn", "resnet", "vit"]
+SMALL_FNS = ["relu(x)", "elu(x)", "selu(x)", "swish(x)", "tanh(x)", "sigmoid(x)",
+             "softplus(x)", "gelu(x)", "arctan(x)", "softsign(x)", "mish(x)", "leaky_relu(x)",
+             "elish(x)", "erf(x)", "arcsinh(x)", "abs(x)", "mul(x,sigmoid(x))",
+             "max(x,zero(x))", "sub(x,tanh(x))", "add(x,erf(x))"]
+PAPER_A10G = {"all-cnn-c": 26.0, "resnet-56": 84.0, "mobilevitv2-0.5": 37.0}
+H100_TARGET = {"all-cnn-c": 0.5, "resnet-56": 1.5, "mobilevitv2-0.5": 1.0}
+CHUNK = 1 << 23  # elements of one chunk of expanded patches in the reference
+
+
+# --------------------------------------------------------------------------- reference
+
+
+def _ref_padding(conv: nn.Module, ndim: int) -> list[tuple[int, int]]:
+    pads = []
+    for i in range(ndim):
+        k, d = conv.kernel_size[i], conv.dilation[i]
+        if conv.padding == "same":
+            total = d * (k - 1)
+            pads.append((total // 2, total - total // 2))
+        elif conv.padding == "valid":
+            pads.append((0, 0))
+        else:
+            pads.append((conv.padding[i], conv.padding[i]))
+    return pads
+
+
+_NP_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def _ref_patches(x: np.ndarray, conv: nn.Module, depthwise: bool) -> np.ndarray:
+    """Expanded input: one row per (example, position) [and channel, for depthwise]; built by
+    slicing the padded input once per kernel offset."""
+    ndim = x.ndim - 2
+    xp = np.pad(x, [(0, 0), (0, 0)] + _ref_padding(conv, ndim), mode=_NP_MODE[conv.padding_mode])
+    k, d, s = conv.kernel_size, conv.dilation, conv.stride
+    out = [(xp.shape[2 + i] - d[i] * (k[i] - 1) - 1) // s[i] + 1 for i in range(ndim)]
+    shifted = []
+    for off in itertools.product(*[range(n) for n in k]):
+        index = tuple(slice(o * d[i], o * d[i] + s[i] * (out[i] - 1) + 1, s[i])
+                      for i, o in enumerate(off))
+        shifted.append(xp[(slice(None), slice(None)) + index])
+    p = np.stack(shifted, axis=2)  # (M, C, |Delta|, *out)
+    m, c, delta = p.shape[:3]
+    if depthwise:  # (M, C, *out, |Delta|)
+        return np.moveaxis(p, 2, -1).reshape(-1, delta)
+    return np.moveaxis(p.reshape(m, c * delta, -1), 1, -1).reshape(-1, c * delta)
+
+
+def _ref_eigs(mat: np.ndarray, data_eps: float) -> np.ndarray:
+    ev = scipy.linalg.eigh(mat)[0]
+    floor = np.abs(ev).max() * mat.shape[0] * max(np.finfo(np.float64).eps, (10 * data_eps) ** 2)
+    return np.where(ev > floor, ev, 0.0)
+
+
+def fisher_reference(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int = 0):
+    """Per layer (name, Omega eigenvalues, Gamma eigenvalues), per-example convention."""
+    layers = [(n, m) for n, m in model.named_modules()
+              if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
+    store: dict[str, dict] = {}
+
+    def hook(name):
+        def fn(module, args, out):
+            out.retain_grad()
+            store[name] = {"x": args[0].detach(), "s": out}
+        return fn
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in layers]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        loss = F.cross_entropy(model(x), y, reduction="sum")
+    loss.backward()
+    for h in handles:
+        h.remove()
+    model.zero_grad(set_to_none=True)
+    data_eps = float(torch.finfo(x.dtype).eps)
+    result = []
+    for name, mod in layers:
+        inp = store[name]["x"].cpu().double().numpy()
+        grad = store[name]["s"].grad.cpu().double().numpy()
+        batch = inp.shape[0]
+        depthwise = isinstance(mod, nn.Conv1d | nn.Conv2d) and mod.groups > 1
+        if isinstance(mod, nn.Linear):
+            a_chunks = [inp.reshape(-1, inp.shape[-1])]
+            g = grad.reshape(-1, grad.shape[-1])
+        else:
+            per = max(1, CHUNK // (inp[0].size * int(np.prod(mod.kernel_size))))
+            a_chunks = (_ref_patches(inp[i:i + per], mod, depthwise)
+                        for i in range(0, batch, per))
+            g = np.moveaxis(grad, 1, -1).reshape(-1, grad.shape[1])
+        omega = 0.0
+        for a in a_chunks:
+            if mod.bias is not None:
+                a = np.hstack([np.ones((a.shape[0], 1)), a])
+            omega = omega + a.T @ a
+        omega = omega / (batch * (mod.in_channels if depthwise else 1))
+        gamma = g.T @ g / g.shape[0]
+        result.append((name, _ref_eigs(omega, data_eps), _ref_eigs(gamma, data_eps)))
+    return result
+
+
+def compare(ours, ref) -> tuple[float, int]:
+    """Max relative difference of Kronecker eigenvalues (> 0 in both), and how many are zero
+    in exactly one of the two."""
+    worst, mismatched = 0.0, 0
+    for (eo, eg), (_, ro, rg) in zip(ours, ref, strict=True):
+        a = np.sort(np.outer(eo.cpu().numpy(), eg.cpu().numpy()).ravel())
+        b = np.sort(np.outer(ro, rg).ravel())
+        both = (a > 0) & (b > 0)
+        mismatched += int(((a > 0) != (b > 0)).sum())
+        if both.any():
+            worst = max(worst, float(np.max(np.abs(a[both] - b[both]) / b[both])))
+    return worst, mismatched
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def _load() -> str:
+    return "load avg " + " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def run_full(args) -> None:
+    device = torch.device(args.device)
+    print(f"\n== full-size models: batch {args.batch_size}, device {device}, "
+          f"torch threads {torch.get_num_threads()}, {_load()}")
+    head = (f"{'arch':<16} {'fn':<14} {'layers':>6} {'dim':>6} {'valid':>5} {'ours s':>8} "
+            f"{'ref s':>8} {'speedup':>7} {'max rel diff':>12} {'0-mismatch':>10} "
+            f"{'paper A10G s':>12}")
+    print(head)
+    for arch in args.archs:
+        spec = models.ARCHITECTURES[arch]
+        x, y = random_batch(spec.input_shape, spec.num_classes, args.batch_size, args.seed)
+        x, y = x.to(device), y.to(device)
+        for fn in args.fns:
+            model = models.build_model(arch, fn, seed=args.seed).to(device)
+            best = None
+            for _ in range(args.repeats):
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                start = time.perf_counter()
+                feats = fim_features(model, x, y, seed=args.seed, keep_eigenvalues=True)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                took = time.perf_counter() - start
+                best = took if best is None else min(best, took)
+            ref_s = speed = diff = mism = "-"
+            if args.reference:
+                start = time.perf_counter()
+                ref = fisher_reference(model, x, y, seed=args.seed)
+                ref_time = time.perf_counter() - start
+                worst, mismatched = compare(feats.factor_eigenvalues, ref)
+                ref_s, speed = f"{ref_time:.2f}", f"{ref_time / best:.1f}x"
+                diff, mism = f"{worst:.2e}", str(mismatched)
+            print(f"{arch:<16} {fn:<14} {len(feats.layers):>6} {feats.layout.dim:>6} "
+                  f"{feats.valid!s:>5} {best:>8.2f} {ref_s:>8} {speed:>7} {diff:>12} "
+                  f"{mism:>10} {PAPER_A10G.get(arch, float('nan')):>12.0f}", flush=True)
+            if device.type == "cuda":
+                print(f"{'':<31} H100 target <= {H100_TARGET.get(arch, float('nan'))} s")
+    print(_load())
+
+
+def run_small(args) -> None:
+    fns = list(itertools.islice(itertools.cycle(SMALL_FNS), args.small))
+    print(f"\n== small MNIST-1D models: {len(fns)} functions, batch {args.small_batch_size}, "
+          f"device {args.device}, torch threads {torch.get_num_threads()}, {_load()}")
+    print(f"{'arch':<8} {'fn/s':>7} {'ms/fn':>7} {'cpu ms/fn':>9} {'valid':>6} {'dim':>6}")
+    for arch in SMALL:
+        fim_features_batch(arch, fns[:1], seed=args.seed, device=args.device, progress=False,
+                           batch_size=args.small_batch_size)  # warm-up
+        start, cpu = time.perf_counter(), time.process_time()
+        feats = fim_features_batch(arch, fns, seed=args.seed, device=args.device, progress=False,
+                                   batch_size=args.small_batch_size)
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+        print(f"{arch:<8} {len(fns) / wall:>7.1f} {1000 * wall / len(fns):>7.1f} "
+              f"{1000 * cpu / len(fns):>9.1f} {sum(f.valid for f in feats):>6} "
+              f"{feats[0].layout.dim:>6}", flush=True)
+    print(_load())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--archs", nargs="*", default=FULL)
+    parser.add_argument("--fns", nargs="*", default=["relu(x)", "elu(x)"])
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=1, help="best of N for ours")
+    parser.add_argument("--no-reference", dest="reference", action="store_false")
+    parser.add_argument("--small", type=int, default=40, help="functions per small model")
+    parser.add_argument("--small-batch-size", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("CUDA is not available")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.archs:
+        run_full(args)
+    if args.small:
+        run_small(args)
+
+
+if __name__ == "__main__":
+    main()
