@@ -118,7 +118,17 @@ NOTEBOOKS: list[Notebook] = [
         paper={"build_four_node": True, "umap_functions": None},
         outputs=("01_space_counts", "01_umap_outputs", "01_umap_reconstructions"),
     ),
-    Notebook("02_fim_eigenvalues.ipynb", smoke={}, paper={}),
+    Notebook(
+        "02_fim_eigenvalues.ipynb",
+        smoke={"invalid_sample": 24, "invalid_archs": ["cnn"], "timing_functions": 3},
+        paper={
+            "full_size_archs": ["all-cnn-c", "resnet-56", "mobilevitv2-0.5"],
+            "invalid_sample": 300,
+            "invalid_archs": ["cnn", "resnet", "vit"],
+            "timing_functions": 2,
+        },
+        outputs=("02_fig5_negation", "02_invalid_share", "02_timings"),
+    ),
 ]
 
 
