@@ -60,12 +60,31 @@ Numerics
 --------
 The forward and backward pass run in the model's own dtype and on its device (one forward, one
 backward through input-gradients only: no parameter gradient is computed or accumulated).
-The factors are accumulated in ``factor_dtype`` (default float64) on the same device: products
-of float32 numbers are exact in float64, so the only error is the float64 summation, and
-``torch.linalg.eigvalsh`` in float64 resolves eigenvalues down to ~1e-13 of the largest one,
-which matters because the features use log-eigenvalues (float32 factors would turn everything
-below ~1e-6 of the largest eigenvalue into noise). On the CPU the Gram products go through
-NumPy's ``a.T @ a`` (BLAS ``syrk``, half the flops of a general product); large expanded
+By default (``factor_dtype=torch.float64``) everything is accumulated in float64: products
+of float32 numbers are exact there, so the only error is the float64 summation, and
+``torch.linalg.eigvalsh`` in float64 (values only) resolves eigenvalues down to ~1e-13 of the
+largest one. Opt-in ``factor_dtype=None``: the products of the convolutions' ``Omega``
+Gram matrices (the expensive ones) run in the model dtype (float32 for our models:
+``sgemm``/``ssyrk``, ~1.5-2x the float64 rate on this CPU, far more on a GPU) over at most
+``_WIDEN_ROWS`` rows at a time, and those partial products are summed in float64; the factors
+are float64. Measured against all-float64 factors on All-CNN-C (relu/elu/tanh, batch 128),
+eigenvalues down to 1e-7 of the largest agree to <= 6e-5 relative, with the same
+zero counts under the floor below. But rounded float32 *sums* do not preserve
+exact null spaces: on MobileViTv2-0.5 two pointwise convolutions whose input channels are
+linearly dependent lose 31 of 64 and 46 of 96 exact zero eigenvalues (25,088 Kronecker
+eigenvalues zero in float64 but not here) and one 64 x 64 ``Omega`` summed over 204,800 rows
+is off by 1.2e-3 relative; an ``n eps32 lambda_max`` floor would instead zero hundreds of
+well-resolved eigenvalues per layer. Hence float64 is the default. With ``None``, ``Gamma``
+(the last layer's structural zero) and dense layers' ``Omega`` (rank-limited by the batch)
+still use exact products (they are cheap), and a float32 product that overflows is redone
+in float64. Any explicit ``factor_dtype`` is used for products, sums and the returned
+factors.
+
+Convolutions with stride 1 along their first spatial axis never form the expanded input:
+:func:`_shifted_gram` sums shifted products of the input expanded along the second axis only
+(exact; ~``k - 1/2`` instead of ``k^2 / 2`` Gram-type flops for ``k`` taps along the first
+axis). Depthwise Grams are batched ``|Delta| x |Delta|`` products per (example, channel).
+On the CPU large products go through NumPy (``a.T @ a`` is a BLAS ``syrk``); large expanded
 inputs are processed in chunks of examples to bound memory.
 
 The signals themselves carry the round-off of the model dtype: if every entry of the ``R x n``
@@ -99,6 +118,9 @@ _CHUNK_ELEMENTS = 1 << 23
 #: CPU products/eigenproblems of at least this many flops go through NumPy (OpenBLAS) instead
 #: of torch; smaller ones stay in torch, where switching thread pools costs more than it saves.
 _NUMPY_MIN_FLOPS = 1 << 27
+#: With low-precision products and wider sums (``factor_dtype=None`` on a float32 model), no
+#: single product accumulates more than this many rows (see :func:`_tn`).
+_WIDEN_ROWS = 4096
 
 _NORM_TYPES: tuple[type, ...] = (
     nn.modules.batchnorm._NormBase,  # BatchNorm*, SyncBatchNorm, InstanceNorm*
@@ -216,47 +238,166 @@ def _unfold(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return F.unfold(x, kernel_size=k, dilation=d, stride=s)
 
 
-def _gram(rows: torch.Tensor) -> torch.Tensor:
-    """``rows^T rows``. Large ones on the CPU through NumPy, whose ``a.T @ a`` is a BLAS
-    ``syrk`` (half the flops of the general product ``torch`` uses); otherwise ``torch.mm``."""
-    if rows.device.type == "cpu" and rows.shape[0] * rows.shape[1] ** 2 >= _NUMPY_MIN_FLOPS:
-        r = rows.contiguous().numpy()
-        with np.errstate(all="ignore"):  # non-finite signals are flagged downstream
-            return torch.from_numpy(r.T @ r)
-    return rows.T @ rows
+def _tn(a: torch.Tensor, b: torch.Tensor | None, out_dtype: torch.dtype) -> torch.Tensor:
+    """``a^T b`` (``a^T a`` when ``b`` is None) of ``n x D`` matrices in their own dtype,
+    returned in ``out_dtype``. When ``out_dtype`` is wider, the rows are taken
+    ``_WIDEN_ROWS`` at a time and the partial products summed in ``out_dtype``, so the
+    low-precision accumulation never runs over more than ``_WIDEN_ROWS`` terms. Large CPU
+    products go through NumPy (OpenBLAS; ``a.T @ a`` is a ``syrk``, half the flops)."""
+    n = a.shape[0]
+    step = n if (out_dtype == a.dtype or n <= _WIDEN_ROWS) else _WIDEN_ROWS
+    total = None
+    for i in range(0, max(n, 1), step):
+        x = a[i:i + step]
+        y = None if b is None else b[i:i + step]
+        big = x.shape[0] * x.shape[1] * (x.shape[1] if y is None else y.shape[1])
+        if x.device.type == "cpu" and big >= _NUMPY_MIN_FLOPS:
+            xn = x.contiguous().numpy()
+            yn = xn if y is None else y.contiguous().numpy()
+            with np.errstate(all="ignore"):  # non-finite signals are flagged downstream
+                part = torch.from_numpy(xn.T @ yn)
+        else:
+            part = x.T @ (x if y is None else y)
+        part = part.to(out_dtype)
+        if out_dtype != x.dtype and not bool(torch.isfinite(part).all()):
+            # overflow of low-precision products (huge but finite signals): redo widened
+            x, y = x.to(out_dtype), None if y is None else y.to(out_dtype)
+            part = x.T @ (x if y is None else y)
+        total = part if total is None else total.add_(part)
+    return total
 
 
-def _gram_update(acc: list, rows: torch.Tensor) -> None:
+def _gram(rows: torch.Tensor, out_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``rows^T rows`` (see :func:`_tn`), in ``out_dtype`` (default: that of ``rows``)."""
+    return _tn(rows, None, rows.dtype if out_dtype is None else out_dtype)
+
+
+def _gram_update(acc: list, rows: torch.Tensor, out_dtype: torch.dtype) -> None:
     """Add ``rows^T rows`` and the column sums of ``rows`` (``n x D``) to ``acc``."""
+    gram = _gram(rows, out_dtype)
+    colsum = rows.sum(0, dtype=out_dtype)
     if acc[0] is None:
-        acc[0] = _gram(rows)
-        acc[1] = rows.sum(0)
+        acc[0], acc[1] = gram, colsum
     else:
-        acc[0] += _gram(rows)
-        acc[1] += rows.sum(0)
+        acc[0] += gram
+        acc[1] += colsum
 
 
-def _input_gram(kind: str, module: nn.Module, x: torch.Tensor, dtype: torch.dtype):
+def _toeplitz_ok(kind: str, module: nn.Module) -> bool:
+    """Whether :func:`_shifted_gram` applies: a ``groups=1`` convolution with stride 1 and a
+    kernel of more than one tap along its first spatial axis."""
+    return (kind == "conv" and module.stride[0] == 1 and module.kernel_size[0] > 1)
+
+
+def _shifted_gram(module: nn.Module, x: torch.Tensor, comp: torch.dtype, out: torch.dtype):
+    """``(P^T P, column sums of P, rows of P)`` of a convolution's expanded input without
+    forming ``P``: the exact shift ("Toeplitz") decomposition along the first spatial axis.
+
+    Call that axis rows ``i``, the kernel taps along it ``a = 0..k-1`` (dilation ``d``), the
+    padded input ``Hp`` rows and the output ``Ho = Hp - d (k - 1)`` rows (stride 1). Let
+    ``U`` hold, for every padded row ``i``, example and output column, the input expanded
+    along the remaining axis only (columns ``(c, b)``: channel, tap along the second axis;
+    for ``Conv1d`` just ``c``), laid out row-major as ``(i, example, column)``. The patch
+    entry ``(c, a, b)`` at output position ``(p, j)`` is ``U[p + a d][c, b]``, hence the
+    ``(a, a')`` block of ``P^T P`` is::
+
+        sum_{p < Ho} U[p + a d]^T U[p + a' d] = sum_{i = a d}^{a d + Ho - 1} U[i]^T U[i + s],
+        s = (a' - a) d,
+
+    a sum over a contiguous range of row-blocks of ``U``. Splitting ``[0, Hp)`` at the
+    window ends ``a d`` and ``a d + Ho`` gives intervals ``I``; each block is the sum of the
+    products ``P(s, I) = U[I]^T U[I + s]`` over the intervals in its window, and each
+    ``(s, I)`` product is computed once and shared by all blocks with that shift and window
+    (``(a', a)`` is the transpose). With ``k`` taps this costs ``(k - 1/2) |U|^2``-type flops
+    instead of the ``k^2 / 2`` of the full Gram, and ``U`` is ``k`` times smaller than ``P``.
+    Any padding mode, dilation and stride along the second axis is allowed (those enter
+    ``U`` through ``F.pad`` and ``F.unfold``), so the result is exact (sums reordered)."""
+    pad, mode, k, d, s = _conv_geometry(module)
+    if any(pad):
+        x = F.pad(x, pad, mode=mode) if mode != "constant" else F.pad(x, pad)
+    m, c = x.shape[0], x.shape[1]
+    if isinstance(module, nn.Conv1d):  # rows = positions, nothing to expand
+        kh, dh, kw = module.kernel_size[0], module.dilation[0], 1
+        hp, wo = x.shape[2], 1
+        src = x.permute(2, 0, 1)  # (Hp, m, C)
+    else:
+        kh, dh, kw = k[0], d[0], k[1]
+        if kw == 1 and s[1] == 1:
+            hp, wo = x.shape[2], x.shape[3]
+            src = x.permute(2, 0, 3, 1)  # (Hp, m, W, C)
+        else:
+            u = F.unfold(x, kernel_size=(1, kw), dilation=(1, d[1]), stride=(1, s[1]))
+            hp = x.shape[2]
+            wo = u.shape[2] // hp
+            src = u.view(m, c * kw, hp, wo).permute(2, 0, 3, 1)  # (Hp, m, Wo, C kw)
+    width = c * kw
+    u = torch.empty(src.shape, dtype=comp, device=x.device)
+    u.copy_(src)  # one copy: layout and accumulation dtype
+    u = u.view(hp, m * wo, width)
+    ho = hp - dh * (kh - 1)
+    cuts = sorted({a * dh for a in range(kh)} | {a * dh + ho for a in range(kh)})
+    intervals = list(zip(cuts[:-1], cuts[1:], strict=False))
+    products: dict[tuple[int, int], torch.Tensor] = {}
+
+    def product(shift: int, lo: int, hi: int) -> torch.Tensor:
+        key = (shift, lo)
+        if key not in products:
+            a = u[lo:hi].reshape(-1, width)
+            b = None if shift == 0 else u[lo + shift:hi + shift].reshape(-1, width)
+            products[key] = _tn(a, b, out)
+        return products[key]
+
+    band = {lo: u[lo:hi].reshape(-1, width).sum(0, dtype=out) for lo, hi in intervals}
+    gram = torch.zeros((c, kh, kw, c, kh, kw), dtype=out, device=x.device)
+    colsum = torch.zeros((c, kh, kw), dtype=out, device=x.device)
+    for a in range(kh):
+        inside = [(lo, hi) for lo, hi in intervals if a * dh <= lo and hi <= a * dh + ho]
+        colsum[:, a, :] = sum(band[lo] for lo, _ in inside).view(c, kw)
+        for a2 in range(a, kh):
+            shift = (a2 - a) * dh
+            block = sum(product(shift, lo, hi) for lo, hi in inside).view(c, kw, c, kw)
+            gram[:, a, :, :, a2, :] = block
+            if a2 != a:
+                gram[:, a2, :, :, a, :] = block.permute(2, 3, 0, 1)
+    n = c * kh * kw
+    return gram.view(n, n), colsum.view(n), m * ho * wo
+
+
+def _input_gram(kind: str, module: nn.Module, x: torch.Tensor, comp: torch.dtype,
+                out: torch.dtype):
     """``(P^T P, column sums of P, number of rows of P)`` of the expanded input ``P`` (no
-    homogeneous column), accumulated in ``dtype`` over chunks of examples."""
+    homogeneous column): products in ``comp``, sums of chunks in ``out``, over chunks of
+    examples."""
     acc: list = [None, None]
-    if kind == "dense":
-        flat = x.reshape(-1, x.shape[-1])
+    if kind == "dense":  # exact products: cheap, and rank deficiency (fewer rows than
+        flat = x.reshape(-1, x.shape[-1])  # inputs) gives exact zeros only that way
         step = max(1, _CHUNK_ELEMENTS // max(1, flat.shape[1]))
         for i in range(0, flat.shape[0], step):
-            _gram_update(acc, flat[i:i + step].to(dtype))
+            _gram_update(acc, flat[i:i + step].to(out), out)
         return acc[0], acc[1], flat.shape[0]
     batched = x.dim() == (3 if isinstance(module, nn.Conv1d) else 4)
     if not batched:
         x = x.unsqueeze(0)
     m, c = x.shape[0], x.shape[1]
-    per_example = c * math.prod(module.kernel_size) * max(1, x[0, 0].numel())
-    step = max(1, _CHUNK_ELEMENTS // per_example)
-    n_rows = 0
     pointwise = (kind == "conv" and all(k == 1 for k in module.kernel_size)
                  and not any(_conv_geometry(module)[0]))
+    toeplitz = not pointwise and _toeplitz_ok(kind, module)
+    width = module.kernel_size[-1] if toeplitz and isinstance(module, nn.Conv2d) else 1
+    per_example = c * (width if toeplitz else math.prod(module.kernel_size)) * max(
+        1, x[0, 0].numel())
+    step = max(1, _CHUNK_ELEMENTS // per_example)
+    n_rows = 0
     for i in range(0, m, step):
         chunk = x[i:i + step]
+        if toeplitz:
+            gram, colsum, rows = _shifted_gram(module, chunk, comp, out)
+            n_rows += rows
+            if acc[0] is None:
+                acc[0], acc[1] = gram, colsum
+            else:
+                acc[0] += gram
+                acc[1] += colsum
+            continue
         if pointwise:  # 1x1 convolution: the patches are the (strided) input itself
             sub = chunk[(slice(None), slice(None)) + tuple(slice(None, None, st)
                                                            for st in module.stride)]
@@ -264,16 +405,24 @@ def _input_gram(kind: str, module: nn.Module, x: torch.Tensor, dtype: torch.dtyp
         else:
             patches = _unfold(module, chunk)  # (mc, C*|Delta|, L), still in the model dtype
             mc, cols, length = patches.shape
-            if kind == "conv":
-                src = patches.transpose(1, 2)  # rows (example, position)
-            else:  # depthwise: rows (example, channel, position), columns the offsets
-                src = patches.view(mc, c, cols // c, length).transpose(2, 3)
+            if kind == "depthwise":  # (example, channel) blocks of |Delta| x L
+                blocks = patches.reshape(mc * c, cols // c, length).to(comp)
+                gram = torch.matmul(blocks, blocks.transpose(1, 2)).sum(0, dtype=out)
+                colsum = blocks.sum((0, 2), dtype=out)
+                n_rows += mc * c * length
+                if acc[0] is None:
+                    acc[0], acc[1] = gram, colsum
+                else:
+                    acc[0] += gram
+                    acc[1] += colsum
+                continue
+            src = patches.transpose(1, 2)  # rows (example, position)
         # one copy does the transpose and the cast to the accumulation dtype
-        rows = torch.empty(src.shape, dtype=dtype, device=src.device)
+        rows = torch.empty(src.shape, dtype=comp, device=src.device)
         rows.copy_(src)
         rows = rows.view(-1, src.shape[-1])
         n_rows += rows.shape[0]
-        _gram_update(acc, rows)
+        _gram_update(acc, rows, out)
     return acc[0], acc[1], n_rows
 
 
@@ -303,8 +452,10 @@ def _output_rows(state: _State, g: torch.Tensor) -> torch.Tensor:
 
 
 class _State:
-    def __init__(self, name: str, module: nn.Module, kind: str, dtype: torch.dtype):
-        self.name, self.module, self.kind, self.dtype = name, module, kind, dtype
+    def __init__(self, name: str, module: nn.Module, kind: str, comp: torch.dtype,
+                 out: torch.dtype):
+        self.name, self.module, self.kind = name, module, kind
+        self.comp, self.out = comp, out  # product dtype, dtype of sums and results
         self.calls = 0
         self.batched = True
         self.omega: torch.Tensor | None = None
@@ -326,8 +477,10 @@ class _Tap(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         state: _State = ctx.state
-        rows = _output_rows(state, grad).to(state.dtype)
-        state.gamma = _gram(rows)
+        # Gamma in the output dtype: cheap (I columns), and its exact structural zeros (the
+        # last layer's softmax gradients sum to 0) survive only with exact products
+        rows = _output_rows(state, grad).to(state.out)
+        state.gamma = _gram(rows, state.out)
         state.out_rows = rows.shape[0]
         return grad, None, None
 
@@ -344,7 +497,8 @@ def _forward_hook(state: _State, anchor: torch.Tensor):
         x = args[0].detach()
         if state.kind != "dense":
             state.batched = x.dim() == (3 if isinstance(module, nn.Conv1d) else 4)
-        gram, colsum, n_rows = _input_gram(state.kind, module, x, state.dtype)
+        gram, colsum, n_rows = _input_gram(state.kind, module, x, state.comp,
+                                               state.out)
         state.omega = _homogeneous(gram, colsum, n_rows, module.bias is not None)
         state.in_rows = n_rows
         return _Tap.apply(output, anchor, state)
@@ -382,7 +536,7 @@ def kfac_factors(
     convention: str = "per_example",
     seed: int = 0,
     generator: torch.Generator | None = None,
-    factor_dtype: torch.dtype = torch.float64,
+    factor_dtype: torch.dtype | None = torch.float64,
     on_unsupported: str = "error",
 ) -> KFACFactors:
     """K-FAC factors ``Omega`` and ``Gamma`` of every supported layer, in module order, from
@@ -410,6 +564,13 @@ def kfac_factors(
     if fisher == "empirical" and targets is None:
         raise ValueError("fisher='empirical' needs targets (class labels)")
     dtype, device = _model_dtype_device(model)
+    if factor_dtype is None:  # products in the model dtype, sums and factors in float64
+        comp, out = dtype, torch.promote_types(dtype, torch.float64)
+    elif isinstance(factor_dtype, torch.dtype) and factor_dtype.is_floating_point:
+        comp = out = factor_dtype
+    else:
+        raise ValueError(f"factor_dtype must be None or a floating torch.dtype, got "
+                         f"{factor_dtype!r}")
 
     states: list[_State] = []
     skipped: list[SkippedLayer] = []
@@ -426,7 +587,7 @@ def kfac_factors(
             skipped.append(SkippedLayer(name, type(module).__name__, _own_param_count(module),
                                         "affine normalisation layer (not part of K-FAC here)"))
         elif kind is not None:
-            states.append(_State(name, module, kind, factor_dtype))
+            states.append(_State(name, module, kind, comp, out))
     if not states:
         raise UnsupportedLayerError("model has no supported layer with weights")
 
@@ -464,7 +625,7 @@ def kfac_factors(
                                         "not called in the forward pass"))
             continue
         if s.gamma is None:  # called, but the loss does not depend on its output
-            s.gamma = torch.zeros((mod.weight.shape[0],) * 2, dtype=factor_dtype, device=device)
+            s.gamma = torch.zeros((mod.weight.shape[0],) * 2, dtype=out, device=device)
             s.out_rows = s.in_rows if s.kind != "depthwise" else s.in_rows // mod.in_channels
         omega_scale = m * mod.in_channels if (s.kind == "depthwise"
                                                and convention == "per_example") else m

@@ -494,3 +494,62 @@ def test_non_finite_signals_give_nan_eigenvalues_not_exceptions():
     eigs = kfac_eigenvalues(model, x, torch.zeros(8, dtype=torch.long))
     assert [e.numel() for e in eigs] == [40, 72, 27]
     assert any(torch.isnan(e).all() for e in eigs)
+
+
+# --------------------------------------------------------------------------- fast paths
+
+
+@pytest.mark.parametrize(
+    "make,shape",
+    [
+        (lambda: nn.Conv2d(3, 4, 3, padding=1), (3, 6, 5)),
+        (lambda: nn.Conv2d(3, 4, 5, padding="same", bias=False), (3, 7, 6)),
+        (lambda: nn.Conv2d(2, 4, (3, 2), padding="same", dilation=(2, 1)), (2, 5, 5)),
+        (lambda: nn.Conv2d(2, 3, 3, padding=0), (2, 6, 7)),
+        (lambda: nn.Conv2d(2, 3, (3, 3), stride=(1, 2), padding=1,
+                           padding_mode="reflect"), (2, 6, 7)),
+        (lambda: nn.Conv2d(2, 3, 3, padding=1, padding_mode="circular"), (2, 4, 5)),
+        (lambda: nn.Conv2d(2, 3, (4, 1), padding=(3, 0), dilation=(3, 1)), (2, 5, 4)),
+        (lambda: nn.Conv1d(3, 4, 5, padding=2), (3, 9)),
+        (lambda: nn.Conv1d(3, 4, 3, padding="same", dilation=2, padding_mode="replicate"),
+         (3, 8)),
+    ],
+)
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+def test_shifted_gram_equals_explicit_patch_gram(make, shape):
+    """The shift decomposition of P^T P (stride 1 along the first axis) against the Gram of
+    patches written out one position at a time, in float64."""
+    from aquasurf_core.fisher import _shifted_gram, _toeplitz_ok
+
+    torch.manual_seed(0)
+    conv = make()
+    assert _toeplitz_ok("conv", conv)
+    x = torch.randn((3,) + shape)
+    gram, colsum, rows = _shifted_gram(conv, x, torch.float64, torch.float64)
+    out_shape = conv(x).shape[2:]
+    p = torch.cat([_patches(x[i:i + 1], conv, out_shape) for i in range(3)])
+    assert rows == p.shape[0]
+    torch.testing.assert_close(gram, p.T @ p, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(colsum, p.sum(0), rtol=1e-12, atol=1e-12)
+
+
+def test_float32_products_float64_sums_match_float64_factors():
+    """Opt-in factor_dtype=None on a float32 model: products in float32, sums in float64,
+    factors float64 and equal to the all-float64 accumulation to float32 round-off."""
+    torch.manual_seed(0)
+    x = torch.randn(32, 3, 8, 8).float()
+    y = torch.randint(0, 4, (32,))
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, groups=8),
+                          nn.ReLU(), nn.Conv2d(8, 6, 3, stride=2), nn.Flatten(),
+                          nn.LazyLinear(4)).float()
+    model(x)
+    fast = kfac_factors(model, x, y, factor_dtype=None)
+    slow = kfac_factors(model, x, y)
+    for a, b in zip(fast.layers, slow.layers, strict=True):
+        assert a.omega.dtype == a.gamma.dtype == torch.float64
+        torch.testing.assert_close(a.omega, b.omega, rtol=1e-5, atol=1e-6 * b.omega.abs().max())
+        torch.testing.assert_close(a.gamma, b.gamma, rtol=1e-5, atol=1e-6 * b.gamma.abs().max())
+    single = kfac_factors(model, x, y, factor_dtype=torch.float32).layers[0]
+    assert single.omega.dtype == torch.float32
+    with pytest.raises(ValueError, match="factor_dtype"):
+        kfac_factors(model, x, y, factor_dtype=torch.int32)
