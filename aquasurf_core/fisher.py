@@ -610,7 +610,12 @@ def kfac_factors(
                 y = targets.to(device=device, dtype=torch.long)
             reduction = "sum" if convention == "per_example" else "mean"
             loss = F.cross_entropy(logits, y, reduction=reduction)
-            torch.autograd.grad(loss, anchor, allow_unused=True)
+            # A non-finite loss (exploding or undefined signals) makes every Gamma undefined:
+            # skip the backward pass, which for such functions is the slowest part, and
+            # report Gamma as NaN below (the features then flag the function invalid).
+            loss_finite = bool(torch.isfinite(loss))
+            if loss_finite:
+                torch.autograd.grad(loss, anchor, allow_unused=True)
     finally:
         for h in handles:
             h.remove()
@@ -624,8 +629,9 @@ def kfac_factors(
             skipped.append(SkippedLayer(s.name, type(mod).__name__, n_params,
                                         "not called in the forward pass"))
             continue
-        if s.gamma is None:  # called, but the loss does not depend on its output
-            s.gamma = torch.zeros((mod.weight.shape[0],) * 2, dtype=out, device=device)
+        if s.gamma is None:  # the loss is not finite, or does not depend on this output
+            fill = 0.0 if loss_finite else math.nan
+            s.gamma = torch.full((mod.weight.shape[0],) * 2, fill, dtype=out, device=device)
             s.out_rows = s.in_rows if s.kind != "depthwise" else s.in_rows // mod.in_channels
         omega_scale = m * mod.in_channels if (s.kind == "depthwise"
                                                and convention == "per_example") else m

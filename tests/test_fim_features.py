@@ -4,6 +4,7 @@ API and the ``aquasurf fim`` command."""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -229,3 +230,17 @@ def test_official_convention_shifts_log_eigenvalues_by_two_log_batch():
     (eo, eg), layer = pe.factor_eigenvalues[0], pe.layers[0]
     assert (eo.numel(), eg.numel()) == (layer.omega_dim, layer.gamma_dim)
     assert fim_features(_mlp("tanh(x)"), x, y).factor_eigenvalues is None
+
+
+def test_non_finite_loss_skips_backward_and_marks_gamma_undefined():
+    from aquasurf_core.fisher import kfac_factors
+    from aquasurf_core.space import ActivationFunction
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), ActivationFunction("exp(exp(exp(exp(x))))"), nn.Linear(8, 3))
+    x, y = torch.randn(16, 4) * 3, torch.randint(0, 3, (16,))
+    factors = kfac_factors(model, x, y)
+    assert not math.isfinite(factors.loss)
+    assert all(torch.isnan(layer.gamma).all() for layer in factors.layers)
+    feats = fim_features(model, x, y)
+    assert not feats.valid and "non-finite loss" in feats.reason
