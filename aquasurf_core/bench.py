@@ -81,7 +81,6 @@ raises :class:`BenchmarkFileError` naming the file. :func:`load` reads the shipp
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -105,6 +104,7 @@ from aquasurf_core.space_evaluation import (
     canonical_bits,
     evaluate_functions,
 )
+from aquasurf_core.storage import replace_directory, sha256_file
 
 #: Official key -> table column, for the numeric fields of an Act-Bench entry.
 METRIC_KEYS = {
@@ -269,14 +269,6 @@ def _object_hook(pairs: list[tuple[str, object]]) -> _Object:
     return obj
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class _Entry:
     """Reads and checks the fields of one entry, with errors naming file, entry and key."""
 
@@ -437,7 +429,7 @@ def load_actbench(path: str | os.PathLike, name: str | None = None) -> Benchmark
     manifest = {
         "source": "act-bench-json",
         "file": path.name,
-        "sha256": _sha256(path),
+        "sha256": sha256_file(path),
         "entries": n,
         "names": int(sum(len(m) for m in table["equivalent_names"])),
         "status_counts": {s: int((table["status"] == s).sum()) for s in STATUSES},
@@ -520,16 +512,6 @@ def _table_schema() -> pa.Schema:
     return pa.schema(fields)
 
 
-def _replace_dir(tmp: Path, target: Path) -> None:
-    if not target.exists():
-        os.rename(tmp, target)
-        return
-    old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-    os.rename(target, old)
-    os.rename(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def save_benchmark(benchmark: Benchmark, directory: str | os.PathLike) -> Path:
     """Write ``benchmark`` as a benchmark directory (module docstring), atomically. A
     non-empty directory that is not a benchmark is never overwritten."""
@@ -555,7 +537,7 @@ def save_benchmark(benchmark: Benchmark, directory: str | os.PathLike) -> Path:
         np.save(tmp / FIM_VALID_FILE, benchmark.fim_valid)
         if benchmark.fim_cdf is not None:
             np.save(tmp / FIM_CDF_FILE, benchmark.fim_cdf)
-        files = {f.name: {"bytes": f.stat().st_size, "sha256": _sha256(f)}
+        files = {f.name: {"bytes": f.stat().st_size, "sha256": sha256_file(f)}
                  for f in sorted(tmp.iterdir())}
         manifest = {
             "format": BENCHMARK_FORMAT,
@@ -569,7 +551,7 @@ def save_benchmark(benchmark: Benchmark, directory: str | os.PathLike) -> Path:
             "manifest": json.loads(inner),
         }
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-        _replace_dir(tmp, target)
+        replace_directory(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -615,7 +597,7 @@ def load_benchmark(directory: str | os.PathLike, *, verify: bool = True) -> Benc
         if file.stat().st_size != files[name]["bytes"]:
             raise BenchmarkFileError(f"{file}: corrupt (size {file.stat().st_size}, manifest "
                                      f"says {files[name]['bytes']})")
-        if verify and _sha256(file) != files[name]["sha256"]:
+        if verify and sha256_file(file) != files[name]["sha256"]:
             raise BenchmarkFileError(f"{file}: corrupt (checksum mismatch)")
     try:
         table = pq.read_table(directory / TABLE_FILE).to_pandas()

@@ -42,7 +42,6 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -73,6 +72,7 @@ from aquasurf_core.space_evaluation import (
     evaluate_space,
     index_to_digits,
 )
+from aquasurf_core.storage import replace_directory, sha256_file
 
 STORE_FORMAT = 2  # 2: representatives ignore zero/one/identity
 NAMES_FILE = "names.parquet"
@@ -200,15 +200,6 @@ def _read_parquet(path: Path, name: str) -> pd.DataFrame:
         raise SpaceStoreError(f"space store {path}: cannot read {name}: {err}") from err
 
 
-def _sha256(path: Path, offset: int = 0) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        f.seek(offset)
-        while chunk := f.read(1 << 24):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def load_space(path: str | os.PathLike, *, verify: bool = True, mmap: bool = True) -> SpaceStore:
     """Open a store written by :func:`build_space`.
 
@@ -245,9 +236,9 @@ def load_space(path: str | os.PathLike, *, verify: bool = True, mmap: bool = Tru
         if verify:
             entry = files[name]
             if "data_sha256" in entry:  # header checked below through its shape and dtype
-                ok = _sha256(file, int(entry["data_offset"])) == entry["data_sha256"]
+                ok = sha256_file(file, int(entry["data_offset"])) == entry["data_sha256"]
             else:
-                ok = _sha256(file) == entry.get("sha256")
+                ok = sha256_file(file) == entry.get("sha256")
             if not ok:
                 raise SpaceStoreError(f"space store {path}: {name} is corrupt (checksum mismatch)")
     for name, rows in ((NAMES_FILE, n_functions), (UNIQUE_FILE, n_unique)):
@@ -409,7 +400,7 @@ def _write_store(tmp: Path, parsed, operators: str, signed_zero_distinct: bool,
     timings["linspace"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    files = {name: {"bytes": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)}
+    files = {name: {"bytes": (tmp / name).stat().st_size, "sha256": sha256_file(tmp / name)}
              for name in DATA_FILES if name != OUTPUTS_FILE}
     files[OUTPUTS_FILE] = {"bytes": (tmp / OUTPUTS_FILE).stat().st_size,
                            "data_offset": _NPY_HEADER_BYTES, "data_sha256": outputs_data_sha256}
@@ -446,17 +437,6 @@ def _write_store(tmp: Path, parsed, operators: str, signed_zero_distinct: bool,
     }
     (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
-
-
-def _replace_dir(tmp: Path, target: Path) -> None:
-    """Move the finished ``tmp`` store to ``target``, replacing an old store there."""
-    if not target.exists():
-        os.rename(tmp, target)
-        return
-    old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-    os.rename(target, old)
-    os.rename(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def build_space(
@@ -496,7 +476,7 @@ def build_space(
     os.chmod(tmp, 0o755)  # mkdtemp makes it private; the store is an ordinary directory
     try:
         _write_store(tmp, parsed, operators, signed_zero_distinct, progress, request, key)
-        _replace_dir(tmp, target)
+        replace_directory(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -25,6 +25,7 @@ from aquasurf_core.bench import (
 from aquasurf_core.feature_inputs import normal_inputs
 from aquasurf_core.fim_features import FimLayout
 from aquasurf_core.space import ActivationFunction
+from aquasurf_core.storage import sha256_file
 
 NAN, INF = math.nan, math.inf
 
@@ -345,7 +346,7 @@ def test_benchmark_directory_corruption(tmp_path):
     np.save(d / "outputs.npy", np.zeros((3, 999), np.float32))
     meta = json.loads((d / "manifest.json").read_text())
     meta["files"]["outputs.npy"] = {"bytes": (d / "outputs.npy").stat().st_size,
-                                    "sha256": bench._sha256(d / "outputs.npy")}
+                                    "sha256": sha256_file(d / "outputs.npy")}
     (d / "manifest.json").write_text(json.dumps(meta))
     with pytest.raises(BenchmarkFileError, match="outputs.npy: has shape \\(3, 999\\)"):
         load_benchmark(d)
