@@ -272,15 +272,18 @@ def _gram(rows: torch.Tensor, out_dtype: torch.dtype | None = None) -> torch.Ten
     return _tn(rows, None, rows.dtype if out_dtype is None else out_dtype)
 
 
-def _gram_update(acc: list, rows: torch.Tensor, out_dtype: torch.dtype) -> None:
-    """Add ``rows^T rows`` and the column sums of ``rows`` (``n x D``) to ``acc``."""
-    gram = _gram(rows, out_dtype)
-    colsum = rows.sum(0, dtype=out_dtype)
+def _accumulate(acc: list, gram: torch.Tensor, colsum: torch.Tensor) -> None:
+    """Add a chunk's Gram matrix and column sums to ``acc = [gram, colsum]``."""
     if acc[0] is None:
         acc[0], acc[1] = gram, colsum
     else:
         acc[0] += gram
         acc[1] += colsum
+
+
+def _gram_update(acc: list, rows: torch.Tensor, out_dtype: torch.dtype) -> None:
+    """Add ``rows^T rows`` and the column sums of ``rows`` (``n x D``) to ``acc``."""
+    _accumulate(acc, _gram(rows, out_dtype), rows.sum(0, dtype=out_dtype))
 
 
 def _toeplitz_ok(kind: str, module: nn.Module) -> bool:
@@ -392,11 +395,7 @@ def _input_gram(kind: str, module: nn.Module, x: torch.Tensor, comp: torch.dtype
         if toeplitz:
             gram, colsum, rows = _shifted_gram(module, chunk, comp, out)
             n_rows += rows
-            if acc[0] is None:
-                acc[0], acc[1] = gram, colsum
-            else:
-                acc[0] += gram
-                acc[1] += colsum
+            _accumulate(acc, gram, colsum)
             continue
         if pointwise:  # 1x1 convolution: the patches are the (strided) input itself
             sub = chunk[(slice(None), slice(None)) + tuple(slice(None, None, st)
@@ -410,11 +409,7 @@ def _input_gram(kind: str, module: nn.Module, x: torch.Tensor, comp: torch.dtype
                 gram = torch.matmul(blocks, blocks.transpose(1, 2)).sum(0, dtype=out)
                 colsum = blocks.sum((0, 2), dtype=out)
                 n_rows += mc * c * length
-                if acc[0] is None:
-                    acc[0], acc[1] = gram, colsum
-                else:
-                    acc[0] += gram
-                    acc[1] += colsum
+                _accumulate(acc, gram, colsum)
                 continue
             src = patches.transpose(1, 2)  # rows (example, position)
         # one copy does the transpose and the cast to the accumulation dtype

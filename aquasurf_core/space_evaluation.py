@@ -185,6 +185,18 @@ def _hash_pool() -> ThreadPoolExecutor:
 
 
 # ----------------------------------------------------------------------------- level grids
+def _assign_ids(table: dict[bytes, int], bits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Id of each row of ``bits`` from its digest, new digests numbered in order of first
+    appearance (``table`` is updated). Returns ``(ids, new_rows)``: ``new_rows`` indexes the
+    first row of every id seen for the first time, in id order."""
+    before = len(table)
+    ids = np.fromiter((table.setdefault(d, len(table)) for d in row_digests(bits)),
+                      dtype=np.int64, count=bits.shape[0])
+    new = ids >= before
+    _, first = np.unique(ids[new], return_index=True)
+    return ids, np.flatnonzero(new)[first]
+
+
 @dataclass
 class _Distinct:
     """Distinct outputs of a sub-tree: ``rows[index[c]]`` is the output of sub-function
@@ -312,14 +324,10 @@ class _Evaluator:
         for block in grid.blocks:
             for start, out in block.chunks(self.chunk_elements):
                 bits = out.view(_TORCH_INT[out.dtype]).cpu().numpy()
-                before = len(table)
-                ids = np.fromiter((table.setdefault(d, len(table)) for d in row_digests(bits)),
-                                  dtype=np.int64, count=out.shape[0])
+                ids, new_rows = _assign_ids(table, bits)
                 inverse[start : start + out.shape[0]] = ids
-                new = ids >= before
-                if new.any():
-                    _, first = np.unique(ids[new], return_index=True)
-                    kept.append(out[np.flatnonzero(new)[first]])
+                if len(new_rows):
+                    kept.append(out[new_rows])
         return _Distinct(_padded(torch.cat(kept)), inverse[grid.index])
 
 
@@ -359,14 +367,10 @@ class _Classifier:
         for block in grid.blocks:
             for start, out in block.chunks(chunk_elements):
                 bits = canonical_bits(out.cpu().numpy(), self.signed_zero_distinct, copy=False)
-                before = len(table)
-                ids = np.fromiter((table.setdefault(d, len(table)) for d in row_digests(bits)),
-                                  dtype=np.int64, count=bits.shape[0])
+                ids, new_rows = _assign_ids(table, bits)
                 row_class[start : start + bits.shape[0]] = ids
-                new = ids >= before
-                if new.any():
-                    _, first = np.unique(ids[new], return_index=True)
-                    self.on_new(bits[np.flatnonzero(new)[first]])
+                if len(new_rows):
+                    self.on_new(bits[new_rows])
                 if bar is not None:
                     bar.update(bits.shape[0])
         return row_class[grid.index]
