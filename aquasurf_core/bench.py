@@ -75,8 +75,7 @@ benchmark is moved aside first and deleted after). :func:`load_benchmark` checks
 every file's size, SHA-256 (``verify=True``), row counts, columns, shapes and dtypes, and
 raises :class:`BenchmarkFileError` naming the file. :func:`load` reads the shipped tables
 ``aquasurf_core/data/benchmarks/<name>/`` (``name`` in :data:`SHIPPED`); they are built by
-``aquasurf bench build --arch <name>`` (not built yet: :func:`load` then raises
-``FileNotFoundError`` saying so).
+``aquasurf bench build --arch <name>`` (:mod:`aquasurf_core.bench_build`).
 """
 
 from __future__ import annotations
@@ -625,13 +624,13 @@ def shipped_dir(name: str) -> Path:
 
 
 def load(name: str, *, verify: bool = True) -> Benchmark:
-    """A shipped benchmark: ``"cnn"`` (All-CNN-C, CIFAR-10), ``"resnet"`` (ResNet-56,
-    CIFAR-10) or ``"vit"`` (MobileViTv2-0.5, Imagenette), read from package data
-    ``aquasurf_core/data/benchmarks/<name>/`` (directory format of the module docstring).
-
-    PLACEHOLDER: these tables are not built yet (Act-Bench-Mini); until ``aquasurf bench
-    build --arch <name>`` has written them, this raises ``FileNotFoundError`` explaining how
-    to build them. The published Act-Bench files load with :func:`load_actbench`."""
+    """A shipped Act-Bench-Mini benchmark, ``"cnn"``, ``"resnet"`` or ``"vit"``: every unique
+    3-node function trained on MNIST-1D with the small architecture of that name
+    (:mod:`aquasurf_core.models`), read from package data
+    ``aquasurf_core/data/benchmarks/<name>/`` (directory format of the module docstring; how
+    it was built: :mod:`aquasurf_core.bench_build` and the table's ``manifest``). Raises
+    ``FileNotFoundError`` explaining how to build a missing one. The published Act-Bench
+    files load with :func:`load_actbench`."""
     if name not in SHIPPED:
         raise ValueError(f"unknown benchmark {name!r}; shipped benchmarks: {', '.join(SHIPPED)}")
     directory = shipped_dir(name)

@@ -8,6 +8,8 @@ stays fast.
     aquasurf space build SCHEMA... [--operators ...] [--out DIR]
     aquasurf reproduce --profile smoke|paper [--only 01 02 ...]
     aquasurf fim --arch NAME --fn NAME [--device cpu|cuda] [--json]
+    aquasurf bench build --arch cnn|resnet|vit [--seeds 0 1 2] [--workers 2] [--limit N]
+    aquasurf bench status --arch cnn|resnet|vit
 """
 
 from __future__ import annotations
@@ -65,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     fim.add_argument("--seed", type=int, default=0)
     fim.add_argument("--json", action="store_true")
     fim.set_defaults(func=_handler("aquasurf_core.fim_features:cli_fim"))
+
+    from aquasurf_core.bench_build import add_parser as add_bench_parser
+
+    add_bench_parser(commands)
     return parser
 
 

@@ -28,7 +28,7 @@ FORWARD_SHAPE = {"all-cnn-c": (3, 32, 32), "resnet-56": (3, 32, 32),
 #: Activation modules per architecture, counted by hand from the published layouts.
 SITES = {
     "cnn": 8, "all-cnn-c": 8,                 # 8 hidden convolutions
-    "resnet": 2 * 6 + 1, "preact-resnet-56": 2 * 27 + 1,  # two per basic block + final
+    "resnet": 2 * 3 + 1, "preact-resnet-56": 2 * 27 + 1,  # two per basic block + final
     "resnet-56": 1 + (3 * 18 - 1) + 1,       # stem, three per bottleneck (two in the first), final
     "vit": 5,                                 # stem, 2 in MV2, local, MLP
     "mobilevitv2-0.5": 1 + 2 * 6 + 3 + (2 + 4 + 3),  # stem, 6 MV2, 3 local, 9 FFN
@@ -208,9 +208,11 @@ def test_resnet50_parameter_count(resnet50_relu):
     assert _param_count(resnet50_relu) == 25_557_032  # torchvision's documented count
 
 
-@pytest.mark.parametrize("arch", SMALL)
-def test_small_models_are_small(arch):
-    assert 20_000 <= _param_count(build_model(arch, "relu(x)")) <= 80_000
+@pytest.mark.parametrize("arch, count", [("cnn", 13_898), ("resnet", 7_378), ("vit", 12_026)])
+def test_small_models_are_small(arch, count):
+    # the counts documented in aquasurf_core/models/__init__.py (sized for the benchmark builds)
+    assert arch in SMALL
+    assert _param_count(build_model(arch, "relu(x)")) == count
 
 
 def _check_layers_and_sites(model: nn.Module, fn: str, normalize: bool) -> int:

@@ -9,11 +9,16 @@ Public API::
 Small MNIST-1D models (input ``1 x 40``; ``(N, 40)`` is accepted too), for the benchmark and
 the Fisher features on CPU:
 
-* ``cnn`` -- All-CNN-C layout in 1-D, widths 32/64, stride-2 first layer (:mod:`.allcnn`).
-* ``resnet`` -- pre-activation ResNet, 3 stages x 2 basic blocks, 16/32/64 channels
-  stride-2 stem (:mod:`.preact_resnet`).
+* ``cnn`` -- All-CNN-C layout in 1-D, widths 16/32, stride-2 first layer (:mod:`.allcnn`;
+  13,898 parameters).
+* ``resnet`` -- pre-activation ResNet, 3 stages x 1 basic block, 8/16/32 channels,
+  stride-2 stem (:mod:`.preact_resnet`; 7,378 parameters).
 * ``vit`` -- MobileViT-style: conv stem, MV2 block, depthwise local mixing, one transformer
-  block with multi-head self-attention from ``nn.Linear`` layers (:mod:`.small_vit`).
+  block with multi-head self-attention from ``nn.Linear`` layers (:mod:`.small_vit`; stem
+  16, token width 32, 2 heads, 12,026 parameters).
+
+The widths are small on purpose: the Act-Bench-Mini benchmarks train each of them with all
+2,902 unique 3-node functions on a 2-core CPU (see :mod:`aquasurf_core.training`).
 
 Full-size models (paper Sec. 5 and Table 4):
 
@@ -73,14 +78,14 @@ class ArchSpec:
 ARCHITECTURES: dict[str, ArchSpec] = {
     spec.name: spec
     for spec in [
-        ArchSpec("cnn", (1, 40), 10, partial(AllCNN, widths=(32, 64), dims=1, dropout=0.0,
+        ArchSpec("cnn", (1, 40), 10, partial(AllCNN, widths=(16, 32), dims=1, dropout=0.0,
                                                first_stride=2),
                  "All-CNN-C-style 1-D all-convolutional net for MNIST-1D", "small"),
         ArchSpec("resnet", (1, 40), 10,
-                 partial(PreActResNet, widths=(16, 32, 64), blocks=(2, 2, 2), dims=1,
+                 partial(PreActResNet, widths=(8, 16, 32), blocks=(1, 1, 1), dims=1,
                          stem_stride=2),
-                 "pre-activation 1-D ResNet (3 stages x 2 basic blocks) for MNIST-1D", "small"),
-        ArchSpec("vit", (1, 40), 10, partial(SmallMobileViT, stem=32, dim=64, heads=4),
+                 "pre-activation 1-D ResNet (3 stages x 1 basic block) for MNIST-1D", "small"),
+        ArchSpec("vit", (1, 40), 10, partial(SmallMobileViT, stem=16, dim=32, heads=2),
                  "MobileViT-style 1-D conv + transformer model for MNIST-1D", "small"),
         ArchSpec("all-cnn-c", (3, 32, 32), 10, partial(AllCNN, widths=(96, 192), dims=2,
                                                        dropout=0.5),

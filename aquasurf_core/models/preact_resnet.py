@@ -22,8 +22,8 @@ of floor(|theta_l| / 100)) is 8,499, not the 16,500 the AQuaSurF appendix report
 "ResNet-56"; 16,500 is exactly what the Keras example's ResNet v2 at depth 56 gives, so
 ``resnet-56`` is that network (:mod:`.resnet_v2`).
 
-The MNIST-1D ``resnet`` model is the same with ``nn.Conv1d``, three stages of 2 blocks with
-16/32/64 channels and a stride-2 stem (length 40 -> 20 -> 10 -> 5, for CPU speed).
+The MNIST-1D ``resnet`` model is the same with ``nn.Conv1d``, three stages of 1 block with
+8/16/32 channels and a stride-2 stem (length 40 -> 20 -> 10 -> 5, for CPU speed).
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ transformer sees 10 tokens of a length-40 input (cheap enough for the CPU Fisher
 The searched function is used at 5 sites: stem, both MV2 activations, the local depthwise
 activation and the transformer MLP. The attention softmax is not a searched site. There are
 no positional embeddings; the convolutions before the transformer carry position, as in
-MobileViT. With ``c = 32``, ``d = 64`` the model has 45,546 parameters.
+MobileViT. With ``c = 16``, ``d = 32`` and 2 heads (the MNIST-1D ``vit``) the model has
+12,026 parameters.
 """
 
 from __future__ import annotations
