@@ -38,9 +38,10 @@ import json
 import math
 import os
 import platform
+import re
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -401,6 +402,19 @@ def _machine() -> dict:
             "device": "cpu"}
 
 
+def reason_kind(reason: str) -> str:
+    """A validity reason without its layer and numbers, e.g. ``"layer 'features.2':
+    log-eigenvalue 131.5 > 100 (exploding)"`` -> ``"log-eigenvalue N > N (exploding)"``."""
+    text = re.sub(r"^layer '[^']*': ", "", reason)
+    return re.sub(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?", "N", text)
+
+
+def reason_counts(reasons: Iterable[str]) -> dict[str, int]:
+    """How many features have each :func:`reason_kind`, most frequent first."""
+    counts = pd.Series([reason_kind(r) for r in reasons]).value_counts()
+    return {str(k): int(v) for k, v in counts.items()}
+
+
 def assemble(ledger: Ledger, functions: SpaceFunctions) -> Benchmark:
     """The :class:`~aquasurf_core.bench.Benchmark` of a complete ledger. Raises
     ``ValueError`` naming what is missing if any function lacks a run or features."""
@@ -451,8 +465,7 @@ def assemble(ledger: Ledger, functions: SpaceFunctions) -> Benchmark:
         "reported_run": "per function, the seed whose validation accuracy is the median",
         "fim": {"seed": config.fim_seed, "batch_size": config.fim_batch_size,
                 "fisher": "empirical K-FAC at initialisation (aquasurf_core.fim_features)",
-                "reasons": dict(pd.Series([feats[n][1] for n in functions.names])
-                                .value_counts().sort_index().astype(int))},
+                "reasons": reason_counts([feats[n][1] for n in functions.names])},
         "build": {"seconds": float(sessions["seconds"].sum()), "sessions": len(sessions),
                   "workers": [int(w) for w in sessions["workers"]],
                   "runs": int(len(runs)),

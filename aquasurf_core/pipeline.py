@@ -113,6 +113,14 @@ class Notebook:
 # The registry, in execution order. Adding a notebook = adding an entry here.
 NOTEBOOKS: list[Notebook] = [
     Notebook(
+        "00_benchmarks.ipynb",
+        smoke={"source": "build", "archs": ["cnn", "resnet", "vit"], "smoke_functions": 16,
+               "smoke_epochs": 1, "smoke_train_subset": 300},
+        paper={"source": "shipped", "archs": ["cnn", "resnet", "vit"]},
+        outputs=("00_recipes", "00_failure_counts", "00_fig1_histograms", "00_fim_reasons",
+                 "00_fig2_correlations", "00_fig2_pairwise", "00_baselines", "00_top10"),
+    ),
+    Notebook(
         "01_search_space.ipynb",
         smoke={"build_four_node": False, "umap_functions": 600},
         paper={"build_four_node": True, "umap_functions": None},

@@ -197,3 +197,14 @@ def test_cli_status_and_errors(tmp_path, capsys):
     assert "another configuration" in capsys.readouterr().err
     with Ledger(path, tiny_config()) as ledger:
         assert len(ledger.runs()) == 1
+
+
+def test_reason_counts_group_validity_reasons():
+    from aquasurf_core.bench_build import reason_counts, reason_kind
+
+    assert reason_kind("layer 'features.2': log-eigenvalue 131.5 > 100 (exploding)") == \
+        "log-eigenvalue N > N (exploding)"
+    assert reason_kind("layer 'b.0': largest log-eigenvalue -1.5e+02 < -100 (vanishing)") == \
+        "largest log-eigenvalue N < N (vanishing)"
+    assert reason_counts(["ok", "non-finite loss (nan)", "ok"]) == {"ok": 2,
+                                                                   "non-finite loss (nan)": 1}

@@ -152,7 +152,8 @@ def test_parameters_cell_must_declare_common_parameters(tmp_path, notebook_write
 
 
 def test_registry_entries_and_selection():
-    assert [nb.filename for nb in NOTEBOOKS[:2]] == ["01_search_space.ipynb",
+    assert [nb.filename for nb in NOTEBOOKS[:3]] == ["00_benchmarks.ipynb",
+                                                     "01_search_space.ipynb",
                                                      "02_fim_eigenvalues.ipynb"]
     numbers = [nb.number for nb in NOTEBOOKS]
     assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
