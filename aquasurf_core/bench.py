@@ -62,7 +62,9 @@ A benchmark directory (format :data:`BENCHMARK_FORMAT`)::
 
     table.parquet    TABLE_COLUMNS; equivalent_names list<string>, seeds list<int64>,
                      metrics float64, status string; one row per unique function
-    outputs.npy      float32 [N, 1000]
+    outputs.npy      float32 [N, 1000]  (absent when saved with store_outputs=False: then
+                     recomputed from fn_name on load, checked against the manifest's
+                     "outputs": {"stored": false, "sha256"}; a mismatch is a warning)
     fim_cdf.npy      float32 [N, D]  (absent when fim_cdf is None)
     fim_valid.npy    bool [N]
     manifest.json    {"format", "kind": "aquasurf-benchmark", "name", "rows",
@@ -80,12 +82,14 @@ raises :class:`BenchmarkFileError` naming the file. :func:`load` reads the shipp
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import shutil
 import tempfile
 import uuid
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -511,9 +515,22 @@ def _table_schema() -> pa.Schema:
     return pa.schema(fields)
 
 
-def save_benchmark(benchmark: Benchmark, directory: str | os.PathLike) -> Path:
+def recompute_outputs(names) -> np.ndarray:
+    """Each function evaluated on the normal inputs (float32 ``[len(names), 1000]``), with
+    :func:`aquasurf_core.space_evaluation.evaluate_functions` (bit-identical to the module)."""
+    return evaluate_functions(list(names), normal_inputs()).numpy()
+
+
+def save_benchmark(benchmark: Benchmark, directory: str | os.PathLike, *,
+                   store_outputs: bool = True) -> Path:
     """Write ``benchmark`` as a benchmark directory (module docstring), atomically. A
-    non-empty directory that is not a benchmark is never overwritten."""
+    non-empty directory that is not a benchmark is never overwritten.
+
+    With ``store_outputs=False`` (the shipped tables: the outputs are the same 11.6 MB for
+    every benchmark of a space and cheap to recompute) ``outputs.npy`` is not written; the
+    manifest records the SHA-256 of :func:`recompute_outputs` of the ``fn_name`` column, and
+    :func:`load_benchmark` recomputes them. The benchmark's outputs must equal that
+    recomputation under the space's equality rule, else ``ValueError`` names the row."""
     target = Path(directory)
     if target.exists() and not (target / MANIFEST_FILE).exists() and any(target.iterdir()):
         raise BenchmarkFileError(f"{target} exists and is not a benchmark directory; refusing "
@@ -532,7 +549,20 @@ def save_benchmark(benchmark: Benchmark, directory: str | os.PathLike) -> Path:
         table["seeds"] = [[int(s) for s in v] for v in table["seeds"]]
         pq.write_table(pa.Table.from_pandas(table, schema=_table_schema(), preserve_index=False),
                        tmp / TABLE_FILE, compression="zstd")
-        np.save(tmp / OUTPUTS_FILE, benchmark.outputs)
+        outputs_entry: dict = {"stored": True}
+        if store_outputs:
+            np.save(tmp / OUTPUTS_FILE, benchmark.outputs)
+        else:
+            fresh = recompute_outputs(benchmark.table["fn_name"])
+            same = (canonical_bits(fresh, DEFAULT_SIGNED_ZERO_DISTINCT)
+                    == canonical_bits(benchmark.outputs, DEFAULT_SIGNED_ZERO_DISTINCT)).all(1)
+            if not same.all():
+                row = int(np.flatnonzero(~same)[0])
+                raise ValueError(f"benchmark {benchmark.name!r}: outputs of row {row} "
+                                 f"({benchmark.table['fn_name'].iloc[row]!r}) differ from the "
+                                 "function's own outputs; store them instead")
+            outputs_entry = {"stored": False, "recomputed_by": "recompute_outputs(fn_name)",
+                             "sha256": hashlib.sha256(fresh.tobytes()).hexdigest()}
         np.save(tmp / FIM_VALID_FILE, benchmark.fim_valid)
         if benchmark.fim_cdf is not None:
             np.save(tmp / FIM_CDF_FILE, benchmark.fim_cdf)
@@ -544,6 +574,7 @@ def save_benchmark(benchmark: Benchmark, directory: str | os.PathLike) -> Path:
             "name": benchmark.name,
             "rows": len(benchmark),
             "outputs_width": int(benchmark.outputs.shape[1]),
+            "outputs": outputs_entry,
             "fim_dim": benchmark.fim_dim,
             "fim_layout": None if benchmark.fim_layout is None else benchmark.fim_layout.to_dict(),
             "files": files,
@@ -586,7 +617,9 @@ def load_benchmark(directory: str | os.PathLike, *, verify: bool = True) -> Benc
     if meta.get("kind") != "aquasurf-benchmark" or fmt != BENCHMARK_FORMAT:
         raise BenchmarkFileError(f"{manifest_path}: not a benchmark of format "
                                  f"{BENCHMARK_FORMAT} (kind {meta.get('kind')!r}, format {fmt!r})")
-    needed = [TABLE_FILE, OUTPUTS_FILE, FIM_VALID_FILE] + ([FIM_CDF_FILE] if dim else [])
+    stored = bool((meta.get("outputs") or {"stored": True}).get("stored", True))
+    needed = ([TABLE_FILE] + ([OUTPUTS_FILE] if stored else []) + [FIM_VALID_FILE]
+              + ([FIM_CDF_FILE] if dim else []))
     for name in needed:
         file = directory / name
         if name not in files:
@@ -608,7 +641,20 @@ def load_benchmark(directory: str | os.PathLike, *, verify: bool = True) -> Benc
                                  f"{list(TABLE_COLUMNS)}")
     table["equivalent_names"] = [list(v) for v in table["equivalent_names"]]
     table["seeds"] = [[int(s) for s in v] for v in table["seeds"]]
-    outputs = _load_array(directory, OUTPUTS_FILE, (rows, width), np.float32)
+    if stored:
+        outputs = _load_array(directory, OUTPUTS_FILE, (rows, width), np.float32)
+    else:
+        try:
+            outputs = recompute_outputs(table["fn_name"])
+        except InvalidFunctionName as err:
+            raise BenchmarkFileError(f"{directory / TABLE_FILE}: bad function name ({err})") \
+                from err
+        if verify and hashlib.sha256(outputs.tobytes()).hexdigest() != meta["outputs"].get(
+                "sha256"):
+            warnings.warn(f"{directory}: the outputs recomputed from fn_name differ from those "
+                          "recorded when the benchmark was saved (other floating-point "
+                          "kernels or torch version?); the recomputed ones are used",
+                          stacklevel=2)
     fim_valid = _load_array(directory, FIM_VALID_FILE, (rows,), np.bool_)
     fim_cdf = _load_array(directory, FIM_CDF_FILE, (rows, dim), np.float32) if dim else None
     try:

@@ -51,7 +51,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aquasurf_core.bench import Benchmark, make_table, save_benchmark, shipped_dir
+from aquasurf_core.bench import (
+    Benchmark,
+    make_table,
+    recompute_outputs,
+    save_benchmark,
+    shipped_dir,
+)
 from aquasurf_core.fim_features import DEFAULT_BATCH_SIZE, FimLayout
 from aquasurf_core.training import Recipe, RunResult, get_recipe
 
@@ -263,10 +269,13 @@ def space_functions(limit: int | None = None) -> SpaceFunctions:
     store = build_space(BENCH_SCHEMA, progress=False)
     unique = store.unique
     n = len(unique) if limit is None else min(limit, len(unique))
+    names = [str(v) for v in unique["representative"][:n]]
     return SpaceFunctions(
-        names=[str(v) for v in unique["representative"][:n]],
+        names=names,
         equivalent_names=[[str(m) for m in v] for v in unique["equivalent_names"][:n]],
-        outputs=np.asarray(store.outputs[:n], dtype=np.float32),
+        # the representative's own outputs (the store keeps one member's row per class,
+        # which may differ from the representative's in the sign of a zero)
+        outputs=recompute_outputs(names),
         space_manifest={"schema": BENCH_SCHEMA, "unique": store.n_unique,
                         "functions": store.n_functions, "key": store.path.name},
     )
@@ -316,7 +325,9 @@ def build_benchmark(config: BuildConfig, *, ledger_path: str | os.PathLike | Non
                     progress: bool = True, log=print) -> Benchmark:
     """Build (or finish building) the benchmark of ``config`` and save it to ``out_dir``
     (default: the shipped directory for a full build, ``<ledger dir>/benchmark`` for a
-    limited one). See the module docstring for units, the ledger and assembly."""
+    limited one), without ``outputs.npy`` (recomputed from the names on load; see
+    :func:`aquasurf_core.bench.save_benchmark`). See the module docstring for units, the
+    ledger and assembly."""
     from tqdm.auto import tqdm
 
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -381,7 +392,7 @@ def build_benchmark(config: BuildConfig, *, ledger_path: str | os.PathLike | Non
     if out_dir is None:
         out_dir = (shipped_dir(config.arch) if config.limit is None
                    else ledger_path.parent / "benchmark")
-    path = save_benchmark(benchmark, out_dir)
+    path = save_benchmark(benchmark, out_dir, store_outputs=False)
     log(f"benchmark {config.arch}: {len(benchmark)} rows written to {path}")
     return benchmark
 

@@ -376,3 +376,22 @@ def test_load_shipped(tmp_path, monkeypatch):
         bench.load("mlp")
     save_benchmark(tiny_benchmark(), tmp_path / "resnet")
     assert bench.load("resnet").name == "tiny"
+
+
+def test_outputs_can_be_recomputed_instead_of_stored(tmp_path):
+    b = tiny_benchmark()
+    d = save_benchmark(b, tmp_path / "b", store_outputs=False)
+    assert not (d / "outputs.npy").exists()
+    again = load_benchmark(d)
+    np.testing.assert_array_equal(again.outputs, b.outputs)
+    # outputs that are not the functions' own cannot be dropped
+    wrong = Benchmark("w", b.table, b.outputs[::-1].copy(), b.fim_cdf, b.fim_valid,
+                      b.fim_layout)
+    with pytest.raises(ValueError, match="outputs of row 0 .* differ"):
+        save_benchmark(wrong, tmp_path / "w", store_outputs=False)
+    # a recorded digest that no longer matches (other kernels) is a warning, not an error
+    meta = json.loads((d / "manifest.json").read_text())
+    meta["outputs"]["sha256"] = "0" * 64
+    (d / "manifest.json").write_text(json.dumps(meta))
+    with pytest.warns(UserWarning, match="recomputed from fn_name differ"):
+        load_benchmark(d)
