@@ -18,8 +18,9 @@ unit is written to the *ledger*, an SQLite database in WAL mode, in one transact
 the next result is taken. Killed at any moment (even ``SIGKILL``) and started again with the
 same configuration, the builder keeps every finished unit and redoes only unfinished ones;
 since chunks are fixed, a resumed build trains the same groups as an uninterrupted one. A
-ledger refuses a different configuration (arch, seeds, recipe, group size, Fisher settings):
-the message names the keys that differ.
+ledger refuses a different configuration (arch, recipe, group size, Fisher settings, limit):
+the message names the keys that differ. Seeds may be added to a finished build (``--seeds 0 1
+2`` after ``--seeds 0``): only the new seeds' runs are trained.
 
 Assembly
 --------
@@ -160,19 +161,24 @@ class Ledger:
         self.config = config
 
     def _check_config(self, config: BuildConfig) -> None:
+        """Store ``config`` in a new ledger; in an existing one every key must match except
+        ``seeds`` (runs are keyed by function and seed, so seeds can be added later: the
+        finished ones are kept and the ledger's config records the latest seed list)."""
         wanted = config.to_dict()
         row = self.db.execute("SELECT value FROM meta WHERE key='config'").fetchone()
-        if row is None:
-            with self.db:
-                self.db.execute("INSERT INTO meta VALUES ('config', ?)", (json.dumps(wanted),))
-            return
-        stored = json.loads(row[0])
-        differ = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
-        if differ:
-            detail = "; ".join(f"{k}: ledger {stored.get(k)!r}, requested {wanted.get(k)!r}"
-                               for k in differ)
-            raise LedgerMismatch(f"{self.path} was built with another configuration ({detail}). "
-                                 "Use a new ledger path, or the ledger's configuration.")
+        if row is not None:
+            stored = json.loads(row[0])
+            differ = sorted(k for k in set(stored) | set(wanted)
+                            if k != "seeds" and stored.get(k) != wanted.get(k))
+            if differ:
+                detail = "; ".join(f"{k}: ledger {stored.get(k)!r}, requested {wanted.get(k)!r}"
+                                   for k in differ)
+                raise LedgerMismatch(f"{self.path} was built with another configuration "
+                                     f"({detail}). Use a new ledger path, or the ledger's "
+                                     "configuration.")
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('config', ?)",
+                            (json.dumps(wanted),))
 
     def close(self) -> None:
         self.db.close()

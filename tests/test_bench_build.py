@@ -61,10 +61,13 @@ def test_ledger_round_trip_and_refuses_another_config(tmp_path):
         assert valid and reason == "ok" and cdf.tolist() == [0, 1, 2, 3]
     with pytest.raises(LedgerMismatch, match="group_size: ledger 3, requested 4"):
         Ledger(path, tiny_config(group_size=4))
-    with pytest.raises(LedgerMismatch, match="seeds"):
-        Ledger(path, tiny_config(seeds=(0, 1)))
+    with pytest.raises(LedgerMismatch, match="recipe"):
+        Ledger(path, tiny_config(recipe=get_recipe("cnn", epochs=2, train_subset=64)))
     with Ledger(path, tiny_config()) as ledger:  # nothing was lost by the refusals
         assert len(ledger.runs()) == 2
+    with Ledger(path, tiny_config(seeds=(0, 1))) as ledger:  # seeds may be added
+        assert ledger.done_runs() == {("relu(x)", 0), ("exp(x)", 0)}
+        assert ledger.meta("config")["seeds"] == [0, 1]
 
 
 def test_corrupt_ledger_is_named(tmp_path):
