@@ -249,11 +249,13 @@ class Ledger:
 
 
 def default_ledger_path(arch: str, cache_dir: str | os.PathLike | None = None) -> Path:
-    """``<cache>/bench/<arch>/ledger.sqlite`` (cache: ``.aquasurf_cache`` at the repo root)."""
-    from aquasurf_core.space_store import default_cache_dir
+    """``<cache>/bench/<arch>/ledger.sqlite``; the cache is ``cache_dir``, else
+    ``$AQUASURF_CACHE``, else ``.aquasurf_cache`` at the repository root."""
+    from aquasurf_core.space_store import repo_root
 
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    return root / "bench" / arch / "ledger.sqlite"
+    if cache_dir is None:
+        cache_dir = os.environ.get("AQUASURF_CACHE") or repo_root() / ".aquasurf_cache"
+    return Path(cache_dir) / "bench" / arch / "ledger.sqlite"
 
 
 # ----------------------------------------------------------------------------- the functions

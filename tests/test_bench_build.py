@@ -211,3 +211,50 @@ def test_reason_counts_group_validity_reasons():
         "largest log-eigenvalue N < N (vanishing)"
     assert reason_counts(["ok", "non-finite loss (nan)", "ok"]) == {"ok": 2,
                                                                    "non-finite loss (nan)": 1}
+
+
+@pytest.mark.parametrize("name", bench.SHIPPED)
+def test_shipped_benchmarks_hold_every_unique_function(name):
+    import warnings
+
+    from aquasurf_core.fim_features import fim_features_batch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # recomputed outputs must match the recorded digest
+        shipped = bench.load(name)
+    functions = space_functions()
+    assert len(shipped) == len(functions.names) == 2902
+    assert list(shipped.table["fn_name"]) == functions.names
+    assert shipped.fim_cdf.shape == (2902, shipped.fim_layout.dim)
+    table = shipped.table
+    assert set(table["status"]) <= {"ok", "diverged"}
+    diverged = table["status"] == "diverged"
+    assert (table.loc[diverged, "val_acc"] == 0.1).all()
+    assert table.loc[~diverged, ["train_loss", "val_loss", "test_loss"]].notna().all().all()
+    assert (table["runtime_s"] > 0).all()
+    assert table["val_acc"].max() > 0.6  # the good functions trained
+    assert shipped.manifest["build"]["seconds"] > 0
+    assert shipped.manifest["architecture"]["name"] == name
+    seeds = shipped.manifest["config"]["seeds"]
+    assert all(list(s) == seeds for s in table["seeds"])
+    # the stored Fisher features are those the features code computes now (a few rows)
+    rows = [0, 18, 21, 1000, 2901]
+    fresh = fim_features_batch(name, [functions.names[r] for r in rows],
+                               seed=shipped.manifest["config"]["fim_seed"],
+                               batch_size=shipped.manifest["config"]["fim_batch_size"],
+                               progress=False)
+    for r, feats in zip(rows, fresh, strict=True):
+        assert feats.valid == shipped.fim_valid[r], functions.names[r]
+        if feats.valid:
+            np.testing.assert_allclose(feats.cdf, shipped.fim_cdf[r], atol=1e-6)
+
+
+def test_default_ledger_path(monkeypatch, tmp_path):
+    from aquasurf_core.bench_build import default_ledger_path
+
+    monkeypatch.setenv("AQUASURF_CACHE", str(tmp_path))
+    assert default_ledger_path("vit") == tmp_path / "bench" / "vit" / "ledger.sqlite"
+    assert default_ledger_path("cnn", "/c") == Path("/c/bench/cnn/ledger.sqlite")
+    monkeypatch.delenv("AQUASURF_CACHE")
+    assert default_ledger_path("cnn") == REPO / ".aquasurf_cache" / "bench" / "cnn" / \
+        "ledger.sqlite"
