@@ -422,10 +422,15 @@ def _machine() -> dict:
 
 
 def reason_kind(reason: str) -> str:
-    """A validity reason without its layer and numbers, e.g. ``"layer 'features.2':
-    log-eigenvalue 131.5 > 100 (exploding)"`` -> ``"log-eigenvalue N > N (exploding)"``."""
-    text = re.sub(r"^layer '[^']*': ", "", reason)
-    return re.sub(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?", "N", text)
+    """A validity reason without its layer and measured value, to group them:
+    ``"layer 'features.2': log-eigenvalue 131.5 > 100 (exploding)"`` -> ``"log-eigenvalue
+    > 100 (exploding)"``; ``"non-finite loss (nan)"`` -> ``"non-finite loss"``."""
+    text = re.sub(r"^layer '[^']*': ", "", reason.strip())
+    if text.startswith("eigenvalue solver failed"):
+        return "eigenvalue solver failed"
+    text = re.sub(r"\s*\((nan|[+-]?inf)\)", "", text)
+    text = re.sub(r"log-eigenvalue \S+ ", "log-eigenvalue ", text)  # the value, not the bound
+    return re.sub(r"\s+", " ", text).strip()
 
 
 def reason_counts(reasons: Iterable[str]) -> dict[str, int]:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import shutil
 from collections.abc import Mapping, Sequence
 from itertools import combinations
@@ -44,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from aquasurf_core.bench import Benchmark
+from aquasurf_core.bench_build import reason_kind
 
 __all__ = [
     "BASELINES",
@@ -285,7 +285,7 @@ def fim_reason_table(benchmarks: Mapping[str, Benchmark]) -> pd.DataFrame:
     for name, bench in _check_benchmarks(benchmarks).items():
         reasons = ((bench.manifest or {}).get("fim") or {}).get("reasons") or {}
         for reason, count in reasons.items():
-            rows.append({"benchmark": name, "reason": _reason_kind(str(reason)),
+            rows.append({"benchmark": name, "reason": reason_kind(str(reason)),
                          "functions": int(count)})
     frame = pd.DataFrame(rows, columns=["benchmark", "reason", "functions"])
     if frame.empty:
@@ -293,17 +293,6 @@ def fim_reason_table(benchmarks: Mapping[str, Benchmark]) -> pd.DataFrame:
     frame = frame.groupby(["benchmark", "reason"], sort=False, as_index=False)["functions"].sum()
     return frame.sort_values(["benchmark", "functions"], ascending=[True, False],
                              kind="stable").reset_index(drop=True)
-
-
-def _reason_kind(reason: str) -> str:
-    """``"layer 'conv1': log-eigenvalue 412.3 > 100 (exploding)"`` -> ``"log-eigenvalue > 100
-    (exploding)"``; ``"non-finite loss (nan)"`` -> ``"non-finite loss"``."""
-    text = re.sub(r"^layer '[^']*': ", "", reason.strip())
-    if text.startswith("eigenvalue solver failed"):
-        return "eigenvalue solver failed"
-    text = re.sub(r"\s*\((nan|[+-]?inf)\)", "", text)
-    text = re.sub(r"log-eigenvalue \S+ ", "log-eigenvalue ", text)  # the value, not the bound
-    return re.sub(r"\s+", " ", text).strip()
 
 
 # ----------------------------------------------------------------------------- Figure 2

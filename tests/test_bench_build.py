@@ -206,11 +206,11 @@ def test_reason_counts_group_validity_reasons():
     from aquasurf_core.bench_build import reason_counts, reason_kind
 
     assert reason_kind("layer 'features.2': log-eigenvalue 131.5 > 100 (exploding)") == \
-        "log-eigenvalue N > N (exploding)"
+        "log-eigenvalue > 100 (exploding)"
     assert reason_kind("layer 'b.0': largest log-eigenvalue -1.5e+02 < -100 (vanishing)") == \
-        "largest log-eigenvalue N < N (vanishing)"
+        "largest log-eigenvalue < -100 (vanishing)"
     assert reason_counts(["ok", "non-finite loss (nan)", "ok"]) == {"ok": 2,
-                                                                   "non-finite loss (nan)": 1}
+                                                                   "non-finite loss": 1}
 
 
 @pytest.mark.parametrize("name", bench.SHIPPED)
