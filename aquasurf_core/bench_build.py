@@ -244,6 +244,9 @@ class Ledger:
                 for name, valid, reason, blob in
                 self.db.execute("SELECT fn_name, valid, reason, cdf FROM features")}
 
+    def feature_times(self) -> list[str]:
+        return [t for (t,) in self.db.execute("SELECT finished_at FROM features")]
+
     def sessions(self) -> pd.DataFrame:
         return pd.read_sql_query("SELECT * FROM sessions ORDER BY id", self.db)
 
@@ -439,6 +442,35 @@ def reason_counts(reasons: Iterable[str]) -> dict[str, int]:
     return {str(k): int(v) for k, v in counts.items()}
 
 
+def build_summary(sessions: pd.DataFrame, runs: pd.DataFrame, feature_times: Sequence[str],
+                  seeds: Sequence[int]) -> dict:
+    """Build time of a benchmark: the wall time of the build sessions that finished any of
+    its work (features, or runs of the reported ``seeds``). A session is credited with every
+    row finished between its start and the next session's start, so sessions that only
+    trained other seeds (added to the ledger and not reported) do not count."""
+    starts = list(sessions["started_at"])
+
+    def session_of(stamp: str) -> int:
+        index = 0
+        for i, start in enumerate(starts):
+            if start <= stamp:
+                index = i
+        return index
+
+    used = set()
+    reported = runs[runs["seed"].isin(list(seeds))]
+    for stamp in list(reported["finished_at"]) + list(feature_times):
+        used.add(session_of(stamp))
+    detail = [{"started_at": str(row.started_at), "seconds": round(float(row.seconds), 1),
+               "units": int(row.units), "workers": int(row.workers), "counted": i in used}
+              for i, row in enumerate(sessions.itertuples())]
+    return {"seconds": float(sum(d["seconds"] for d in detail if d["counted"])),
+            "sessions": detail,
+            "runs": int(len(reported)),
+            "diverged_runs": int((reported["status"] != "ok").sum()),
+            "runs_in_ledger": int(len(runs))}
+
+
 def assemble(ledger: Ledger, functions: SpaceFunctions) -> Benchmark:
     """The :class:`~aquasurf_core.bench.Benchmark` of a complete ledger. Raises
     ``ValueError`` naming what is missing if any function lacks a run or features."""
@@ -490,10 +522,7 @@ def assemble(ledger: Ledger, functions: SpaceFunctions) -> Benchmark:
         "fim": {"seed": config.fim_seed, "batch_size": config.fim_batch_size,
                 "fisher": "empirical K-FAC at initialisation (aquasurf_core.fim_features)",
                 "reasons": reason_counts([feats[n][1] for n in functions.names])},
-        "build": {"seconds": float(sessions["seconds"].sum()), "sessions": len(sessions),
-                  "workers": [int(w) for w in sessions["workers"]],
-                  "runs": int(len(runs)),
-                  "diverged_runs": int((runs["status"] != "ok").sum())},
+        "build": build_summary(sessions, runs, ledger.feature_times(), config.seeds),
         "machine": _machine(),
     }
     return Benchmark(config.arch, table, functions.outputs, cdf, valid, layout,

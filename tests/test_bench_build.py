@@ -258,3 +258,20 @@ def test_default_ledger_path(monkeypatch, tmp_path):
     monkeypatch.delenv("AQUASURF_CACHE")
     assert default_ledger_path("cnn") == REPO / ".aquasurf_cache" / "bench" / "cnn" / \
         "ledger.sqlite"
+
+
+def test_build_summary_counts_only_sessions_that_did_reported_work():
+    from aquasurf_core.bench_build import build_summary
+
+    sessions = pd.DataFrame({"started_at": ["2026-01-01T00:00:00", "2026-01-01T01:00:00",
+                                            "2026-01-01T02:00:00"],
+                             "seconds": [100.0, 50.0, 0.0], "units": [4, 2, 0],
+                             "workers": [2, 2, 1]})
+    runs = pd.DataFrame({"seed": [0, 0, 1], "status": ["ok", "diverged", "ok"],
+                         "finished_at": ["2026-01-01T00:10:00", "2026-01-01T00:20:00",
+                                         "2026-01-01T01:30:00"]})
+    summary = build_summary(sessions, runs, ["2026-01-01T00:05:00"], seeds=[0])
+    assert summary["seconds"] == 100.0  # session 2 only trained seed 1, not reported
+    assert [s["counted"] for s in summary["sessions"]] == [True, False, False]
+    assert (summary["runs"], summary["diverged_runs"], summary["runs_in_ledger"]) == (2, 1, 3)
+    assert build_summary(sessions, runs, [], seeds=[0, 1])["seconds"] == 150.0
