@@ -107,7 +107,7 @@ from aquasurf_core.space_evaluation import (
     canonical_bits,
     evaluate_functions,
 )
-from aquasurf_core.storage import replace_directory, sha256_file
+from aquasurf_core.storage import listed_file_problem, replace_directory, sha256_file
 
 #: Official key -> table column, for the numeric fields of an Act-Bench entry.
 METRIC_KEYS = {
@@ -621,16 +621,11 @@ def load_benchmark(directory: str | os.PathLike, *, verify: bool = True) -> Benc
     needed = ([TABLE_FILE] + ([OUTPUTS_FILE] if stored else []) + [FIM_VALID_FILE]
               + ([FIM_CDF_FILE] if dim else []))
     for name in needed:
-        file = directory / name
-        if name not in files:
+        problem = listed_file_problem(directory, name, files, verify)
+        if problem == "not listed":
             raise BenchmarkFileError(f"{manifest_path}: does not list {name}")
-        if not file.is_file():
-            raise BenchmarkFileError(f"{file}: missing")
-        if file.stat().st_size != files[name]["bytes"]:
-            raise BenchmarkFileError(f"{file}: corrupt (size {file.stat().st_size}, manifest "
-                                     f"says {files[name]['bytes']})")
-        if verify and sha256_file(file) != files[name]["sha256"]:
-            raise BenchmarkFileError(f"{file}: corrupt (checksum mismatch)")
+        if problem:
+            raise BenchmarkFileError(f"{directory / name}: {problem}")
     try:
         table = pq.read_table(directory / TABLE_FILE).to_pandas()
     except Exception as err:  # pyarrow raises several types for damaged files

@@ -42,6 +42,7 @@ import platform
 import re
 import sqlite3
 import time
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
@@ -448,19 +449,10 @@ def build_summary(sessions: pd.DataFrame, runs: pd.DataFrame, feature_times: Seq
     its work (features, or runs of the reported ``seeds``). A session is credited with every
     row finished between its start and the next session's start, so sessions that only
     trained other seeds (added to the ledger and not reported) do not count."""
-    starts = list(sessions["started_at"])
-
-    def session_of(stamp: str) -> int:
-        index = 0
-        for i, start in enumerate(starts):
-            if start <= stamp:
-                index = i
-        return index
-
-    used = set()
+    starts = list(sessions["started_at"])  # ISO timestamps, ascending with the session id
     reported = runs[runs["seed"].isin(list(seeds))]
-    for stamp in list(reported["finished_at"]) + list(feature_times):
-        used.add(session_of(stamp))
+    used = {max(0, bisect_right(starts, stamp) - 1)
+            for stamp in list(reported["finished_at"]) + list(feature_times)}
     detail = [{"started_at": str(row.started_at), "seconds": round(float(row.seconds), 1),
                "units": int(row.units), "workers": int(row.workers), "counted": i in used}
               for i, row in enumerate(sessions.itertuples())]

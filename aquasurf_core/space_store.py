@@ -72,7 +72,7 @@ from aquasurf_core.space_evaluation import (
     evaluate_space,
     index_to_digits,
 )
-from aquasurf_core.storage import replace_directory, sha256_file
+from aquasurf_core.storage import listed_file_problem, replace_directory, sha256_file
 
 STORE_FORMAT = 2  # 2: representatives ignore zero/one/identity
 NAMES_FILE = "names.parquet"
@@ -225,22 +225,11 @@ def load_space(path: str | os.PathLike, *, verify: bool = True, mmap: bool = Tru
         raise SpaceStoreError(f"space store {path}: {MANIFEST_FILE} has format "
                               f"{manifest.get('format')!r}, expected {STORE_FORMAT}")
     for name in DATA_FILES:
-        file = path / name
-        if name not in files:
+        problem = listed_file_problem(path, name, files, verify)
+        if problem == "not listed":
             raise SpaceStoreError(f"space store {path}: {MANIFEST_FILE} does not list {name}")
-        if not file.is_file():
-            raise SpaceStoreError(f"space store {path}: {name} is missing")
-        if file.stat().st_size != files[name]["bytes"]:
-            raise SpaceStoreError(f"space store {path}: {name} is corrupt (size "
-                                  f"{file.stat().st_size}, manifest says {files[name]['bytes']})")
-        if verify:
-            entry = files[name]
-            if "data_sha256" in entry:  # header checked below through its shape and dtype
-                ok = sha256_file(file, int(entry["data_offset"])) == entry["data_sha256"]
-            else:
-                ok = sha256_file(file) == entry.get("sha256")
-            if not ok:
-                raise SpaceStoreError(f"space store {path}: {name} is corrupt (checksum mismatch)")
+        if problem:
+            raise SpaceStoreError(f"space store {path}: {name} is {problem}")
     for name, rows in ((NAMES_FILE, n_functions), (UNIQUE_FILE, n_unique)):
         try:
             found = pq.read_metadata(path / name).num_rows

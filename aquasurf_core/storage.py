@@ -25,6 +25,29 @@ def sha256_file(path: str | os.PathLike, offset: int = 0) -> str:
     return digest.hexdigest()
 
 
+def listed_file_problem(directory: Path, name: str, files: dict, verify: bool) -> str | None:
+    """What is wrong with file ``name`` of a store at ``directory`` whose manifest lists
+    ``files`` (``{name: {"bytes", "sha256"}}``, or ``"data_sha256"`` + ``"data_offset"`` for
+    a digest of the bytes after a header): ``None`` if nothing, else ``"not listed"``,
+    ``"missing"``, ``"corrupt (size N, manifest says M)"`` or ``"corrupt (checksum
+    mismatch)"`` (checksums only when ``verify``)."""
+    if name not in files:
+        return "not listed"
+    entry, file = files[name], directory / name
+    if not file.is_file():
+        return "missing"
+    if file.stat().st_size != entry["bytes"]:
+        return f"corrupt (size {file.stat().st_size}, manifest says {entry['bytes']})"
+    if verify:
+        if "data_sha256" in entry:
+            ok = sha256_file(file, int(entry["data_offset"])) == entry["data_sha256"]
+        else:
+            ok = sha256_file(file) == entry.get("sha256")
+        if not ok:
+            return "corrupt (checksum mismatch)"
+    return None
+
+
 def replace_directory(tmp: Path, target: Path) -> None:
     """Move the finished directory ``tmp`` to ``target``, replacing an old one there."""
     if not target.exists():

@@ -24,3 +24,25 @@ def test_replace_directory_swaps_and_cleans_up(tmp_path):
     replace_directory(second, target)
     assert (target / "x").read_text() == "two"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]  # the old copy is gone
+
+
+def test_listed_file_problem_names_each_fault(tmp_path):
+    from aquasurf_core.storage import listed_file_problem, sha256_file
+
+    (tmp_path / "a.bin").write_bytes(b"header|data")
+    entry = {"bytes": 11, "sha256": sha256_file(tmp_path / "a.bin")}
+    files = {"a.bin": entry, "gone.bin": {"bytes": 1, "sha256": ""}}
+    assert listed_file_problem(tmp_path, "a.bin", files, verify=True) is None
+    assert listed_file_problem(tmp_path, "b.bin", files, verify=True) == "not listed"
+    assert listed_file_problem(tmp_path, "gone.bin", files, verify=True) == "missing"
+    files["a.bin"] = {**entry, "bytes": 12}
+    assert listed_file_problem(tmp_path, "a.bin", files, verify=True) == \
+        "corrupt (size 11, manifest says 12)"
+    files["a.bin"] = {**entry, "sha256": "0" * 64}
+    assert listed_file_problem(tmp_path, "a.bin", files, verify=False) is None
+    assert listed_file_problem(tmp_path, "a.bin", files, verify=True) == \
+        "corrupt (checksum mismatch)"
+    # a digest of the bytes after a header
+    files["a.bin"] = {"bytes": 11, "data_offset": 7, "data_sha256": sha256_file(
+        tmp_path / "a.bin", 7)}
+    assert listed_file_problem(tmp_path, "a.bin", files, verify=True) is None
