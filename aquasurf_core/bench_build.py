@@ -301,7 +301,6 @@ def _init_worker(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    _WORKER.clear()
 
 
 def _data():
