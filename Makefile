@@ -1,45 +1,67 @@
 # The two commands: `make reproduce` (the papermill pipeline; PROFILE=paper by default,
-# PROFILE=smoke for a quick run, ONLY="01 02" for some notebooks) and `make test`.
-# Both create .venv on first use and need nothing installed by hand but python3 with venv.
+# PROFILE=smoke for a quick run, ONLY="01 02" for some
+# notebooks) and `make test`. Both create .venv from requirements.lock on first use and need
+# nothing installed by hand but python3 (3.11, the lock's Python) with venv.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= paper
 ONLY ?=
 STAMP := $(VENV)/.installed
+LOCK := requirements.lock
+LOCK_PYTHON := 3.11
+UV_VERSION := 0.13.9
+LOCK_ENV := .lock-env
 
 .DELETE_ON_ERROR:
-.PHONY: venv test reproduce lab lint browser clean
+.PHONY: venv test reproduce lab lint lock browser clean
 
 # The stamp is written only after a complete install: an interrupted or failed install leaves
 # no stamp, so the next make installs again. A virtualenv without a working pip (e.g. an
-# interrupted `python -m venv`) is recreated. Editing pyproject.toml triggers a reinstall.
-$(STAMP): pyproject.toml
+# interrupted `python -m venv`) is recreated. A new lock or pyproject.toml reinstalls.
+# The lock is the whole dependency closure with hashes, so pip installs it with --no-deps and
+# checks every file; the project itself goes in editable, without dependencies.
+$(STAMP): $(LOCK) pyproject.toml
 	@rm -f $(STAMP)
 	@if ! $(PY) -m pip --version >/dev/null 2>&1; then \
 	  echo "creating $(VENV) with $(PYTHON)"; \
 	  rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); \
 	fi
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install -e ".[dev]"
+	@$(PY) -c 'import sys; v = "%d.%d" % sys.version_info[:2]; v == "$(LOCK_PYTHON)" or print( \
+	  f"warning: $(VENV) runs Python {v}; $(LOCK) was resolved for $(LOCK_PYTHON)", file=sys.stderr)'
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m pip check
 	@touch $(STAMP)
 
 venv: $(STAMP)
+
+# Regenerate the lock from pyproject.toml's ranges and lock-pins.txt (with uv, in a throwaway
+# virtualenv), then environment.yml from the lock. Run `make test` afterwards.
+lock:
+	@rm -rf $(LOCK_ENV) && $(PYTHON) -m venv $(LOCK_ENV)
+	$(LOCK_ENV)/bin/pip install --quiet uv==$(UV_VERSION)
+	$(LOCK_ENV)/bin/uv pip compile pyproject.toml --extra dev -c lock-pins.txt \
+	  --python-version $(LOCK_PYTHON) --python-platform x86_64-manylinux_2_28 \
+	  --generate-hashes --custom-compile-command "make lock" -o $(LOCK)
+	$(PYTHON) scripts/write_environment_yml.py
+	@rm -rf $(LOCK_ENV)
 
 browser: venv
 	@VENV=$(VENV) bash scripts/ensure-browser.sh
 
 test: venv browser
+	$(VENV)/bin/ruff check aquasurf_core tests benchmarks scripts
 	$(PY) -m pytest
 
 reproduce: venv browser
-	$(PY) -m aquasurf_core.pipeline --profile $(PROFILE) $(if $(ONLY),--only $(ONLY))
+	$(PY) -m aquasurf_core reproduce --profile $(PROFILE) $(if $(ONLY),--only $(ONLY))
 
 lab: venv
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 lint: venv
-	$(VENV)/bin/ruff check aquasurf_core tests benchmarks
+	$(VENV)/bin/ruff check aquasurf_core tests benchmarks scripts
 
 clean:
 	rm -rf papermill_runs/smoke papermill_runs/paper .aquasurf_cache

@@ -1,31 +1,211 @@
-"""The ``aquasurf`` command line.
-
-Each subcommand is implemented next to the concept it belongs to; this module only builds the
-argument parser and dispatches, importing the implementation lazily so that ``aquasurf --help``
-stays fast.
+"""The ``aquasurf`` command line: every subcommand's parser and handler.
 
     aquasurf space count SCHEMA... [--operators paper|coatnet] [--json]
-    aquasurf space build SCHEMA... [--operators ...] [--out DIR]
-    aquasurf reproduce --profile smoke|paper [--only 01 02 ...]
-    aquasurf fim --arch NAME --fn NAME [--device cpu|cuda] [--json]
-    aquasurf bench build --arch cnn|resnet|vit [--seeds 0 1 2] [--workers 2] [--limit N]
-    aquasurf bench status --arch cnn|resnet|vit
+    aquasurf space build SCHEMA... [--operators ...] [--out DIR] [--json]
+    aquasurf fim --arch NAME --fn NAME [--device cpu|cuda] [--batch-size N] [--seed S] [--json]
+    aquasurf bench build --arch cnn|resnet|vit [--seeds 0 1 2] [--workers 2] [--limit N] ...
+    aquasurf bench status --arch cnn|resnet|vit [--ledger PATH]
+    aquasurf reproduce --profile smoke|paper [--only 01 02 ...] [--output-root DIR]
+
+Handlers parse and print; the work is done by the library (:mod:`aquasurf_core.space.store`,
+:mod:`aquasurf_core.features.fim`, :mod:`aquasurf_core.bench.build`,
+:mod:`aquasurf_core.pipeline`), imported only when a subcommand runs so that
+``aquasurf --help`` stays fast. Errors a user can fix (a bad name, schema, option or file)
+print one line naming the problem and exit with status 2; a failed notebook exits with 1.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import json
 import sys
 
+ARCHS = ("cnn", "resnet", "vit")
 
-def _handler(target: str):
-    module, func = target.split(":")
 
-    def run(args: argparse.Namespace) -> int:
-        return getattr(importlib.import_module(module), func)(args) or 0
+def _error(command: str, err: BaseException) -> int:
+    print(f"aquasurf {command}: error: {err}", file=sys.stderr)
+    return 2
 
-    return run
+
+# ----------------------------------------------------------------------------- space
+def _space_count(args: argparse.Namespace) -> int:
+    from aquasurf_core.space.evaluation import DEFAULT_SIGNED_ZERO_DISTINCT
+    from aquasurf_core.space.schemas import InvalidSchema
+    from aquasurf_core.space.store import count_space
+
+    try:
+        result = count_space(args.schemas, args.operators, progress=not args.json)
+    except (InvalidSchema, ValueError) as err:
+        return _error("space count", err)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        rule = "-0 != +0" if DEFAULT_SIGNED_ZERO_DISTINCT else "-0 == +0"
+        print(f"{result['functions']:,} functions, {result['unique']:,} unique "
+              f"(outputs on 1,000 N(0,1) inputs, NaN == NaN, {rule}); "
+              f"{result['seconds']:.1f} s")
+    return 0
+
+
+def _space_build(args: argparse.Namespace) -> int:
+    from aquasurf_core.space.schemas import InvalidSchema
+    from aquasurf_core.space.store import SpaceStoreError, build_space
+
+    try:
+        store = build_space(args.schemas, args.operators, out_dir=args.out, progress=True)
+    except (InvalidSchema, SpaceStoreError, ValueError) as err:
+        return _error("space build", err)
+    summary = {"path": str(store.path), "functions": store.n_functions,
+               "unique": store.n_unique, "seconds": store.manifest["seconds"]["total"]}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{store.n_functions:,} functions, {store.n_unique:,} unique -> {store.path}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- fim
+def _fim(args: argparse.Namespace) -> int:
+    from aquasurf_core import models
+    from aquasurf_core.features.fim import DEFAULT_BATCH_SIZE, fim_features_batch
+    from aquasurf_core.space.names import InvalidFunctionName
+
+    try:
+        if args.arch not in models.ARCHITECTURES:
+            raise ValueError(f"unknown architecture {args.arch!r}; known: "
+                             f"{', '.join(sorted(models.ARCHITECTURES))}")
+        batch_size = DEFAULT_BATCH_SIZE if args.batch_size is None else args.batch_size
+        if batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+        (feats,) = fim_features_batch(args.arch, [args.fn], seed=args.seed, device=args.device,
+                                      batch_size=batch_size, progress=False)
+    except (ValueError, RuntimeError, InvalidFunctionName) as err:
+        return _error("fim", err)
+    if args.json:
+        print(json.dumps({"arch": args.arch, "fn": args.fn, "device": args.device,
+                          "batch_size": batch_size, "seed": args.seed, **feats.summary_dict()},
+                         allow_nan=True))
+        return 0
+    print(f"{args.arch}  fn={args.fn}  device={args.device}  batch={batch_size}  seed={args.seed}")
+    print(f"{'layer':<36} {'kind':<9} {'|theta|':>9} {'bins':>6} {'Omega':>6} {'Gamma':>6} "
+          f"{'zeros':>8} {'min log':>9} {'max log':>9}")
+    for s in feats.layers:
+        print(f"{s.name:<36} {s.kind:<9} {s.num_params:>9} {s.bins:>6} {s.omega_dim:>6} "
+              f"{s.gamma_dim:>6} {s.n_zero:>8} {s.min_log:>9.3f} {s.max_log:>9.3f}")
+    for s in feats.skipped:
+        print(f"skipped {s.name} ({s.module_type}, {s.num_params} params): {s.reason}")
+    print(f"features: {feats.layout.dim} entries, {len(feats.layers)} layers, "
+          f"valid={feats.valid} ({feats.reason}), {feats.seconds:.3f} s")
+    return 0
+
+
+# ----------------------------------------------------------------------------- bench
+def _bench_build(args: argparse.Namespace) -> int:
+    from aquasurf_core.bench.build import BuildConfig, build_benchmark
+    from aquasurf_core.training.recipes import get_recipe
+
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("train_subset", args.train_subset))
+                 if v is not None}
+    try:
+        config = BuildConfig(arch=args.arch, seeds=tuple(args.seeds),
+                             recipe=get_recipe(args.arch, **overrides),
+                             group_size=args.group_size, limit=args.limit)
+        build_benchmark(config, ledger_path=args.ledger, out_dir=args.out, workers=args.workers,
+                        progress=not args.quiet)
+    except (ValueError, FileNotFoundError) as err:
+        return _error("bench build", err)
+    return 0
+
+
+def _bench_status(args: argparse.Namespace) -> int:
+    from aquasurf_core.bench.ledger import default_ledger_path, read_summary
+
+    try:
+        summary = read_summary(args.ledger or default_ledger_path(args.arch))
+    except FileNotFoundError as err:
+        return _error("bench status", err)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+# ----------------------------------------------------------------------------- reproduce
+def _reproduce(args: argparse.Namespace) -> int:
+    from aquasurf_core.pipeline import PipelineError, format_manifest, run_pipeline
+
+    try:
+        manifest = run_pipeline(args.profile, only=args.only, output_root=args.output_root,
+                                progress=not args.no_progress)
+    except PipelineError as err:
+        print(f"\naquasurf reproduce: FAILED\n{err}", file=sys.stderr)
+        return 1
+    print(format_manifest(manifest))
+    return 0
+
+
+# ----------------------------------------------------------------------------- the parser
+def _add_space(commands) -> None:
+    space = commands.add_parser("space", help="the PANGAEA search space")
+    sub = space.add_subparsers(dest="space_command", required=True)
+    for name, handler, summary in [("count", _space_count, "count functions and unique functions"),
+                                   ("build", _space_build, "evaluate, deduplicate and persist")]:
+        cmd = sub.add_parser(name, help=summary)
+        cmd.add_argument("schemas", nargs="+", metavar="SCHEMA",
+                         help="e.g. 'binary(unary(x),unary(x))'")
+        cmd.add_argument("--operators", default="paper", choices=["paper", "coatnet"],
+                         help="operator set (default: paper)")
+        cmd.add_argument("--json", action="store_true", help="print one JSON object")
+        if name == "build":
+            cmd.add_argument("--out", default=None, help="output directory (default: cache)")
+        cmd.set_defaults(func=handler)
+
+
+def _add_fim(commands) -> None:
+    fim = commands.add_parser("fim", help="K-FAC Fisher eigenvalue features of one function")
+    fim.add_argument("--arch", required=True, help="architecture name (see aquasurf_core.models)")
+    fim.add_argument("--fn", required=True, help="activation function name")
+    fim.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    fim.add_argument("--batch-size", type=int, default=None)
+    fim.add_argument("--seed", type=int, default=0)
+    fim.add_argument("--json", action="store_true")
+    fim.set_defaults(func=_fim)
+
+
+def _add_bench(commands) -> None:
+    bench = commands.add_parser("bench", help="build Act-Bench-Mini benchmarks")
+    sub = bench.add_subparsers(dest="bench_command", required=True)
+    build = sub.add_parser("build", help="train every 3-node function (resumable)")
+    build.add_argument("--arch", required=True, choices=ARCHS)
+    build.add_argument("--seeds", type=int, nargs="+", default=[0])
+    build.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    build.add_argument("--group-size", type=int, default=32,
+                       help="functions trained together in one fused model")
+    build.add_argument("--limit", type=int, default=None, help="only the first N functions")
+    build.add_argument("--epochs", type=int, default=None, help="override the recipe")
+    build.add_argument("--train-subset", type=int, default=None, help="override the recipe")
+    build.add_argument("--ledger", default=None, help="ledger path (default: cache)")
+    build.add_argument("--out", default=None, help="benchmark directory (default: shipped "
+                       "package data for a full build)")
+    build.add_argument("--quiet", action="store_true", help="no progress bar")
+    build.set_defaults(func=_bench_build)
+    status = sub.add_parser("status", help="what a build ledger holds")
+    status.add_argument("--arch", required=True, choices=ARCHS)
+    status.add_argument("--ledger", default=None)
+    status.set_defaults(func=_bench_status)
+
+
+def _add_reproduce(commands) -> None:
+    from aquasurf_core.pipeline import ENV_OUTPUT_ROOT, PROFILES
+
+    parser = commands.add_parser("reproduce", help="run the notebooks with papermill")
+    parser.add_argument("--profile", default="paper", choices=PROFILES)
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="notebook numbers or names to run (default: all)")
+    parser.add_argument("--output-root", default=None,
+                        help=f"write papermill_runs/ and figures/ under this directory instead "
+                             f"of the repository (or set ${ENV_OUTPUT_ROOT})")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(func=_reproduce)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,43 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="AQuaSurF: activation-function search with a Fisher/outputs surrogate.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-
-    space = commands.add_parser("space", help="the PANGAEA search space")
-    space_commands = space.add_subparsers(dest="space_command", required=True)
-    for name, target, summary in [
-        ("count", "aquasurf_core.space_store:cli_count", "count functions and unique functions"),
-        ("build", "aquasurf_core.space_store:cli_build", "evaluate, deduplicate and persist"),
-    ]:
-        sub = space_commands.add_parser(name, help=summary)
-        sub.add_argument("schemas", nargs="+", metavar="SCHEMA",
-                         help="e.g. 'binary(unary(x),unary(x))'")
-        sub.add_argument("--operators", default="paper", choices=["paper", "coatnet"],
-                         help="operator set (default: paper)")
-        sub.add_argument("--json", action="store_true", help="print one JSON object")
-        if name == "build":
-            sub.add_argument("--out", default=None, help="output directory (default: cache)")
-        sub.set_defaults(func=_handler(target))
-
-    reproduce = commands.add_parser("reproduce", help="run the papermill pipeline")
-    reproduce.add_argument("--profile", default="paper", choices=["smoke", "paper"])
-    reproduce.add_argument("--only", nargs="*", default=None,
-                           help="notebook numbers or names to run (default: all)")
-    reproduce.add_argument("--output-root", default=None,
-                           help="write papermill_runs/ and figures/ under this directory")
-    reproduce.set_defaults(func=_handler("aquasurf_core.pipeline:cli_reproduce"))
-
-    fim = commands.add_parser("fim", help="K-FAC Fisher eigenvalue features of one function")
-    fim.add_argument("--arch", required=True, help="architecture name (see aquasurf_core.models)")
-    fim.add_argument("--fn", required=True, help="activation function name")
-    fim.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    fim.add_argument("--batch-size", type=int, default=None)
-    fim.add_argument("--seed", type=int, default=0)
-    fim.add_argument("--json", action="store_true")
-    fim.set_defaults(func=_handler("aquasurf_core.fim_features:cli_fim"))
-
-    from aquasurf_core.bench_build import add_parser as add_bench_parser
-
-    add_bench_parser(commands)
+    _add_space(commands)
+    _add_fim(commands)
+    _add_bench(commands)
+    _add_reproduce(commands)
     return parser
 
 

@@ -1,22 +1,23 @@
 """The papermill pipeline: run the numbered notebooks in order and collect what they produce.
 
-``aquasurf reproduce --profile smoke|paper [--only 01 02]`` and
-``python -m aquasurf_core.pipeline --profile ... [--only ...] [--output-root DIR]`` execute every
+``aquasurf reproduce --profile smoke|paper [--only 01 02] [--output-root DIR]`` (also
+``python -m aquasurf_core reproduce ...``, which is what ``make reproduce`` runs) executes every
 notebook of :data:`NOTEBOOKS` in order with papermill (kernel ``python3`` of this interpreter,
 working directory ``notebooks/``), write the executed copies to
 ``<output root>/papermill_runs/<profile>/``, and write a ``manifest.json`` (notebook, seconds,
-files produced) next to the figures the notebooks saved with :mod:`aquasurf_core.figures`.
+files produced) next to the figures the notebooks saved with :mod:`aquasurf_core.export`.
 
 Adding a notebook is adding one :class:`Notebook` entry to :data:`NOTEBOOKS`, giving the
 papermill parameters of each profile. Every notebook also receives :data:`COMMON_PARAMETERS`:
 
 * ``profile`` -- ``"smoke"`` (seconds, for tests) or ``"paper"`` (the paper's settings);
-* ``figures_dir`` -- absolute path where :func:`aquasurf_core.figures.save_figure` and
-  :func:`~aquasurf_core.figures.save_table` must write (``<root>/figures`` for the paper
+* ``figures_dir`` -- absolute path where :func:`aquasurf_core.export.save_figure` and
+  :func:`~aquasurf_core.export.save_table` must write (``<root>/figures`` for the paper
   profile, ``<root>/papermill_runs/smoke/figures`` for smoke, so tests never touch the
   committed figures);
-* ``cache_dir`` -- absolute path of the shared cache (``$AQUASURF_CACHE``, else
-  ``<repo>/.aquasurf_cache``);
+* ``cache_dir`` -- absolute path of the shared cache (:func:`aquasurf_core.paths.cache_dir`);
+  the notebook passes it to :func:`aquasurf_core.paths.set_cache_dir` first thing, so every
+  library call in the kernel uses it;
 * ``seed`` -- ``0``.
 
 A notebook must have a cell tagged ``parameters`` assigning every common parameter and every
@@ -28,7 +29,6 @@ naming the notebook (and the cell), and the command exits non-zero.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -40,16 +40,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from aquasurf_core import paths
+from aquasurf_core.paths import repo_root
+
 PROFILES = ("smoke", "paper")
 COMMON_PARAMETERS = ("profile", "figures_dir", "cache_dir", "seed")
 DEFAULT_SEED = 0
 KERNEL_NAME = "python3"
 MANIFEST_NAME = "manifest.json"
 ENV_OUTPUT_ROOT = "AQUASURF_OUTPUT_ROOT"
-ENV_CACHE = "AQUASURF_CACHE"
 FIGURE_SUFFIXES = (".png", ".html", ".csv", ".md")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = repo_root()
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 
 
@@ -128,14 +130,18 @@ NOTEBOOKS: list[Notebook] = [
     ),
     Notebook(
         "02_fim_eigenvalues.ipynb",
-        smoke={"invalid_sample": 24, "invalid_archs": ["cnn"], "timing_functions": 3},
+        smoke={"invalid_sample": 24, "invalid_archs": ["cnn"], "timing_functions": 3,
+               "negation_seeds": [0, 1, 2]},
         paper={
             "full_size_archs": ["all-cnn-c", "resnet-56", "mobilevitv2-0.5"],
+            "negation_seeds": [0, 1, 2, 3, 4],
+            "full_size_negation_seeds": [0, 1],
             "invalid_sample": 300,
             "invalid_archs": ["cnn", "resnet", "vit"],
             "timing_functions": 2,
         },
-        outputs=("02_fig5_negation", "02_invalid_share", "02_timings"),
+        outputs=("02_negation_distances", "02_fig5_negation", "02_invalid_share",
+                 "02_timings"),
     ),
 ]
 
@@ -185,11 +191,6 @@ def output_paths(profile: str, output_root: str | os.PathLike | None = None) -> 
     runs_dir = root / "papermill_runs" / profile
     figures_dir = root / "figures" if profile == "paper" else runs_dir / "figures"
     return runs_dir, figures_dir
-
-
-def default_cache_dir() -> Path:
-    """``$AQUASURF_CACHE`` if set, else ``<repo>/.aquasurf_cache`` (absolute)."""
-    return Path(os.environ.get(ENV_CACHE) or REPO_ROOT / ".aquasurf_cache").resolve()
 
 
 def select(registry: Sequence[Notebook], only: Iterable[str] | None) -> list[Notebook]:
@@ -366,7 +367,7 @@ def run_pipeline(
     _check_kernel(kernel_name)
 
     runs_dir, figures_dir = output_paths(profile, output_root)
-    cache = Path(cache_dir).resolve() if cache_dir else default_cache_dir()
+    cache = Path(cache_dir).resolve() if cache_dir else paths.cache_dir()
     for directory in (runs_dir, figures_dir, cache):
         directory.mkdir(parents=True, exist_ok=True)
     common = {"profile": profile, "figures_dir": str(figures_dir), "cache_dir": str(cache),
@@ -423,40 +424,3 @@ def format_manifest(manifest: Manifest) -> str:
     if manifest.path is not None:
         lines.append(f"  manifest: {manifest.path}")
     return "\n".join(lines)
-
-
-def cli_reproduce(args: argparse.Namespace) -> int:
-    """Handler of ``aquasurf reproduce``: run, print the manifest, exit 1 on failure."""
-    try:
-        manifest = run_pipeline(
-            args.profile,
-            only=getattr(args, "only", None),
-            output_root=getattr(args, "output_root", None),
-            progress=not getattr(args, "no_progress", False),
-        )
-    except PipelineError as error:
-        print(f"\naquasurf reproduce: FAILED\n{error}", file=sys.stderr)
-        return 1
-    print(format_manifest(manifest))
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m aquasurf_core.pipeline",
-                                     description="Run the notebooks with papermill.")
-    parser.add_argument("--profile", default="paper", choices=PROFILES)
-    parser.add_argument("--only", nargs="*", default=None,
-                        help="notebook numbers or names to run (default: all)")
-    parser.add_argument("--output-root", default=None,
-                        help=f"write papermill_runs/ and figures/ under this directory instead "
-                             f"of the repository (or set ${ENV_OUTPUT_ROOT})")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    return cli_reproduce(build_parser().parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,9 +1,12 @@
-"""Checksummed, atomically replaced directories: how persisted artefacts are written.
+"""Checksummed, atomically replaced directories and files: how persisted artefacts are written.
 
-A store (a search space, a benchmark) is written into a temporary directory next to its target
-and then renamed into place; an existing store is first renamed aside and deleted only once the
-new one is in place, so a crash leaves the old store or the new one, never a half-written one.
-Every file is listed in the store's manifest with its size and SHA-256, checked when loading.
+A store (a search space, a benchmark, an embedding) is written into a temporary directory next
+to its target (:func:`atomic_directory`) and then renamed into place; an existing store is
+first renamed aside and deleted only once the new one is in place, so a crash leaves the old
+store or the new one, never a half-written one. Every file is listed in the store's manifest
+with its size and SHA-256 (:func:`file_entry`), checked when loading
+(:func:`listed_file_problem`). Single files are replaced the same way
+(:func:`atomic_write_text`, :func:`atomic_write_bytes`).
 """
 
 from __future__ import annotations
@@ -11,8 +14,21 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+__all__ = [
+    "atomic_directory",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "file_entry",
+    "listed_file_problem",
+    "replace_directory",
+    "sha256_file",
+]
 
 
 def sha256_file(path: str | os.PathLike, offset: int = 0) -> str:
@@ -23,6 +39,11 @@ def sha256_file(path: str | os.PathLike, offset: int = 0) -> str:
         while chunk := f.read(1 << 24):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def file_entry(path: Path) -> dict:
+    """``{"bytes", "sha256"}`` of a file, as a manifest lists it."""
+    return {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 
 def listed_file_problem(directory: Path, name: str, files: dict, verify: bool) -> str | None:
@@ -57,3 +78,46 @@ def replace_directory(tmp: Path, target: Path) -> None:
     os.rename(target, old)
     os.rename(tmp, target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def atomic_directory(target: str | os.PathLike, *, marker: str, kind: str = "store",
+                     error: type[Exception] = FileExistsError) -> Iterator[Path]:
+    """Write a directory atomically: yields an empty temporary directory beside ``target``;
+    when the block ends normally it replaces ``target`` (:func:`replace_directory`), when it
+    raises (or is interrupted) it is deleted and ``target`` is untouched.
+
+    A non-empty ``target`` without the file ``marker`` (the store's manifest) is not a
+    ``kind`` (e.g. ``"space store"``) and is never overwritten: raises ``error`` naming it."""
+    target = Path(target)
+    if target.exists() and not (target / marker).exists() and any(target.iterdir()):
+        raise error(f"{target} exists and is not a {kind} (it has no {marker}); refusing to "
+                    "overwrite it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a store is an ordinary directory
+    try:
+        yield tmp
+        replace_directory(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Replace the file ``path`` by ``data`` atomically (a temporary file beside it, then
+    ``os.replace``); a crash leaves the old file or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """:func:`atomic_write_bytes` of ``text`` encoded as UTF-8."""
+    return atomic_write_bytes(path, text.encode("utf-8"))

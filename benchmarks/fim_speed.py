@@ -34,7 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from aquasurf_core import models
-from aquasurf_core.fim_features import fim_features, fim_features_batch, random_batch
+from aquasurf_core.features.fim import fim_features, fim_features_batch, random_batch
 
 FULL = ["all-cnn-c", "resnet-56", "mobilevitv2-0.5"]
 SMALL = ["cnn", "resnet", "vit"]

@@ -28,20 +28,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aquasurf_core.feature_inputs import normal_inputs
-from aquasurf_core.schemas import (
+from aquasurf_core.space.activation import ActivationFunction
+from aquasurf_core.space.evaluation import (
+    DEFAULT_SIGNED_ZERO_DISTINCT,
+    evaluate_space,
+    single_thread,
+)
+from aquasurf_core.space.inputs import normal_inputs
+from aquasurf_core.space.schemas import (
     FOUR_NODE_SCHEMAS,
     THREE_NODE_SCHEMA,
     count_functions,
     schema_names,
 )
-from aquasurf_core.space import ActivationFunction
-from aquasurf_core.space_evaluation import (
-    DEFAULT_SIGNED_ZERO_DISTINCT,
-    evaluate_space,
-    single_thread,
-)
-from aquasurf_core.space_store import build_space
+from aquasurf_core.space.store import build_space
 
 PAPER_UNIQUE = {"3-node": 2_913, "4-node": 425_896}
 SPACES = {"3-node": [THREE_NODE_SCHEMA], "4-node": list(FOUR_NODE_SCHEMAS)}

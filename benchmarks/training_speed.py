@@ -36,9 +36,10 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aquasurf_core.datasets import load_mnist1d  # noqa: E402
-from aquasurf_core.grouped_training import train_grouped  # noqa: E402
-from aquasurf_core.training import get_recipe, train_one  # noqa: E402
+from aquasurf_core.training.data import load_mnist1d
+from aquasurf_core.training.grouped import train_grouped
+from aquasurf_core.training.recipes import get_recipe
+from aquasurf_core.training.reference import train_one
 
 SPACE_SCHEMA = "binary(unary(x),unary(x))"
 FALLBACK_FUNCTIONS = ["relu(x)", "swish(x)", "elu(x)", "tanh(x)", "sigmoid(x)", "softplus(x)",
@@ -48,7 +49,7 @@ FALLBACK_FUNCTIONS = ["relu(x)", "swish(x)", "elu(x)", "tanh(x)", "sigmoid(x)", 
 def space_functions(count: int, seed: int) -> tuple[list[str], int]:
     """``count`` representatives drawn without replacement, and the space's unique count."""
     try:
-        from aquasurf_core.space_store import build_space
+        from aquasurf_core.space.store import build_space
 
         store = build_space(SPACE_SCHEMA, progress=False)
         names = list(store.unique["representative"])

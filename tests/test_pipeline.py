@@ -26,7 +26,7 @@ from aquasurf_core.pipeline import (
 ALPHA = [
     "# md A notebook that makes one figure and one table.",
     "import os\nimport pandas as pd\nimport plotly.graph_objects as go\n"
-    "from aquasurf_core.figures import save_figure, save_table",
+    "from aquasurf_core.export import save_figure, save_table",
     "fig = go.Figure(go.Scatter(x=list(range(n_points)), y=[i * i for i in range(n_points)]))\n"
     "save_figure(fig, '01_squares', figures_dir, width=300, height=200, scale=1)\n"
     "save_figure(go.Figure(go.Bar(y=[1, 2])), '01_bars', figures_dir, width=200, height=100)\n"
@@ -176,7 +176,7 @@ def test_paths_per_profile(tmp_path, monkeypatch):
 
 def test_command_line_exits_nonzero_with_the_reason(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "aquasurf_core.pipeline", "--profile", "smoke", "--only", "99",
+        [sys.executable, "-m", "aquasurf_core", "reproduce", "--profile", "smoke", "--only", "99",
          "--output-root", str(tmp_path), "--no-progress"],
         capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[1],
     )

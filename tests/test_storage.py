@@ -46,3 +46,66 @@ def test_listed_file_problem_names_each_fault(tmp_path):
     files["a.bin"] = {"bytes": 11, "data_offset": 7, "data_sha256": sha256_file(
         tmp_path / "a.bin", 7)}
     assert listed_file_problem(tmp_path, "a.bin", files, verify=True) is None
+
+
+def test_atomic_directory_replaces_on_success_and_keeps_the_old_on_failure(tmp_path):
+    import pytest
+
+    from aquasurf_core.storage import atomic_directory
+
+    target = tmp_path / "store"
+    with atomic_directory(target, marker="manifest.json") as tmp:
+        (tmp / "manifest.json").write_text("1")
+    assert (target / "manifest.json").read_text() == "1"
+    with pytest.raises(RuntimeError, match="boom"), atomic_directory(
+            target, marker="manifest.json") as tmp:
+        (tmp / "manifest.json").write_text("2")
+        raise RuntimeError("boom")
+    assert (target / "manifest.json").read_text() == "1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]  # no temporary left
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "cat.jpg").write_bytes(b"x")
+    with pytest.raises(ValueError, match="photos exists and is not a space store"), \
+            atomic_directory(foreign, marker="manifest.json", kind="space store",
+                             error=ValueError):
+        pass
+    assert (foreign / "cat.jpg").read_bytes() == b"x"
+
+
+def test_atomic_directory_survives_sigkill_mid_write(tmp_path):
+    """A real process killed with SIGKILL while writing leaves the old store whole."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from aquasurf_core.storage import atomic_directory
+
+    target = tmp_path / "store"
+    with atomic_directory(target, marker="manifest.json") as tmp:
+        (tmp / "manifest.json").write_text("old")
+    code = (
+        "import time, sys\n"
+        "from aquasurf_core.storage import atomic_directory\n"
+        f"with atomic_directory({str(target)!r}, marker='manifest.json') as tmp:\n"
+        "    (tmp / 'manifest.json').write_text('new')\n"
+        "    print('writing', flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert (target / "manifest.json").read_text() == "old"
+    # the killed writer's temporary directory is left beside the store, never in its place
+    assert [p.name for p in tmp_path.iterdir() if p.name != "store"][0].startswith(".store.tmp-")
+
+
+def test_atomic_write_text(tmp_path):
+    from aquasurf_core.storage import atomic_write_text
+
+    path = atomic_write_text(tmp_path / "a" / "f.json", "{}")
+    assert path.read_text() == "{}" and sorted(p.name for p in path.parent.iterdir()) == ["f.json"]

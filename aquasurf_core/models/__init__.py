@@ -35,7 +35,7 @@ Full-size models (paper Sec. 5 and Table 4):
 Every activation site is an :class:`aquasurf_core.space.ActivationFunction` (the module
 docstrings list the sites); every weight layer is ``nn.Linear``, ``nn.Conv1d`` or
 ``nn.Conv2d`` (depthwise included) without a built-in nonlinearity. Initialisation is
-:func:`aquasurf_core.initialization.variance_preserving_init_` unless ``init="default"``.
+:func:`aquasurf_core.models.initialization.variance_preserving_init_` unless ``init="default"``.
 """
 
 from __future__ import annotations
@@ -47,15 +47,15 @@ from functools import partial
 import torch
 from torch import nn
 
-from aquasurf_core.initialization import trace_activation_inputs, variance_preserving_init_
-from aquasurf_core.models._common import ActivationFactory, activation_factory, check_positive_int
 from aquasurf_core.models.allcnn import AllCNN
+from aquasurf_core.models.factory import ActivationFactory, activation_factory, check_positive_int
+from aquasurf_core.models.initialization import trace_activation_inputs, variance_preserving_init_
 from aquasurf_core.models.mobilevitv2 import MobileViTv2
 from aquasurf_core.models.preact_resnet import PreActResNet
 from aquasurf_core.models.resnet50 import resnet50
 from aquasurf_core.models.resnet_v2 import ResNetV2
 from aquasurf_core.models.small_vit import SmallMobileViT
-from aquasurf_core.space import canonical_name
+from aquasurf_core.space.names import canonical_name
 
 __all__ = ["ARCHITECTURES", "INITS", "ArchSpec", "build_model"]
 
@@ -129,7 +129,7 @@ def build_model(arch: str, fn_name: str, *, seed: int = 0, num_classes: int | No
     ``seed`` fixes every random choice of construction and initialisation (the global torch
     RNG is left untouched). ``num_classes`` defaults to the spec's (10, or 1000 for
     ``resnet-50``). ``normalize`` is passed to each :class:`ActivationFunction`. ``init`` is
-    ``"variance"`` (:mod:`aquasurf_core.initialization`; the report is ``model.init_report``)
+    ``"variance"`` (:mod:`aquasurf_core.models.initialization`; the report is ``model.init_report``)
     or ``"default"`` (PyTorch's layer defaults, seeded). Raises ``ValueError`` for an unknown
     architecture or init and :class:`aquasurf_core.space.InvalidFunctionName` for a bad name.
     """

@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from aquasurf_core.models._common import ActivationFactory
+from aquasurf_core.models.factory import ActivationFactory
 
 
 class PreActBlock(nn.Module):

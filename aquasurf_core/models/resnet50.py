@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from aquasurf_core.models._common import ActivationFactory
+from aquasurf_core.models.factory import ActivationFactory
 
 
 def replace_relus(module: nn.Module, act: ActivationFactory) -> int:

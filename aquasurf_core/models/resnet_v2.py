@@ -34,7 +34,7 @@ is the global average used here (so other input sizes work too).
 Activation sites (each an :class:`~aquasurf_core.space.ActivationFunction`): the stem, three
 per block except two in the very first block, and the final one: ``1 + (9 n - 1) + 1``, 55 at
 depth 56. Not replicated (not architecture, or owned elsewhere): Keras' ``he_normal`` init
-and L2 kernel regulariser (the package uses its own init, :mod:`aquasurf_core.initialization`;
+and L2 kernel regulariser (the package uses its own init, :mod:`aquasurf_core.models.initialization`;
 weight decay belongs to the optimiser), and Keras' BatchNorm defaults (``epsilon=1e-3``,
 moving-average momentum 0.99); PyTorch's BatchNorm defaults (``eps=1e-5``, momentum 0.1)
 are used.
@@ -45,7 +45,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from aquasurf_core.models._common import ActivationFactory, check_positive_int
+from aquasurf_core.models.factory import ActivationFactory, check_positive_int
 
 
 class BottleneckV2Block(nn.Module):

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from aquasurf_core.models._common import ActivationFactory
+from aquasurf_core.models.factory import ActivationFactory
 
 
 class SelfAttention(nn.Module):

@@ -1,0 +1,43 @@
+"""UMAP helpers: preprocessing, interpolation grid, determinism and inverse transform."""
+
+import numpy as np
+import pytest
+
+from aquasurf_core.embedding.fit import fit_output_umap
+from aquasurf_core.embedding.interpolation import bilinear_grid
+from aquasurf_core.features.outputs import clean_outputs
+
+
+def test_clean_outputs_maps_non_finite_and_clips():
+    raw = np.array([[np.nan, np.inf, -np.inf, 1e30, -3.0, 0.5]])
+    assert clean_outputs(raw, clip=10).tolist() == [[10, 10, -10, 10, -3.0, 0.5]]
+    with pytest.raises(ValueError, match="2-D"):
+        clean_outputs(np.zeros(3))
+
+
+def test_bilinear_grid_hits_corners_and_midpoint():
+    corners = np.array([[0, 0], [4, 0], [0, 2], [4, 2]])
+    points, uv = bilinear_grid(corners, 3)
+    assert points.shape == (9, 2) and uv.shape == (9, 2)
+    np.testing.assert_allclose(points[[0, 2, 6, 8]], corners)
+    np.testing.assert_allclose(points[4], [2, 1])
+    with pytest.raises(ValueError):
+        bilinear_grid(corners[:3], 3)
+
+
+def test_output_umap_separates_families_is_seeded_and_inverts():
+    x = np.linspace(-5, 5, 40)
+    shifts = np.linspace(-0.5, 0.5, 30)
+    relus = np.maximum(x[None, :] - shifts[:, None], 0)
+    tanhs = np.tanh(x[None, :] * (1 + shifts[:, None]))
+    outputs = np.vstack([relus, tanhs])
+    a = fit_output_umap(outputs, n_neighbors=10, min_dist=0.5, seed=3)
+    b = fit_output_umap(outputs, n_neighbors=10, min_dist=0.5, seed=3)
+    np.testing.assert_array_equal(a.embedding_, b.embedding_)
+    emb = a.embedding_
+    within = max(np.ptp(emb[:30], axis=0).max(), np.ptp(emb[30:], axis=0).max())
+    between = np.linalg.norm(emb[:30].mean(0) - emb[30:].mean(0))
+    assert between > within  # two families, two clusters
+    # The inverse transform of a ReLU-cluster point looks like a ReLU, not a tanh.
+    recon = a.inverse_transform(emb[:1])[0]
+    assert np.abs(recon - relus[0]).mean() < np.abs(recon - tanhs[0]).mean()
