@@ -1,10 +1,10 @@
-"""UMAP helpers: preprocessing, interpolation grid, determinism and inverse transform."""
+"""UMAP helpers: preprocessing, interpolation grid, settings, determinism, inverse transform."""
 
 import numpy as np
 import pytest
 
-from aquasurf_core.embedding.fit import fit_output_umap
 from aquasurf_core.embedding.interpolation import bilinear_grid
+from aquasurf_core.embedding.umap_models import fit_output_umap
 from aquasurf_core.features.outputs import clean_outputs
 
 
@@ -41,3 +41,14 @@ def test_output_umap_separates_families_is_seeded_and_inverts():
     # The inverse transform of a ReLU-cluster point looks like a ReLU, not a tanh.
     recon = a.inverse_transform(emb[:1])[0]
     assert np.abs(recon - relus[0]).mean() < np.abs(recon - tanhs[0]).mean()
+
+
+def test_settings_are_checked():
+    from aquasurf_core.embedding.umap_models import FIM_SETTINGS, OUTPUT_SETTINGS, UmapSettings
+
+    assert (FIM_SETTINGS.metric, FIM_SETTINGS.n_neighbors, FIM_SETTINGS.min_dist) == \
+        ("manhattan", 3, 0.1)
+    assert (OUTPUT_SETTINGS.metric, OUTPUT_SETTINGS.n_neighbors) == ("euclidean", 15)
+    for bad in [dict(metric="cosine"), dict(n_neighbors=1), dict(dim=0), dict(min_dist=2.0)]:
+        with pytest.raises(ValueError):
+            UmapSettings(**{"metric": "euclidean", "n_neighbors": 5, **bad})

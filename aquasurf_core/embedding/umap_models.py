@@ -1,0 +1,115 @@
+"""Fitting UMAP to activation-function features, and restoring fitted models from plain data.
+
+UMAP's settings (:class:`UmapSettings`) are the paper's by default (Appendix D, "UMAP
+Settings"): outputs ``metric='euclidean', n_neighbors=15, min_dist=0.1`` (Eq. 3); FIM features
+``metric='manhattan', n_neighbors=3, min_dist=0.1`` (Eq. 2, on the weighted CDFs of
+:func:`aquasurf_core.embedding.distances.fim_embedding_features`); their union is umap's ``+``
+of the two fitted models (:func:`union`). Every fit is seeded (``random_state``, which also makes
+umap run its optimisation single-threaded, so the result is deterministic for a given seed,
+versions and machine).
+
+A fitted model is kept as data, never as a pickle (a pickle runs code when it is loaded): its
+fuzzy graph ``graph_`` (a sparse matrix), its ``embedding_`` and its settings. That is all
+umap's ``+`` reads, so :func:`restore` rebuilds a model that combines exactly as the original
+does; it cannot ``transform`` new points (that needs the training data and search index, which
+are not kept).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import scipy.sparse
+
+from aquasurf_core.features.outputs import OUTPUT_CLIP, clean_outputs
+
+__all__ = ["OUTPUT_SETTINGS", "FIM_SETTINGS", "UmapSettings", "fit", "fit_output_umap",
+           "restore", "union"]
+
+
+@dataclass(frozen=True)
+class UmapSettings:
+    """The UMAP parameters of one embedding."""
+
+    metric: str
+    n_neighbors: int
+    min_dist: float = 0.1
+    dim: int = 2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.metric not in ("euclidean", "manhattan"):
+            raise ValueError(f"metric must be 'euclidean' (Eq. 3) or 'manhattan' (Eq. 2), got "
+                             f"{self.metric!r}")
+        for name in ("n_neighbors", "dim"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (2 if name ==
+                                                                                 "n_neighbors"
+                                                                                 else 1):
+                raise ValueError(f"{name} must be an integer >= {2 if name == 'n_neighbors' else 1},"
+                                 f" got {value!r}")
+        if not 0 <= self.min_dist <= 1:
+            raise ValueError(f"min_dist must lie in [0, 1], got {self.min_dist!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def umap_kwargs(self) -> dict:
+        return {"metric": self.metric, "n_neighbors": self.n_neighbors,
+                "min_dist": self.min_dist, "n_components": self.dim,
+                "random_state": self.seed}
+
+
+#: The paper's settings (Appendix D).
+OUTPUT_SETTINGS = UmapSettings("euclidean", 15, 0.1)
+FIM_SETTINGS = UmapSettings("manhattan", 3, 0.1)
+
+
+def fit(data: np.ndarray, settings: UmapSettings):
+    """A ``umap.UMAP`` fitted to the rows of ``data`` (finite float) with ``settings``."""
+    import umap  # imported lazily: numba compilation makes the import slow
+
+    data = np.asarray(data)
+    if data.ndim != 2 or not np.isfinite(data).all():
+        raise ValueError(f"UMAP needs a finite 2-D feature matrix, got shape {data.shape}")
+    if len(data) <= settings.n_neighbors:
+        raise ValueError(f"UMAP needs more functions than n_neighbors={settings.n_neighbors}; "
+                         f"got {len(data)}")
+    model = umap.UMAP(**settings.umap_kwargs(), n_jobs=1)
+    model.fit(data)
+    return model
+
+
+def restore(graph: scipy.sparse.spmatrix, embedding: np.ndarray, settings: UmapSettings):
+    """A ``umap.UMAP`` carrying a fitted model's graph, embedding and settings (module
+    docstring): enough for umap's ``+``, not for ``transform``."""
+    import umap
+    from umap.umap_ import find_ab_params
+
+    model = umap.UMAP(**settings.umap_kwargs(), n_jobs=1)
+    model.graph_ = scipy.sparse.csr_matrix(graph)
+    model.embedding_ = np.asarray(embedding)
+    model._a, model._b = find_ab_params(model.spread, model.min_dist)
+    return model
+
+
+def union(fim_model, output_model):
+    """umap's ``fim_model + output_model`` (the paper's combined model): the union of the two
+    fuzzy graphs, embedded anew (umap uses a fixed seed, 42, for this step)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        # umap warns when the union graph has several components and falls back to a random
+        # initialisation; the result is still deterministic
+        warnings.filterwarnings("ignore", message=".*Combined graph is not connected.*")
+        return fim_model + output_model
+
+
+def fit_output_umap(outputs: np.ndarray, *, n_neighbors: int = 15, min_dist: float = 0.1,
+                    seed: int = 0, clip: float = OUTPUT_CLIP):
+    """A 2-D Euclidean UMAP (Eq. 3) of raw output features, cleaned first
+    (:func:`~aquasurf_core.features.outputs.clean_outputs`); returns the fitted model, whose
+    ``inverse_transform`` reconstructs output vectors (Figure 3)."""
+    return fit(clean_outputs(outputs, clip), UmapSettings("euclidean", n_neighbors, min_dist,
+                                                          2, seed))
