@@ -143,6 +143,15 @@ NOTEBOOKS: list[Notebook] = [
         outputs=("02_negation_distances", "02_fig5_negation", "02_invalid_share",
                  "02_timings"),
     ),
+    Notebook(
+        "03_umap_embedding.ipynb",
+        smoke={"source": "shipped", "max_functions": 400, "resamples": 200,
+               "show_inspector": False, "inspector_screenshot": False},
+        paper={"source": "shipped", "max_functions": None, "resamples": 1000,
+               "show_inspector": True, "inspector_screenshot": True},
+        outputs=("03_distance_examples", "03_fig4_embeddings", "03_fim_default_neighbors",
+                 "03_neighbour_predictiveness", "03_feature_comparisons"),
+    ),
 ]
 
 

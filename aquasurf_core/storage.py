@@ -25,6 +25,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "file_entry",
+    "first_file_problem",
     "listed_file_problem",
     "replace_directory",
     "sha256_file",
@@ -66,6 +67,17 @@ def listed_file_problem(directory: Path, name: str, files: dict, verify: bool) -
             ok = sha256_file(file) == entry.get("sha256")
         if not ok:
             return "corrupt (checksum mismatch)"
+    return None
+
+
+def first_file_problem(directory: Path, names, files: dict,
+                       verify: bool) -> tuple[str, str] | None:
+    """``(name, problem)`` of the first of ``names`` with a :func:`listed_file_problem`, or
+    ``None`` when every file is listed, present, of the listed size and (``verify``) checksum."""
+    for name in names:
+        problem = listed_file_problem(directory, name, files, verify)
+        if problem:
+            return name, problem
     return None
 
 

@@ -84,7 +84,7 @@ from aquasurf_core.paths import shipped_data_dir
 from aquasurf_core.space.evaluation import find_rows_by_outputs
 from aquasurf_core.space.inputs import N_NORMAL
 from aquasurf_core.space.names import InvalidFunctionName, parse
-from aquasurf_core.storage import atomic_directory, file_entry, listed_file_problem
+from aquasurf_core.storage import atomic_directory, file_entry, first_file_problem
 
 __all__ = [
     "BENCHMARK_FORMAT",
@@ -207,6 +207,17 @@ class Benchmark:
             index[name] = row
         return np.array([index.get(str(parse(n)), -1) for n in names], dtype=np.int64)
 
+    def subset(self, rows) -> Benchmark:
+        """A benchmark of the given rows only (in the given order), for quick looks and tests;
+        its manifest records ``{"subset_of": name, "rows": n}``."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.ndim != 1 or (len(rows) and (rows.min() < -len(self) or rows.max() >= len(self))):
+            raise ValueError(f"rows must be a 1-D array of row numbers below {len(self)}")
+        return Benchmark(self.name, self.table.iloc[rows].reset_index(drop=True),
+                         self.outputs[rows], None if self.fim_cdf is None else self.fim_cdf[rows],
+                         self.fim_valid[rows], self.fim_layout,
+                         {**self.manifest, "subset_of": self.name, "rows": int(len(rows))})
+
     def locate(self, names) -> tuple[np.ndarray, list[str]]:
         """Row of each function (``-1`` where the benchmark has none) and how it was found.
 
@@ -325,11 +336,14 @@ def _read_manifest(directory: Path) -> dict:
     manifest_path = directory / MANIFEST_FILE
     if not manifest_path.is_file():
         raise FileNotFoundError(f"no benchmark at {directory}: {MANIFEST_FILE} is missing")
+    required = ("format", "rows", "outputs_width", "fim_dim", "files", "fim_layout")
     try:
         meta = json.loads(manifest_path.read_text())
+        missing = [key for key in required if key not in meta]
+        if missing:
+            raise KeyError(", ".join(missing))
+        meta["rows"], meta["outputs_width"] = int(meta["rows"]), int(meta["outputs_width"])
         fmt = meta["format"]
-        int(meta["rows"]), int(meta["outputs_width"])
-        meta["fim_dim"], meta["files"], meta["fim_layout"]  # noqa: B018 (presence)
     except (ValueError, KeyError, TypeError) as err:
         raise BenchmarkFileError(f"{manifest_path}: corrupt manifest ({type(err).__name__}: "
                                  f"{err})") from err
@@ -385,17 +399,15 @@ def load_benchmark(directory: str | os.PathLike, *, verify: bool = True) -> Benc
     against their fingerprints (module docstring)."""
     directory = Path(directory)
     meta = _read_manifest(directory)
-    rows, width, dim, files = int(meta["rows"]), int(meta["outputs_width"]), meta["fim_dim"], \
-        meta["files"]
+    rows, width, dim, files = meta["rows"], meta["outputs_width"], meta["fim_dim"], meta["files"]
     stored = bool(meta.get("outputs", {}).get("stored", True))
     needed = ([TABLE_FILE] + ([OUTPUTS_FILE] if stored else []) + [FIM_VALID_FILE]
               + ([FIM_CDF_FILE] if dim else []))
-    for name in needed:
-        problem = listed_file_problem(directory, name, files, verify)
-        if problem == "not listed":
-            raise BenchmarkFileError(f"{directory / MANIFEST_FILE}: does not list {name}")
-        if problem:
-            raise BenchmarkFileError(f"{directory / name}: {problem}")
+    found = first_file_problem(directory, needed, files, verify)
+    if found and found[1] == "not listed":
+        raise BenchmarkFileError(f"{directory / MANIFEST_FILE}: does not list {found[0]}")
+    if found:
+        raise BenchmarkFileError(f"{directory / found[0]}: {found[1]}")
     try:
         layout = None if meta["fim_layout"] is None else FimLayout.from_dict(meta["fim_layout"])
     except (KeyError, TypeError, ValueError) as err:

@@ -52,7 +52,7 @@ from aquasurf_core.embedding.umap_models import (
 )
 from aquasurf_core.features.outputs import clean_outputs
 from aquasurf_core.paths import cache_dir
-from aquasurf_core.storage import atomic_directory, file_entry, listed_file_problem
+from aquasurf_core.storage import atomic_directory, file_entry, first_file_problem
 
 __all__ = ["CACHE_FORMAT", "KINDS", "Embedding", "embed", "embed_all", "embedding_rows"]
 
@@ -124,10 +124,9 @@ def _read(directory: Path, rows: np.ndarray) -> tuple[np.ndarray, scipy.sparse.c
         return None
     try:
         meta = json.loads(manifest.read_text())
-        for name in _FILES:
-            problem = listed_file_problem(directory, name, meta["files"], verify=True)
-            if problem:
-                raise ValueError(f"{name} is {problem}")
+        found = first_file_problem(directory, _FILES, meta["files"], verify=True)
+        if found:
+            raise ValueError(f"{found[0]} is {found[1]}")
         coords = np.load(directory / "coords.npy", allow_pickle=False)
         graph = scipy.sparse.load_npz(directory / "graph.npz").tocsr()
         if coords.shape[0] != len(rows) or graph.shape != (len(rows), len(rows)) or \

@@ -82,7 +82,7 @@ def equivalent_name_tables(store: SpaceStore, familiar: Sequence[str], largest: 
     number of names, and the class of each familiar function (found by its outputs when the
     name is not in the space) with its size and first equivalent names."""
     unique = store.unique
-    top = unique.sort_values("count", ascending=False, kind="stable").head(largest)
+    top = unique.sort_values("count", ascending=False).head(largest)
     largest_table = pd.DataFrame({
         "representative": top["representative"],
         "names": top["count"],

@@ -69,7 +69,7 @@ from aquasurf_core.space.schemas import (
     parse_schemas,
     resolve_operator_set,
 )
-from aquasurf_core.storage import atomic_directory, file_entry, listed_file_problem
+from aquasurf_core.storage import atomic_directory, file_entry, first_file_problem
 
 STORE_FORMAT = 2  # 2: representatives ignore zero/one/identity
 NAMES_FILE = "names.parquet"
@@ -205,12 +205,11 @@ def load_space(path: str | os.PathLike, *, verify: bool = True, mmap: bool = Tru
     if manifest.get("format") != STORE_FORMAT:
         raise SpaceStoreError(f"space store {path}: {MANIFEST_FILE} has format "
                               f"{manifest.get('format')!r}, expected {STORE_FORMAT}")
-    for name in DATA_FILES:
-        problem = listed_file_problem(path, name, files, verify)
-        if problem == "not listed":
-            raise SpaceStoreError(f"space store {path}: {MANIFEST_FILE} does not list {name}")
-        if problem:
-            raise SpaceStoreError(f"space store {path}: {name} is {problem}")
+    found = first_file_problem(path, DATA_FILES, files, verify)
+    if found and found[1] == "not listed":
+        raise SpaceStoreError(f"space store {path}: {MANIFEST_FILE} does not list {found[0]}")
+    if found:
+        raise SpaceStoreError(f"space store {path}: {found[0]} is {found[1]}")
     for name, rows in ((NAMES_FILE, n_functions), (UNIQUE_FILE, n_unique)):
         try:
             found = pq.read_metadata(path / name).num_rows

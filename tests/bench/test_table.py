@@ -444,3 +444,14 @@ def test_locate_by_name_and_by_outputs():
     assert how == ["outputs", "name", "name", "absent", "name"]
     with pytest.raises(InvalidFunctionName):
         b.locate(["notafunction(x)"])
+
+
+def test_subset_keeps_rows_aligned():
+    b = tiny_benchmark()
+    s = b.subset([2, 0])
+    assert s.table["fn_name"].tolist() == [b.table["fn_name"][2], b.table["fn_name"][0]]
+    np.testing.assert_array_equal(s.outputs, b.outputs[[2, 0]])
+    np.testing.assert_array_equal(s.fim_valid, b.fim_valid[[2, 0]])
+    assert s.manifest["subset_of"] == "tiny" and s.manifest["rows"] == 2
+    with pytest.raises(ValueError, match="row numbers below 3"):
+        b.subset([5])
