@@ -11,7 +11,8 @@ importing only the ones before it (``tests/test_layout.py`` checks this):
 * :mod:`~aquasurf_core.features` -- output features and K-FAC Fisher-eigenvalue features;
 * :mod:`~aquasurf_core.training` -- data, recipes and trainers;
 * :mod:`~aquasurf_core.bench` -- benchmarks of trained functions (Act-Bench, Act-Bench-Mini);
-* :mod:`~aquasurf_core.embedding` -- UMAP embeddings of the features;
+* :mod:`~aquasurf_core.embedding` -- UMAP embeddings of the features, and the inspector;
+* :mod:`~aquasurf_core.search` -- the ask/tell search with a surrogate;
 * :mod:`~aquasurf_core.figures` -- the paper's figures and tables, from the stages above.
 
 Beside them: :mod:`~aquasurf_core.paths` (cache and data directories),
@@ -51,9 +52,12 @@ _EXPORTS = {
     "load_actbench": "aquasurf_core.bench.actbench",
     "save_figure": "aquasurf_core.export",
     "save_table": "aquasurf_core.export",
+    "embed": "aquasurf_core.embedding.embeddings",
+    "Inspector": "aquasurf_core.embedding.inspector",
+    "Searcher": "aquasurf_core.search.searcher",
 }
-_SUBMODULES = ("space", "models", "features", "training", "bench", "embedding", "figures",
-               "paths", "storage", "paper", "export", "pipeline", "cli")
+_SUBMODULES = ("space", "models", "features", "training", "bench", "embedding", "search",
+               "figures", "paths", "storage", "paper", "export", "pipeline", "cli")
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
 

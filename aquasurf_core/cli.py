@@ -6,12 +6,14 @@
     aquasurf bench build --arch cnn|resnet|vit [--seeds 0 1 2] [--workers 2] [--limit N] ...
     aquasurf bench status --arch cnn|resnet|vit [--ledger PATH]
     aquasurf reproduce --profile smoke|paper [--only 01 02 ...] [--output-root DIR]
+    aquasurf inspect [--bench cnn|resnet|vit] [--port N] [--no-browser]
 
 Handlers parse and print; the work is done by the library (:mod:`aquasurf_core.space.store`,
 :mod:`aquasurf_core.features.fim`, :mod:`aquasurf_core.bench.build`,
-:mod:`aquasurf_core.pipeline`), imported only when a subcommand runs so that
-``aquasurf --help`` stays fast. Errors a user can fix (a bad name, schema, option or file)
-print one line naming the problem and exit with status 2; a failed notebook exits with 1.
+:mod:`aquasurf_core.pipeline`, :mod:`aquasurf_core.embedding.page`), imported only when a
+subcommand runs so that ``aquasurf --help`` stays fast. Errors a user can fix (a bad name,
+schema, option or file) print one line naming the problem and exit with status 2; a failed
+notebook exits with 1. ``inspect`` serves until Ctrl-C (or SIGTERM).
 """
 
 from __future__ import annotations
@@ -143,6 +145,32 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- inspect
+def _inspect(args: argparse.Namespace) -> int:
+    import signal
+
+    from aquasurf_core.embedding.page import serve
+
+    try:
+        server = serve(args.bench, port=args.port, open_browser=not args.no_browser)
+    except (RuntimeError, OSError, ValueError) as err:
+        first, *log = str(err).splitlines()
+        if log:  # Voila's log, after the one-line error
+            print("\n".join(log), file=sys.stderr)
+        return _error("inspect", first)
+    # SIGTERM stops the server too (it runs in its own session, out of reach of the signal).
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    with server:
+        print(f"inspector of {args.bench}: {server.url}  (Ctrl-C to stop)", flush=True)
+        try:
+            status = server.wait()
+        except KeyboardInterrupt:
+            return 0
+    print(f"aquasurf inspect: the server stopped (status {status}):\n{server.log()[-2000:]}",
+          file=sys.stderr)
+    return 1
+
+
 # ----------------------------------------------------------------------------- the parser
 def _add_space(commands) -> None:
     space = commands.add_parser("space", help="the PANGAEA search space")
@@ -208,6 +236,16 @@ def _add_reproduce(commands) -> None:
     parser.set_defaults(func=_reproduce)
 
 
+def _add_inspect(commands) -> None:
+    parser = commands.add_parser("inspect", help="explore the UMAP embeddings in a web page")
+    parser.add_argument("--bench", default="cnn", choices=ARCHS,
+                        help="benchmark shown first (default: cnn)")
+    parser.add_argument("--port", type=int, default=None, help="port (default: a free one)")
+    parser.add_argument("--no-browser", action="store_true",
+                        help="only print the URL; do not open a browser")
+    parser.set_defaults(func=_inspect)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aquasurf",
@@ -218,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fim(commands)
     _add_bench(commands)
     _add_reproduce(commands)
+    _add_inspect(commands)
     return parser
 
 

@@ -17,6 +17,7 @@ from aquasurf_core.embedding.distances import (
     output_distance_matrix,
 )
 from aquasurf_core.embedding.embeddings import KINDS, Embedding, embed, embed_all, embedding_rows
+from aquasurf_core.embedding.inspector import Inspector
 from aquasurf_core.embedding.interpolation import bilinear_grid
 from aquasurf_core.embedding.umap_models import (
     FIM_SETTINGS,
@@ -30,6 +31,7 @@ __all__ = [
     "KINDS",
     "OUTPUT_SETTINGS",
     "Embedding",
+    "Inspector",
     "UmapSettings",
     "bilinear_grid",
     "embed",

@@ -1,0 +1,218 @@
+"""An ask/tell search over a set of candidate activation functions (paper Section 5; the same loop
+drives the large-scale search, where telling means training a network).
+
+    searcher = Searcher(names, coords, valid=valid, surrogate="knr", first=["relu(x)"], seed=3)
+    while searcher.evaluated < 100:
+        (name,) = searcher.ask()
+        searcher.tell(name, accuracy_of(name))
+
+The start (Section 5): the functions of ``first`` (ReLU, whose accuracy is usually known), then
+``n_random`` (7) functions drawn uniformly from the other candidates with
+``numpy.random.default_rng(seed)`` -- drawn first, before any other use of the generator, so
+every surrogate given the same seed starts from the same functions (common random numbers across
+methods). Then :meth:`Searcher.ask` returns the unevaluated, not-running candidates with the
+highest scores of the surrogate (:mod:`aquasurf_core.search.surrogates`), fitted on the
+evaluated functions that have coordinates; the regression surrogates and ``"random-filter"``
+consider only the functions with valid spectra (``valid``). Ties go to the lower candidate index.
+
+:meth:`Searcher.tell` records a result; a failed run is a result too (tell its chance accuracy).
+It refuses, with a message naming the problem, an unknown function, a function that was never
+asked (or was already told), and an accuracy that is not a finite number in [0, 1].
+
+The whole state -- start queue, running functions, history, the generator's state -- is a
+JSON-able dict (:meth:`Searcher.state_dict`); :meth:`Searcher.from_state` resumes it over the
+same candidates (checked by a fingerprint of names, coordinates and validity) and continues
+exactly as the uninterrupted search would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from aquasurf_core.search.surrogates import (
+    SURROGATES,
+    USES_COORDINATES,
+    USES_FILTER,
+    score_candidates,
+)
+
+__all__ = ["STATE_VERSION", "SearchError", "Searcher"]
+
+STATE_VERSION = 1
+
+
+class SearchError(ValueError):
+    """A request the search cannot honour (the message says why)."""
+
+
+def _fingerprint(names: Sequence[str], coords: np.ndarray | None, valid: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    digest.update("\n".join(names).encode())
+    if coords is not None:
+        digest.update(np.ascontiguousarray(coords, dtype=np.float64).tobytes())
+    digest.update(np.asarray(valid, dtype=bool).tobytes())
+    return digest.hexdigest()[:32]
+
+
+class Searcher:
+    """Ask/tell search over ``names`` (module docstring).
+
+    Arguments: ``coords`` (``[N, d]`` coordinates, e.g. an embedding; required by the regression
+    surrogates), ``valid`` (bool ``[N]``, default all: the functions the filtered surrogates may
+    pick), ``surrogate`` (one of :data:`~aquasurf_core.search.surrogates.SURROGATES`), ``k`` (the
+    KNR's neighbours), ``first`` (candidate names evaluated first), ``n_random`` (random
+    functions after them), ``seed``.
+    """
+
+    def __init__(self, names: Sequence[str], coords: np.ndarray | None = None, *,
+                 valid: np.ndarray | None = None, surrogate: str = "knr", k: int = 3,
+                 first: Sequence[str] = (), n_random: int = 7, seed: int = 0):
+        self.names = [str(n) for n in names]
+        self.index = {n: i for i, n in enumerate(self.names)}
+        if len(self.index) != len(self.names):
+            raise SearchError("candidate names must be distinct")
+        if surrogate not in SURROGATES:
+            raise SearchError(f"unknown surrogate {surrogate!r}; choose one of "
+                              f"{', '.join(SURROGATES)}")
+        n = len(self.names)
+        self.coords = None if coords is None else np.asarray(coords, dtype=np.float64)
+        if self.coords is not None and (self.coords.ndim != 2 or len(self.coords) != n):
+            raise SearchError(f"coords must have shape ({n}, d), got {self.coords.shape}")
+        if surrogate in USES_COORDINATES and self.coords is None:
+            raise SearchError(f"surrogate {surrogate!r} needs coordinates")
+        self.valid = np.ones(n, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+        if self.valid.shape != (n,):
+            raise SearchError(f"valid must be a bool array of {n}, got shape {self.valid.shape}")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise SearchError(f"k must be a positive integer, got {k!r}")
+        self.surrogate, self.k, self.seed = surrogate, k, int(seed)
+        self.rng = np.random.default_rng(self.seed)
+        first_rows = [self._row(name) for name in first]
+        others = np.setdiff1d(np.arange(n), first_rows)
+        drawn = self.rng.choice(others, size=min(n_random, len(others)), replace=False)
+        self.queue: list[int] = list(dict.fromkeys([*first_rows, *map(int, drawn)]))
+        self.running: list[int] = []
+        self.history: list[tuple[int, float]] = []
+        self.told: set[int] = set()
+        self.fingerprint = _fingerprint(self.names, self.coords, self.valid)
+
+    # ---------------------------------------------------------------- asking and telling
+    def _row(self, name: str) -> int:
+        if name not in self.index:
+            from aquasurf_core.space.names import canonical_name
+
+            spelled = canonical_name(name)  # raises InvalidFunctionName for a malformed name
+            if spelled not in self.index:
+                raise SearchError(f"unknown function {name!r}: not a candidate of this search")
+            return self.index[spelled]
+        return self.index[name]
+
+    @property
+    def evaluated(self) -> int:
+        return len(self.history)
+
+    def _allowed(self) -> np.ndarray:
+        mask = self.valid.copy() if self.surrogate in USES_FILTER else np.ones(len(self.names),
+                                                                                 dtype=bool)
+        mask[list(self.told)] = False
+        mask[self.running] = False
+        return np.flatnonzero(mask)
+
+    def _ranked(self, n: int) -> list[int]:
+        allowed = self._allowed()
+        if not len(allowed):
+            return []
+        known = [(r, acc) for r, acc in self.history
+                 if self.coords is not None and self.valid[r]]
+        surrogate = self.surrogate
+        if surrogate in USES_COORDINATES and not known:  # nothing to learn from yet
+            surrogate = "random"
+        x = np.array([self.coords[r] for r, _ in known]) if known else np.zeros((0, 1))
+        y = np.array([acc for _, acc in known], dtype=np.float64)
+        candidates = self.coords[allowed] if self.coords is not None else allowed[:, None]
+        scores = score_candidates(surrogate, x, y, candidates, self.rng, self.k)
+        order = np.argsort(-scores, kind="stable")[:n]
+        return [int(allowed[i]) for i in order]
+
+    def ask(self, n: int = 1) -> list[str]:
+        """The next ``n`` functions to evaluate (fewer when the candidates run out); they are
+        *running* until told (or released)."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise SearchError(f"ask(n) needs a positive integer, got {n!r}")
+        chosen: list[int] = []
+        while self.queue and len(chosen) < n:
+            row = self.queue.pop(0)
+            if row not in self.running and row not in self.told:
+                chosen.append(row)
+        self.running.extend(chosen)
+        if len(chosen) < n:
+            more = self._ranked(n - len(chosen))
+            self.running.extend(more)
+            chosen += more
+        return [self.names[r] for r in chosen]
+
+    def tell(self, name: str, accuracy: float) -> None:
+        """Record the validation ``accuracy`` (finite, in [0, 1]) of an asked function."""
+        row = self._row(name)
+        if row not in self.running:
+            raise SearchError(f"{self.names[row]!r} was "
+                              f"{'already told' if row in self.told else 'never asked'}; tell "
+                              "only the results of functions returned by ask()")
+        if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float, np.floating)) or \
+                not math.isfinite(accuracy) or not 0.0 <= accuracy <= 1.0:
+            raise SearchError(f"accuracy of {self.names[row]!r} must be a finite number in [0, 1], "
+                              f"got {accuracy!r} (tell a failed run's chance accuracy)")
+        self.running.remove(row)
+        self.history.append((row, float(accuracy)))
+        self.told.add(row)
+
+    def release(self, name: str) -> None:
+        """Give back an asked function that will not be evaluated (it may be asked again)."""
+        row = self._row(name)
+        if row not in self.running:
+            raise SearchError(f"{self.names[row]!r} is not running")
+        self.running.remove(row)
+
+    # ---------------------------------------------------------------- results
+    def best(self) -> tuple[str, float] | None:
+        """The evaluated function with the highest accuracy so far (first one on ties)."""
+        if not self.history:
+            return None
+        row, acc = max(self.history, key=lambda item: item[1])
+        return self.names[row], acc
+
+    def results(self) -> list[tuple[str, float]]:
+        """``(name, accuracy)`` in the order told."""
+        return [(self.names[r], acc) for r, acc in self.history]
+
+    # ---------------------------------------------------------------- state
+    def state_dict(self) -> dict:
+        """A JSON-able dict of the whole state (module docstring)."""
+        return {"version": STATE_VERSION, "fingerprint": self.fingerprint,
+                "surrogate": self.surrogate, "k": self.k, "seed": self.seed,
+                "queue": list(self.queue), "running": list(self.running),
+                "history": [[r, acc] for r, acc in self.history],
+                "rng": self.rng.bit_generator.state}
+
+    @classmethod
+    def from_state(cls, state: dict, names: Sequence[str], coords: np.ndarray | None = None,
+                   *, valid: np.ndarray | None = None) -> Searcher:
+        """Resume a search from :meth:`state_dict` over the same candidates; raises
+        :class:`SearchError` when they differ or the state is not one of ours."""
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+            raise SearchError(f"not a search state of version {STATE_VERSION}")
+        searcher = cls(names, coords, valid=valid, surrogate=state["surrogate"], k=state["k"],
+                       n_random=0, seed=state["seed"])
+        if searcher.fingerprint != state["fingerprint"]:
+            raise SearchError("the state belongs to a search over other candidates (names, "
+                              "coordinates or validity differ)")
+        searcher.queue = [int(r) for r in state["queue"]]
+        searcher.running = [int(r) for r in state["running"]]
+        searcher.history = [(int(r), float(acc)) for r, acc in state["history"]]
+        searcher.told = {r for r, _ in searcher.history}
+        searcher.rng.bit_generator.state = state["rng"]
+        return searcher

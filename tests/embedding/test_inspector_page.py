@@ -1,0 +1,147 @@
+"""The inspector as a web page: ``aquasurf inspect`` started in a subprocess, driven by
+headless Chromium through Playwright (skipped only when no Chromium is found), plus the page
+module's checks that need no browser."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from aquasurf_core.embedding.page import InspectorPage, find_browser, free_port, launch_chromium
+
+RELU = "max(identity(x),zero(x))"  # the cnn row that relu(x) finds by its outputs
+PAGE_TIMEOUT = 300  # s: kernel start, benchmark load, and a first UMAP fit on a cold cache
+
+
+def test_free_port_and_port_in_use():
+    port = free_port()
+    assert free_port(port) == port
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        with pytest.raises(OSError, match="is not available"):
+            free_port(busy.getsockname()[1])
+
+
+def test_find_browser_explains_a_bad_path(monkeypatch, tmp_path):
+    monkeypatch.setenv("BROWSER_PATH", str(tmp_path / "no-chromium"))
+    with pytest.raises(FileNotFoundError, match="BROWSER_PATH"):
+        find_browser()
+
+
+def test_cli_rejects_an_unknown_benchmark_and_a_busy_port(capsys):
+    import socket
+
+    from aquasurf_core.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["inspect", "--bench", "mlp"])
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        assert main(["inspect", "--port", str(busy.getsockname()[1]), "--no-browser"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("aquasurf inspect: error: port ") and "not available" in err[-1]
+
+
+@pytest.fixture
+def chromium() -> str:
+    try:
+        return find_browser()
+    except FileNotFoundError as err:
+        pytest.skip(f"no Chromium for the browser test: {err}")
+
+
+@pytest.fixture
+def inspect_url():
+    """``aquasurf inspect`` in its own session; its URL once it prints it. Stopped at the end
+    (SIGTERM, which stops Voila too; SIGKILL if that takes over 20 s)."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aquasurf_core", "inspect", "--port", str(port), "--no-browser"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    lines: queue.Queue[str] = queue.Queue()
+    output: list[str] = []
+
+    def read() -> None:
+        for line in process.stdout:
+            output.append(line)
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        deadline = time.monotonic() + 120
+        url = None
+        while url is None:
+            try:
+                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"aquasurf inspect printed no URL in 120 s:\n{''.join(output)}")
+            if f"http://127.0.0.1:{port}/" in line:
+                url = f"http://127.0.0.1:{port}/"
+            elif process.poll() is not None:
+                pytest.fail(f"aquasurf inspect exited ({process.returncode}):\n"
+                            f"{''.join(output)}")
+        yield url
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
+
+
+def test_page_in_headless_chromium(chromium, inspect_url, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch_chromium(p, chromium)
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": 1100})
+            driver = InspectorPage(page, timeout=60)
+            load_s = driver.open(inspect_url, timeout=PAGE_TIMEOUT)
+            print(f"\npage load -> plot drawn: {load_s:.3f} s")
+            assert page.locator(InspectorPage.POINTS).count() > 100
+            assert "functions embedded by both" in driver.message()
+
+            # a click opens the detail panel of the point under the mouse (its hover label)
+            for index in driver.central_points(3):
+                name, title_s, full_s = driver.click_point(index)
+                print(f"click -> detail: {title_s:.3f} s (curve and CDFs drawn: {full_s:.3f} s)"
+                      f"  {name}")
+                assert page.locator(".aq-detail-name").inner_text().strip() == name
+                assert name in page.locator(".aq-curve .gtitle").text_content()
+                accuracy = page.locator(".aq-accuracy").inner_text()
+                assert all(bench in accuracy for bench in ("cnn", "resnet", "vit"))
+
+            # a name found by its outputs: starred, and its detail shown
+            message = driver.search("relu(x)")
+            assert f"found {RELU} (same outputs as relu(x))" in message
+            assert driver.star_label() == f"★ {RELU}"
+            driver.wait_for_detail(RELU)
+            # an equivalent name of the same function
+            message = driver.search("max(relu(x),zero(x))")
+            assert f"found {RELU} (as max(relu(x),zero(x)))" in message
+            assert page.locator(InspectorPage.STAR).count() == 1
+            # a malformed name: the parser's message, with the position
+            message = driver.search("max(relu(x)")
+            assert "'max(relu(x)' is not a valid function name" in message
+            assert "never closed at position 11" in message
+            assert page.locator(".aq-message-error").count() == 1
+
+            page.mouse.move(0, 0)
+            shot = driver.save(tmp_path / "inspector.png")
+            assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+        finally:
+            browser.close()

@@ -1,0 +1,135 @@
+"""The ask/tell searcher: the start, ranking by each surrogate against the obvious computation,
+the filter, errors, and a resumed search continuing exactly as an uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.neighbors import KNeighborsRegressor
+
+from aquasurf_core.search.searcher import Searcher, SearchError
+from aquasurf_core.search.surrogates import SURROGATES, score_candidates
+from aquasurf_core.space.names import InvalidFunctionName
+
+N = 120
+
+
+@pytest.fixture
+def space():
+    rng = np.random.default_rng(0)
+    coords = rng.normal(size=(N, 2)) * 3
+    accuracy = np.exp(-((coords - [2, 2]) ** 2).sum(1) / 8)
+    names = [f"add(x,{u}(x))" for u in ["tanh", "sigmoid", "erf", "arctan", "softsign",
+                                          "square", "abs", "negative", "sinh", "arcsinh",
+                                          "erfc", "relu"]] + [f"f{i}(x)" for i in range(N - 12)]
+    valid = rng.random(N) > 0.25
+    valid[0] = True
+    return names, coords, valid, accuracy
+
+
+def run(searcher, accuracy, steps):
+    for _ in range(steps):
+        (name,) = searcher.ask()
+        searcher.tell(name, float(accuracy[searcher.index[name]]))
+    return searcher
+
+
+@pytest.mark.parametrize("surrogate", SURROGATES)
+def test_the_start_is_first_then_the_same_random_draw_for_every_surrogate(space, surrogate):
+    names, coords, valid, accuracy = space
+    searcher = Searcher(names, coords, valid=valid, surrogate=surrogate, first=[names[5]],
+                        seed=11)
+    first_eight = [name for name, _ in run(searcher, accuracy, 8).results()]
+    expected_draw = np.random.default_rng(11).choice(np.setdiff1d(np.arange(N), [5]), 7,
+                                                     replace=False)
+    assert first_eight == [names[5]] + [names[i] for i in expected_draw]
+    run(searcher, accuracy, 30)
+    picked = [searcher.index[name] for name, _ in searcher.results()[8:]]
+    assert len(set(picked)) == 30  # nothing twice
+    if surrogate != "random":
+        assert valid[picked].all()  # the filter
+
+
+def test_knr_asks_the_highest_prediction_computed_directly(space):
+    names, coords, valid, accuracy = space
+    searcher = run(Searcher(names, coords, valid=valid, first=[names[0]], seed=2), accuracy, 12)
+    known = [(searcher.index[n], a) for n, a in searcher.results() if valid[searcher.index[n]]]
+    model = KNeighborsRegressor(3, weights="distance").fit(coords[[r for r, _ in known]],
+                                                          [a for _, a in known])
+    open_rows = [r for r in range(N) if valid[r] and names[r] not in dict(searcher.results())]
+    pred = model.predict(coords[open_rows])
+    expected = names[open_rows[int(np.argmax(pred))]]
+    assert searcher.ask() == [expected]
+
+
+def test_search_finds_the_optimum_faster_than_random(space):
+    names, coords, valid, accuracy = space
+    best = {}
+    for surrogate in ("knr", "random"):
+        bests = [run(Searcher(names, coords, valid=np.ones(N, bool), surrogate=surrogate,
+                              first=[names[0]], seed=s), accuracy, 25).best()[1]
+                 for s in range(5)]
+        best[surrogate] = np.mean(bests)
+    assert best["knr"] > best["random"]
+
+
+def test_ask_several_tell_in_any_order_release_and_errors(space):
+    names, coords, valid, accuracy = space
+    searcher = Searcher(names, coords, valid=valid, first=[names[0]], seed=0)
+    asked = searcher.ask(10)
+    assert len(asked) == 10 == len(set(asked)) and set(asked) == {names[r]
+                                                                  for r in searcher.running}
+    for name in reversed(asked[2:]):
+        searcher.tell(name, 0.5)
+    searcher.release(asked[0])
+    assert asked[0] in searcher.ask(1)  # a released start function comes back
+    with pytest.raises(SearchError, match="already told"):
+        searcher.tell(asked[5], 0.5)
+    with pytest.raises(SearchError, match="never asked"):
+        searcher.tell(names[-1], 0.5)
+    with pytest.raises(SearchError, match=r"unknown function 'relu\(x\)'"):
+        searcher.tell("relu(x)", 0.5)
+    with pytest.raises(InvalidFunctionName):
+        searcher.tell("add(x,", 0.5)
+    for bad in (float("nan"), 1.5, -0.1, True, "0.5"):
+        with pytest.raises(SearchError, match="finite number in"):
+            searcher.tell(asked[1], bad)
+    with pytest.raises(SearchError, match="unknown surrogate 'gp'"):
+        Searcher(names, coords, surrogate="gp")
+    with pytest.raises(SearchError, match="needs coordinates"):
+        Searcher(names, None, surrogate="knr")
+    with pytest.raises(SearchError, match="positive integer"):
+        searcher.ask(0)
+    assert Searcher(names, None, surrogate="random").ask(3)  # random needs no coordinates
+    with pytest.raises(ValueError, match="unknown surrogate"):
+        score_candidates("nope", np.zeros((1, 2)), np.zeros(1), np.zeros((3, 2)),
+                         np.random.default_rng(0))
+
+
+def test_candidates_run_out(space):
+    names, coords, valid, accuracy = space
+    searcher = Searcher(names, coords, valid=valid, first=[names[0]], seed=0)
+    while asked := searcher.ask():
+        searcher.tell(asked[0], 0.5)
+    start = [searcher.index[n] for n, _ in searcher.results()[:8]]
+    # every valid function, plus the start functions whatever their validity
+    assert searcher.evaluated == int(valid.sum()) + int((~valid[start]).sum())
+    assert searcher.ask(5) == []
+
+
+@pytest.mark.parametrize("surrogate", ["knr", "rfr", "gpr-ei", "random"])
+def test_a_resumed_search_continues_exactly(space, surrogate):
+    names, coords, valid, accuracy = space
+    whole = run(Searcher(names, coords, valid=valid, surrogate=surrogate, first=[names[0]],
+                         seed=5), accuracy, 30)
+    part = run(Searcher(names, coords, valid=valid, surrogate=surrogate, first=[names[0]],
+                        seed=5), accuracy, 12)
+    state = json.loads(json.dumps(part.state_dict()))  # through JSON, as on disk
+    resumed = run(Searcher.from_state(state, names, coords, valid=valid), accuracy, 18)
+    assert resumed.results() == whole.results()
+    with pytest.raises(SearchError, match="other candidates"):
+        Searcher.from_state(state, names, coords + 1, valid=valid)
+    with pytest.raises(SearchError, match="not a search state"):
+        Searcher.from_state({"version": 99}, names, coords)
