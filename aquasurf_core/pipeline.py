@@ -152,6 +152,17 @@ NOTEBOOKS: list[Notebook] = [
         outputs=("03_distance_examples", "03_fig4_embeddings", "03_fim_default_neighbors",
                  "03_neighbour_predictiveness", "03_feature_comparisons"),
     ),
+    Notebook(
+        "04_benchmark_search.ipynb",
+        smoke={"source": "shipped", "max_functions": 400, "trials": 3, "budget": 20,
+               "ablation_trials": 3, "ablation_dims": [5], "ablation_ks": [5],
+               "methods": ["knr", "svr", "random", "random-filter"]},
+        paper={"source": "shipped", "max_functions": None, "trials": 100, "budget": 100,
+               "ablation_trials": 100, "ablation_dims": [5, 10], "ablation_ks": [1, 5, 8],
+               "methods": ["knr", "rfr", "svr", "gpr-ei", "gpr-ucb", "random",
+                           "random-filter"]},
+        outputs=("04_fig6_search", "04_results", "04_scorecard", "04_ablations"),
+    ),
 ]
 
 

@@ -49,11 +49,13 @@ class SearchError(ValueError):
     """A request the search cannot honour (the message says why)."""
 
 
-def _fingerprint(names: Sequence[str], coords: np.ndarray | None, valid: np.ndarray) -> str:
+def _fingerprint(names: Sequence[str], coords: np.ndarray | None, valid: np.ndarray,
+                 distances: np.ndarray | None = None) -> str:
     digest = hashlib.sha256()
     digest.update("\n".join(names).encode())
-    if coords is not None:
-        digest.update(np.ascontiguousarray(coords, dtype=np.float64).tobytes())
+    for array in (coords, distances):
+        if array is not None:
+            digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
     digest.update(np.asarray(valid, dtype=bool).tobytes())
     return digest.hexdigest()[:32]
 
@@ -62,7 +64,8 @@ class Searcher:
     """Ask/tell search over ``names`` (module docstring).
 
     Arguments: ``coords`` (``[N, d]`` coordinates, e.g. an embedding; required by the regression
-    surrogates), ``valid`` (bool ``[N]``, default all: the functions the filtered surrogates may
+    surrogates) or, for ``"knr"`` only, ``distances`` (``[N, N]``, e.g. the raw Eq. 2/3
+    distances; rows of invalid functions are never read), ``valid`` (bool ``[N]``, default all: the functions the filtered surrogates may
     pick), ``surrogate`` (one of :data:`~aquasurf_core.search.surrogates.SURROGATES`), ``k`` (the
     KNR's neighbours), ``first`` (candidate names evaluated first), ``n_random`` (random
     functions after them), ``seed``.
@@ -70,7 +73,8 @@ class Searcher:
 
     def __init__(self, names: Sequence[str], coords: np.ndarray | None = None, *,
                  valid: np.ndarray | None = None, surrogate: str = "knr", k: int = 3,
-                 first: Sequence[str] = (), n_random: int = 7, seed: int = 0):
+                 first: Sequence[str] = (), n_random: int = 7, seed: int = 0,
+                 distances: np.ndarray | None = None):
         self.names = [str(n) for n in names]
         self.index = {n: i for i, n in enumerate(self.names)}
         if len(self.index) != len(self.names):
@@ -82,8 +86,17 @@ class Searcher:
         self.coords = None if coords is None else np.asarray(coords, dtype=np.float64)
         if self.coords is not None and (self.coords.ndim != 2 or len(self.coords) != n):
             raise SearchError(f"coords must have shape ({n}, d), got {self.coords.shape}")
-        if surrogate in USES_COORDINATES and self.coords is None:
-            raise SearchError(f"surrogate {surrogate!r} needs coordinates")
+        self.distances = None if distances is None else np.asarray(distances)
+        if self.distances is not None:
+            if surrogate != "knr":
+                raise SearchError(f"only 'knr' searches with precomputed distances, not "
+                                  f"{surrogate!r}")
+            if self.distances.shape != (n, n):
+                raise SearchError(f"distances must have shape ({n}, {n}), got "
+                                  f"{self.distances.shape}")
+        elif surrogate in USES_COORDINATES and self.coords is None:
+            raise SearchError(f"surrogate {surrogate!r} needs coordinates (or, for 'knr', "
+                              "distances)")
         self.valid = np.ones(n, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
         if self.valid.shape != (n,):
             raise SearchError(f"valid must be a bool array of {n}, got shape {self.valid.shape}")
@@ -98,7 +111,7 @@ class Searcher:
         self.running: list[int] = []
         self.history: list[tuple[int, float]] = []
         self.told: set[int] = set()
-        self.fingerprint = _fingerprint(self.names, self.coords, self.valid)
+        self.fingerprint = _fingerprint(self.names, self.coords, self.valid, self.distances)
 
     # ---------------------------------------------------------------- asking and telling
     def _row(self, name: str) -> int:
@@ -126,15 +139,22 @@ class Searcher:
         allowed = self._allowed()
         if not len(allowed):
             return []
-        known = [(r, acc) for r, acc in self.history
-                 if self.coords is not None and self.valid[r]]
+        learns = self.coords is not None or self.distances is not None
+        known = [(r, acc) for r, acc in self.history if learns and self.valid[r]]
         surrogate = self.surrogate
         if surrogate in USES_COORDINATES and not known:  # nothing to learn from yet
             surrogate = "random"
-        x = np.array([self.coords[r] for r, _ in known]) if known else np.zeros((0, 1))
+        rows = [r for r, _ in known]
         y = np.array([acc for _, acc in known], dtype=np.float64)
-        candidates = self.coords[allowed] if self.coords is not None else allowed[:, None]
-        scores = score_candidates(surrogate, x, y, candidates, self.rng, self.k)
+        if self.distances is not None and known:
+            x, candidates = self.distances[np.ix_(rows, rows)], self.distances[np.ix_(allowed,
+                                                                                     rows)]
+            scores = score_candidates(surrogate, x, y, candidates, self.rng, self.k,
+                                      precomputed=True)
+        else:
+            x = self.coords[rows] if known else np.zeros((0, 1))
+            candidates = self.coords[allowed] if self.coords is not None else allowed[:, None]
+            scores = score_candidates(surrogate, x, y, candidates, self.rng, self.k)
         order = np.argsort(-scores, kind="stable")[:n]
         return [int(allowed[i]) for i in order]
 
@@ -200,13 +220,14 @@ class Searcher:
 
     @classmethod
     def from_state(cls, state: dict, names: Sequence[str], coords: np.ndarray | None = None,
-                   *, valid: np.ndarray | None = None) -> Searcher:
+                   *, valid: np.ndarray | None = None,
+                   distances: np.ndarray | None = None) -> Searcher:
         """Resume a search from :meth:`state_dict` over the same candidates; raises
         :class:`SearchError` when they differ or the state is not one of ours."""
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
             raise SearchError(f"not a search state of version {STATE_VERSION}")
         searcher = cls(names, coords, valid=valid, surrogate=state["surrogate"], k=state["k"],
-                       n_random=0, seed=state["seed"])
+                       n_random=0, seed=state["seed"], distances=distances)
         if searcher.fingerprint != state["fingerprint"]:
             raise SearchError("the state belongs to a search over other candidates (names, "
                               "coordinates or validity differ)")

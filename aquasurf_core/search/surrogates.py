@@ -45,10 +45,10 @@ UCB_KAPPA = 1.96
 GPR_ALPHA = 0.01
 
 
-def _knr(x, y, candidates, rng, k):
+def _knr(x, y, candidates, rng, k, metric="minkowski"):
     from sklearn.neighbors import KNeighborsRegressor
 
-    model = KNeighborsRegressor(n_neighbors=min(k, len(y)), weights="distance")
+    model = KNeighborsRegressor(n_neighbors=min(k, len(y)), weights="distance", metric=metric)
     return model.fit(x, y).predict(candidates)
 
 
@@ -95,10 +95,17 @@ _SCORERS: dict[str, Callable] = {"knr": _knr, "rfr": _rfr, "svr": _svr, "gpr-ei"
 
 
 def score_candidates(surrogate: str, x: np.ndarray, y: np.ndarray, candidates: np.ndarray,
-                     rng: np.random.Generator, k: int = 3) -> np.ndarray:
+                     rng: np.random.Generator, k: int = 3, *,
+                     precomputed: bool = False) -> np.ndarray:
     """Scores (higher: evaluate sooner) of ``candidates`` (``[m, d]`` coordinates; for the
     random surrogates only their number matters) from the evaluated ``x`` (``[n, d]``) and
-    their accuracies ``y``. Raises ``ValueError`` for an unknown surrogate."""
+    their accuracies ``y``. With ``precomputed`` (KNR only) ``x`` holds the distances between
+    the evaluated functions (``[n, n]``) and ``candidates`` those from each candidate to them
+    (``[m, n]``). Raises ``ValueError`` for an unknown surrogate."""
+    if precomputed:
+        if surrogate != "knr":
+            raise ValueError(f"only 'knr' searches with precomputed distances, not {surrogate!r}")
+        return np.asarray(_knr(x, y, candidates, rng, k, metric="precomputed"), np.float64)
     if surrogate not in _SCORERS:
         raise ValueError(f"unknown surrogate {surrogate!r}; choose one of "
                          f"{', '.join(SURROGATES)}")

@@ -133,3 +133,17 @@ def test_a_resumed_search_continues_exactly(space, surrogate):
         Searcher.from_state(state, names, coords + 1, valid=valid)
     with pytest.raises(SearchError, match="not a search state"):
         Searcher.from_state({"version": 99}, names, coords)
+
+
+def test_knr_on_precomputed_distances_is_knr_on_the_coordinates(space):
+    from scipy.spatial.distance import cdist
+
+    names, coords, valid, accuracy = space
+    by_coords = run(Searcher(names, coords, valid=valid, first=[names[0]], seed=8), accuracy, 40)
+    by_distances = run(Searcher(names, None, valid=valid, first=[names[0]], seed=8,
+                                distances=cdist(coords, coords)), accuracy, 40)
+    assert by_distances.results() == by_coords.results()
+    with pytest.raises(SearchError, match="only 'knr'"):
+        Searcher(names, None, surrogate="rfr", distances=cdist(coords, coords))
+    with pytest.raises(SearchError, match="distances must have shape"):
+        Searcher(names, None, distances=np.zeros((3, 3)))

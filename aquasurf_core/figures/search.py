@@ -1,0 +1,311 @@
+"""Figures and tables of notebook 04: searching the benchmarks (paper Section 5, Figure 6), and a
+scorecard of the paper's claims with paired tests over trials.
+
+All functions take the tidy results of :func:`aquasurf_core.search.benchmark_search.run_experiment`
+(one row per evaluation) and ``reference``: per benchmark, ReLU's validation accuracy and the
+benchmark's best (:func:`references`).
+
+Definitions
+-----------
+* The *best-so-far* curve of a trial is its ``best_val_so_far`` by evaluation; its *area* (AUC)
+  is the mean of that curve over the ``budget`` evaluations (higher is better: good functions
+  found early count for more).
+* Confidence bands and intervals are 95% t-intervals of the mean over trials.
+* Paired tests compare two methods on the same trials (same starting functions): the
+  one-sided Wilcoxon signed-rank test of ``AUC_a - AUC_b > 0`` (``scipy.stats.wilcoxon``,
+  zero differences dropped); the p-values of one claim are Holm-corrected together
+  (:func:`holm`). A comparison counts as a win at ``alpha = 0.05`` after correction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from aquasurf_core.bench.table import Benchmark
+
+__all__ = ["METHOD_LABELS", "ablation_table", "auc_table", "fig6_search", "holm", "references",
+           "results_table", "scorecard"]
+
+METHOD_LABELS = {"knr": "KNR", "rfr": "RFR", "svr": "SVR", "gpr-ei": "GPR-EI",
+                 "gpr-ucb": "GPR-UCB", "random": "RS", "random-filter": "RS + filter"}
+FEATURE_LABELS = {"fim": "FIM", "outputs": "outputs", "both": "both"}
+#: One colour per method; the feature is the line's dash (both: solid, outputs: dashed, FIM:
+#: dotted).
+METHOD_COLOURS = {"knr": "#1f77b4", "rfr": "#2ca02c", "svr": "#ff7f0e", "gpr-ei": "#9467bd",
+                  "gpr-ucb": "#8c564b", "random": "#d62728", "random-filter": "#7f7f7f"}
+REGRESSORS = ("knr", "rfr", "svr")
+ALPHA = 0.05
+
+
+def references(benchmarks: Mapping[str, Benchmark]) -> dict[str, dict[str, float]]:
+    """Per benchmark: ReLU's validation accuracy (located by name or outputs) and the best
+    validation accuracy of any function."""
+    out = {}
+    for name, bench in benchmarks.items():
+        (row,), _ = bench.locate(["relu(x)"])
+        val = bench.table["val_acc"].to_numpy(dtype=float)
+        out[name] = {"relu": float(val[row]) if row >= 0 else float("nan"),
+                     "best": float(np.nanmax(val))}
+    return out
+
+
+def _label(method: str, feature: str) -> str:
+    if method.startswith("random"):
+        return METHOD_LABELS[method]
+    return f"{METHOD_LABELS[method]} ({FEATURE_LABELS.get(feature, feature)})"
+
+
+def _t_interval(values: np.ndarray) -> tuple[float, float, float]:
+    values = np.asarray(values, dtype=float)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
+    return mean, mean - half, mean + half
+
+
+def _curves(results: pd.DataFrame) -> pd.DataFrame:
+    """Mean best-so-far by evaluation with its 95% band, per benchmark, method and feature."""
+    grouped = results.groupby(["benchmark", "method", "feature", "step"])["best_val_so_far"]
+    frame = grouped.agg(["mean", "std", "count"]).reset_index()
+    half = stats.t.ppf(0.975, np.maximum(frame["count"] - 1, 1)) * frame["std"] / np.sqrt(
+        frame["count"])
+    frame["lo"], frame["hi"] = frame["mean"] - half, frame["mean"] + half
+    return frame
+
+
+def fig6_search(results: pd.DataFrame, reference: Mapping[str, Mapping[str, float]],
+                methods: Sequence[str] | None = None, features: Sequence[str] | None = None,
+                title: str = "Search on the benchmarks (Figure 6)"):
+    """One panel per benchmark: the mean best-so-far validation accuracy against evaluations
+    (95% band) of every method x feature (random search once), with ReLU's accuracy and the
+    benchmark's best as dashed lines."""
+    from plotly.subplots import make_subplots
+
+    curves = _curves(results)
+    benches = list(dict.fromkeys(results["benchmark"]))
+    methods = list(methods or dict.fromkeys(results["method"]))
+    features = list(features or dict.fromkeys(results["feature"]))
+    combos = [(m, f) for m in methods for f in (features if not m.startswith("random")
+                                                    else features[:1])]
+    fig = make_subplots(rows=1, cols=len(benches), subplot_titles=[f"Act-Bench-Mini {b}"
+                                                                   for b in benches],
+                        horizontal_spacing=0.05)
+    for c, bench in enumerate(benches):
+        for method, feature in combos:
+            sel = curves[(curves["benchmark"] == bench) & (curves["method"] == method)
+                         & (curves["feature"] == feature)]
+            if sel.empty:
+                continue
+            colour = METHOD_COLOURS.get(method, "black")
+            dash = {"fim": "dot", "outputs": "dash"}.get(feature, "solid")
+            label = _label(method, feature)
+            fig.add_scatter(x=np.r_[sel["step"], sel["step"][::-1]],
+                            y=np.r_[sel["hi"], sel["lo"][::-1]], fill="toself",
+                            fillcolor=colour, opacity=0.08, line=dict(width=0),
+                            hoverinfo="skip", showlegend=False, legendgroup=label,
+                            row=1, col=c + 1)
+            fig.add_scatter(x=sel["step"], y=sel["mean"], mode="lines", name=label,
+                            line=dict(color=colour, dash=dash if method != "random" else
+                                      "solid", width=2 if method == "knr" else 1.3),
+                            legendgroup=label, showlegend=(c == 0), row=1, col=c + 1)
+        for key, text in (("relu", "ReLU"), ("best", "best")):
+            fig.add_hline(y=reference[bench][key], line=dict(color="black", dash="dash",
+                                                             width=1),
+                          annotation_text=text, annotation_position="bottom right",
+                          row=1, col=c + 1)
+    fig.update_xaxes(title_text="evaluations")
+    fig.update_yaxes(title_text="best validation accuracy so far", row=1, col=1)
+    fig.update_layout(title=title, width=430 * len(benches) + 200, height=520,
+                      legend=dict(font=dict(size=10)))
+    return fig
+
+
+def auc_table(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per benchmark, method, feature and trial: the area under the best-so-far curve
+    and the final best."""
+    grouped = results.groupby(["benchmark", "method", "feature", "trial"])["best_val_so_far"]
+    return grouped.agg(auc="mean", final="last").reset_index()
+
+
+def _evaluations_to(results: pd.DataFrame, threshold: Mapping[str, float], budget: int,
+                    strict: bool) -> pd.DataFrame:
+    """Per trial, the first evaluation whose best-so-far beats (``strict``) or reaches the
+    benchmark's threshold; ``budget + 1`` when it never does."""
+    ok = results["best_val_so_far"] > results["benchmark"].map(threshold) if strict else \
+        results["best_val_so_far"] >= results["benchmark"].map(threshold)
+    first = results[ok].groupby(["benchmark", "method", "feature", "trial"])["step"].min()
+    keys = results.groupby(["benchmark", "method", "feature", "trial"]).size().index
+    return first.reindex(keys, fill_value=budget + 1).rename("step").reset_index()
+
+
+def results_table(results: pd.DataFrame, reference: Mapping[str, Mapping[str, float]],
+                  checkpoints: Sequence[int] = (10, 25, 50, 100), within: float = 0.005
+                  ) -> pd.DataFrame:
+    """Per benchmark, method and feature: the mean best validation accuracy after each
+    checkpoint with its 95% interval; the evaluations needed to beat ReLU and to come within
+    ``within`` of the benchmark's best (median over trials, with the share of trials that got
+    there)."""
+    budget = int(results["step"].max())
+    beat = _evaluations_to(results, {b: r["relu"] for b, r in reference.items()}, budget, True)
+    near = _evaluations_to(results, {b: r["best"] - within for b, r in reference.items()},
+                           budget, False)
+    rows = []
+    for (bench, method, feature), group in results.groupby(["benchmark", "method", "feature"],
+                                                           sort=False):
+        row = {"benchmark": bench, "method": _label(method, feature),
+               "trials": group["trial"].nunique()}
+        for n in checkpoints:
+            at = group[group["step"] == min(n, budget)]["best_val_so_far"]
+            mean, lo, hi = _t_interval(at.to_numpy())
+            row[f"best after {n}"] = round(mean, 3)
+            row[f"95% CI after {n}"] = f"[{lo:.3f}, {hi:.3f}]"
+        for label, table in (("to beat ReLU", beat), (f"to within {within} of best", near)):
+            steps = table[(table["benchmark"] == bench) & (table["method"] == method)
+                          & (table["feature"] == feature)]["step"].to_numpy()
+            reached = steps <= budget
+            row[f"evaluations {label} (median)"] = (float(np.median(steps)) if reached.mean()
+                                                   >= 0.5 else f">{budget}")
+            row[f"trials {label}"] = f"{reached.mean():.0%}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def holm(pvalues: Sequence[float]) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values (monotone, capped at 1), in the input order."""
+    p = np.asarray(pvalues, dtype=float)
+    order = np.argsort(p)
+    adjusted = np.empty_like(p)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p) - rank) * p[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def _paired(aucs: pd.DataFrame, bench: str, a: tuple[str, str], b: tuple[str, str]
+            ) -> tuple[float, float, int]:
+    """``(mean AUC difference, one-sided Wilcoxon p, trials)`` of a over b on common trials."""
+    def pick(method, feature):
+        sel = aucs[(aucs["benchmark"] == bench) & (aucs["method"] == method)
+                   & (aucs["feature"] == feature)]
+        return sel.set_index("trial")["auc"]
+
+    x, y = pick(*a), pick(*b)
+    common = x.index.intersection(y.index)
+    diff = (x[common] - y[common]).to_numpy()
+    if len(diff) == 0 or np.all(diff == 0):
+        return float(diff.mean()) if len(diff) else float("nan"), 1.0, len(diff)
+    p = stats.wilcoxon(diff, alternative="greater", zero_method="wilcox").pvalue
+    return float(diff.mean()), float(p), len(diff)
+
+
+def _claim(name: str, comparisons: list[tuple[str, tuple, tuple]], aucs: pd.DataFrame) -> dict:
+    rows = [(bench, a, b, *_paired(aucs, bench, a, b)) for bench, a, b in comparisons]
+    adjusted = holm([r[4] for r in rows]) if rows else np.array([])
+    wins = int((adjusted < ALPHA).sum())
+    detail = "; ".join(f"{bench}: {_label(*a)} vs {_label(*b)} ΔAUC {d:+.4f} (p_Holm {p:.2g})"
+                       for (bench, a, b, d, _, _), p in zip(rows, adjusted, strict=True))
+    return {"claim": name, "comparisons": len(rows), "won (Holm p < 0.05)": wins,
+            "verdict": "holds" if rows and wins == len(rows) else
+            ("holds in part" if wins else "does not hold"), "evidence": detail}
+
+
+def scorecard(results: pd.DataFrame, reference: Mapping[str, Mapping[str, float]],
+              regressors: Sequence[str] = REGRESSORS, within: float = 0.005) -> pd.DataFrame:
+    """The paper's claims of Section 5 against these results (module docstring for the tests):
+
+    1. every method, random search included, finds functions better than ReLU (share of trials
+       whose final best beats ReLU; holds when it is 95% or more for every method);
+    2. every regression method beats random search, for every feature and benchmark;
+    3. both features beat either alone (each regressor, each benchmark);
+    4. KNR is the best regressor (against RFR and SVR, each feature and benchmark);
+    5. tens of evaluations suffice (KNR with both features comes within ``within`` of the
+       benchmark's best in a median of at most 50 evaluations on every benchmark).
+    """
+    aucs = auc_table(results)
+    benches = list(dict.fromkeys(results["benchmark"]))
+    features = [f for f in ("fim", "outputs", "both") if f in set(results["feature"])]
+    present = set(zip(results["method"], results["feature"], strict=True))
+    regressors = [m for m in regressors if any(m == pm for pm, _ in present)]
+    rs = next(((m, f) for m, f in present if m == "random"), None)
+    rows = []
+    # 1
+    final = aucs.copy()
+    final["beats"] = final["final"] > final["benchmark"].map({b: r["relu"]
+                                                              for b, r in reference.items()})
+    shares = final.groupby(["benchmark", "method", "feature"])["beats"].mean()
+    worst = shares.min()
+    rows.append({"claim": "1. every method, RS included, finds functions better than ReLU",
+                 "comparisons": len(shares), "won (Holm p < 0.05)": int((shares >= 0.95).sum()),
+                 "verdict": "holds" if worst >= 0.95 else
+                 ("holds in part" if (shares >= 0.95).any() else "does not hold"),
+                 "evidence": "; ".join(f"{b} {_label(m, f)}: {s:.0%} of trials"
+                                       for (b, m, f), s in shares.items())})
+    # 2
+    if rs is not None:
+        rows.append(_claim("2. every regression method beats RS, for every feature and "
+                           "benchmark", [(b, (m, f), rs) for b in benches for m in regressors
+                                         for f in features if (m, f) in present], aucs))
+    # 3
+    rows.append(_claim("3. both features beat either alone",
+                       [(b, (m, "both"), (m, other)) for b in benches for m in regressors
+                        for other in ("fim", "outputs")
+                        if (m, "both") in present and (m, other) in present], aucs))
+    # 4
+    rows.append(_claim("4. KNR is the best regressor",
+                       [(b, ("knr", f), (m, f)) for b in benches for f in features
+                        for m in regressors if m != "knr" and ("knr", f) in present
+                        and (m, f) in present], aucs))
+    # 5
+    budget = int(results["step"].max())
+    near = _evaluations_to(results, {b: r["best"] - within for b, r in reference.items()},
+                           budget, False)
+    knr = near[(near["method"] == "knr") & (near["feature"] == "both")]
+    medians = knr.groupby("benchmark")["step"].median()
+    rows.append({"claim": f"5. tens of evaluations suffice (KNR, both: within {within} of the "
+                          "best in a median of <= 50)",
+                 "comparisons": len(medians), "won (Holm p < 0.05)": int((medians <= 50).sum()),
+                 "verdict": "holds" if len(medians) and (medians <= 50).all() else
+                 ("holds in part" if (medians <= 50).any() else "does not hold"),
+                 "evidence": "; ".join(f"{b}: median {m:g} evaluations" if m <= budget else
+                                       f"{b}: not reached in half of the trials"
+                                       for b, m in medians.items())})
+    return pd.DataFrame(rows)
+
+
+def ablation_table(results: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """KNR variants against a baseline variant (``results["feature"]`` names the variant, e.g.
+    ``"both, 5-D"``), per benchmark: mean AUC and final best with 95% intervals, and the paired
+    AUC difference to ``baseline`` on common trials with a two-sided Wilcoxon test,
+    Holm-corrected over the table."""
+    aucs = auc_table(results)
+    rows, pvalues = [], []
+    for (bench, variant), group in aucs.groupby(["benchmark", "feature"], sort=False):
+        auc, auc_lo, auc_hi = _t_interval(group["auc"].to_numpy())
+        final = group["final"].mean()
+        row = {"benchmark": bench, "variant": variant, "trials": len(group),
+               "mean AUC": round(auc, 4), "AUC 95% CI": f"[{auc_lo:.4f}, {auc_hi:.4f}]",
+               "mean final best": round(final, 4)}
+        if variant == baseline:
+            row.update({"ΔAUC vs baseline": 0.0, "p (Holm)": float("nan")})
+            pvalues.append(float("nan"))
+        else:
+            base = aucs[(aucs["benchmark"] == bench) & (aucs["feature"] == baseline)]
+            merged = group.merge(base, on="trial", suffixes=("", "_base"))
+            diff = (merged["auc"] - merged["auc_base"]).to_numpy()
+            p = (stats.wilcoxon(diff).pvalue if len(diff) and np.any(diff != 0) else 1.0)
+            row["ΔAUC vs baseline"] = round(float(diff.mean()), 4) if len(diff) else float("nan")
+            pvalues.append(float(p))
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    tested = ~np.isnan(pvalues)
+    adjusted = np.full(len(pvalues), np.nan)
+    if tested.any():
+        adjusted[tested] = holm(np.asarray(pvalues)[tested])
+    table["p (Holm)"] = adjusted
+    return table

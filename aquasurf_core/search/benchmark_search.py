@@ -1,0 +1,283 @@
+"""Searching the benchmarks, many times over (paper Section 5, Figure 6).
+
+On a benchmark every function has already been trained, so evaluating one is a table look-up
+and a search can be repeated many times: :func:`run_trial` runs one search of ``budget``
+evaluations with one surrogate on one embedding (:class:`SearchProblem`), starting, as the
+paper does, from ReLU and seven random functions -- the same seven for every method of a trial
+(the trial number seeds the :class:`~aquasurf_core.search.searcher.Searcher`), so methods are
+compared on common random numbers.
+
+:func:`run_experiment` runs every (benchmark, feature, method, trial) on dask.distributed -- a
+``LocalCluster`` of single-threaded workers by default, or an existing cluster at
+``scheduler_address`` (the problems are sent to the workers once, so no shared file system is
+needed) -- with a progress bar. Every finished trial is written at once to an SQLite ledger
+(WAL) under ``out_dir``, so an interrupted run, restarted, skips the finished trials; the tidy
+result table (one row per evaluation: benchmark, feature, method, trial, step, function,
+val_acc, test_acc, best_val_so_far, test_acc_of_best) is written to
+``out_dir/results.parquet`` at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from io import StringIO
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from aquasurf_core.bench.table import Benchmark
+from aquasurf_core.embedding.embeddings import Embedding
+from aquasurf_core.search.searcher import Searcher
+from aquasurf_core.search.surrogates import USES_COORDINATES
+from aquasurf_core.storage import atomic_write_bytes
+
+__all__ = ["RESULT_COLUMNS", "SearchProblem", "TrialLedger", "problem_from", "raw_problem_from",
+           "run_experiment", "run_trial"]
+
+RESULT_COLUMNS = ("benchmark", "feature", "method", "trial", "step", "function", "val_acc",
+                  "test_acc", "best_val_so_far", "test_acc_of_best")
+
+
+@dataclass(frozen=True)
+class SearchProblem:
+    """What one search needs: the benchmark's functions and accuracies, and one embedding.
+
+    ``coords`` is ``[N, d]`` with NaN rows for functions that are not embedded (invalid
+    spectra; ``valid`` is False there); ``first`` is the name ReLU has in this benchmark.
+    ``distances`` (``[N, N]``, optional) replaces the coordinates for KNR: the raw features'
+    distances (:func:`raw_problem_from`)."""
+
+    benchmark: str
+    feature: str
+    names: tuple[str, ...]
+    val_acc: np.ndarray
+    test_acc: np.ndarray
+    coords: np.ndarray
+    valid: np.ndarray
+    first: str
+    distances: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.names)
+        for name in ("val_acc", "test_acc", "valid"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"{name} has {len(getattr(self, name))} entries, expected {n}")
+        if self.coords.shape[0] != n:
+            raise ValueError(f"coords have {self.coords.shape[0]} rows, expected {n}")
+        if self.distances is not None and self.distances.shape != (n, n):
+            raise ValueError(f"distances have shape {self.distances.shape}, expected ({n}, {n})")
+        if self.first not in self.names:
+            raise ValueError(f"the first function {self.first!r} is not a name of the benchmark")
+
+
+def problem_from(benchmark: Benchmark, embedding: Embedding, first: str = "relu(x)",
+                 chance: float = 0.1) -> SearchProblem:
+    """The :class:`SearchProblem` of ``benchmark`` searched on ``embedding``. ``first`` (ReLU)
+    is located by name or outputs; a function whose accuracy is NaN (a failed run) counts at
+    ``chance``. Raises ``ValueError`` when ``first`` is not in the benchmark."""
+    rows, _ = benchmark.locate([first])
+    if rows[0] < 0:
+        raise ValueError(f"{first!r} is not in benchmark {benchmark.name!r}")
+    n = len(benchmark)
+    coords = np.full((n, embedding.dim), np.nan)
+    coords[embedding.rows] = embedding.coords
+    valid = np.zeros(n, dtype=bool)
+    valid[embedding.rows] = True
+    table = benchmark.table
+    val = np.nan_to_num(table["val_acc"].to_numpy(dtype=float), nan=chance)
+    test = np.nan_to_num(table["test_acc"].to_numpy(dtype=float), nan=chance)
+    return SearchProblem(benchmark.name, embedding.kind, tuple(table["fn_name"]), val, test,
+                         coords, valid, str(table["fn_name"].iloc[rows[0]]))
+
+
+def raw_problem_from(benchmark: Benchmark, feature: str, first: str = "relu(x)",
+                     chance: float = 0.1) -> SearchProblem:
+    """A :class:`SearchProblem` on the raw features with the paper's distances instead of an
+    embedding (for KNR): Eq. 2 (``"fim"``), Eq. 3 on the cleaned outputs (``"outputs"``), or
+    their median-scaled sum (``"both"``; :func:`~aquasurf_core.embedding.predictiveness.
+    combined_distances`), between the functions with valid spectra (other rows are never
+    read and hold 0)."""
+    from aquasurf_core.embedding.distances import fim_distance_matrix, output_distance_matrix
+    from aquasurf_core.embedding.embeddings import embedding_rows
+    from aquasurf_core.embedding.predictiveness import combined_distances
+    from aquasurf_core.features.outputs import clean_outputs
+
+    rows = embedding_rows(benchmark)
+    parts = []
+    if feature in ("fim", "both"):
+        parts.append(fim_distance_matrix(benchmark.fim_cdf[rows], benchmark.fim_layout))
+    if feature in ("outputs", "both"):
+        parts.append(output_distance_matrix(clean_outputs(benchmark.outputs[rows])))
+    if not parts:
+        raise ValueError(f"unknown feature {feature!r}; choose fim, outputs or both")
+    distances = np.zeros((len(benchmark), len(benchmark)), dtype=np.float32)
+    distances[np.ix_(rows, rows)] = combined_distances(*parts) if len(parts) > 1 else parts[0]
+    embedding = Embedding(benchmark.name, feature, rows,
+                          [benchmark.table["fn_name"].iloc[r] for r in rows],
+                          np.zeros((len(rows), 1), np.float32), {}, "raw")
+    problem = problem_from(benchmark, embedding, first, chance)
+    return SearchProblem(problem.benchmark, f"{feature} (raw)", problem.names, problem.val_acc,
+                         problem.test_acc, problem.coords, problem.valid, problem.first,
+                         distances)
+
+
+def run_trial(problem: SearchProblem, method: str, trial: int, budget: int = 100,
+              k: int = 3) -> pd.DataFrame:
+    """One search of ``budget`` evaluations; the trial number is the seed. Returns the rows of
+    :data:`RESULT_COLUMNS` (one per evaluation)."""
+    raw = problem.distances is not None and method == "knr"
+    if problem.distances is not None and method in USES_COORDINATES and not raw:
+        raise ValueError(f"a problem on raw distances is searched by 'knr' or random search, "
+                         f"not {method!r}")
+    coords = problem.coords if method in USES_COORDINATES and not raw else None
+    searcher = Searcher(problem.names, coords, valid=problem.valid, surrogate=method, k=k,
+                        first=[problem.first], seed=trial,
+                        distances=problem.distances if raw else None)
+    index = searcher.index
+    rows = []
+    best_val, best_test = -np.inf, np.nan
+    for step in range(1, budget + 1):
+        asked = searcher.ask()
+        if not asked:
+            break
+        r = index[asked[0]]
+        val, test = float(problem.val_acc[r]), float(problem.test_acc[r])
+        searcher.tell(asked[0], val)
+        if val > best_val:
+            best_val, best_test = val, test
+        rows.append((problem.benchmark, problem.feature, method, trial, step, asked[0], val,
+                     test, best_val, best_test))
+    return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+
+
+# ----------------------------------------------------------------------------- the ledger
+class TrialLedger:
+    """The SQLite (WAL) record of finished trials of one experiment directory."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("CREATE TABLE IF NOT EXISTS trials (benchmark TEXT, feature TEXT, "
+                            "method TEXT, trial INTEGER, budget INTEGER, k INTEGER, "
+                            "rows TEXT NOT NULL, seconds REAL, PRIMARY KEY (benchmark, "
+                            "feature, method, trial, budget, k))")
+        except sqlite3.DatabaseError as err:
+            self.db.close()
+            raise ValueError(f"{self.path}: not a usable trial ledger ({err})") from err
+
+    def done(self, budget: int, k: int) -> set[tuple[str, str, str, int]]:
+        """``(benchmark, feature, method, trial)`` of the finished trials of this budget and k."""
+        return {(b, f, m, int(t)) for b, f, m, t in self.db.execute(
+            "SELECT benchmark, feature, method, trial FROM trials WHERE budget=? AND k=?",
+            (budget, k))}
+
+    def record(self, key: tuple[str, str, str, int], budget: int, k: int, rows: pd.DataFrame,
+               seconds: float) -> None:
+        """Store one finished trial (one transaction)."""
+        payload = rows.to_json(orient="split", index=False)
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO trials VALUES (?,?,?,?,?,?,?,?)",
+                            (*key, budget, k, payload, seconds))
+
+    def results(self, budget: int, k: int, keys: Iterable[tuple] | None = None) -> pd.DataFrame:
+        """The tidy rows of the finished trials (of ``keys`` only, when given)."""
+        wanted = None if keys is None else set(keys)
+        frames = []
+        query = ("SELECT benchmark, feature, method, trial, rows FROM trials WHERE budget=? "
+                 "AND k=? ORDER BY benchmark, feature, method, trial")
+        for b, f, m, t, payload in self.db.execute(query, (budget, k)):
+            if wanted is None or (b, f, m, int(t)) in wanted:
+                frames.append(pd.read_json(StringIO(payload), orient="split"))
+        if not frames:
+            return pd.DataFrame(columns=list(RESULT_COLUMNS))
+        return pd.concat(frames, ignore_index=True)[list(RESULT_COLUMNS)]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _run_keyed(problem: SearchProblem, method: str, trial: int, budget: int, k: int):
+    start = time.perf_counter()
+    rows = run_trial(problem, method, trial, budget, k)
+    return rows, time.perf_counter() - start
+
+
+def run_experiment(problems: Sequence[SearchProblem], methods: Sequence[str],
+                   trials: Iterable[int], out_dir: str | os.PathLike, *, budget: int = 100,
+                   k: int = 3, scheduler_address: str | None = None, workers: int = 2,
+                   client=None, progress: bool = True, log=print) -> pd.DataFrame:
+    """Every (problem, method, trial) not yet in ``out_dir``'s ledger, on dask (module
+    docstring); returns the tidy results of all of them, also written to
+    ``out_dir/results.parquet`` with a ``manifest.json`` (settings, seconds, workers). Pass a
+    ``dask.distributed.Client`` as ``client`` to reuse one cluster across calls (it is not
+    closed); otherwise one is started (``workers`` local single-threaded processes, or the
+    cluster at ``scheduler_address``) and closed at the end."""
+    from dask.distributed import Client, LocalCluster, as_completed
+    from tqdm.auto import tqdm
+
+    out_dir = Path(out_dir)
+    trials = [int(t) for t in trials]
+    cluster_used = ("the caller's dask client" if client is not None else scheduler_address
+                    or f"LocalCluster of {workers} single-threaded workers")
+    ledger = TrialLedger(out_dir / "trials.sqlite")
+    try:
+        done = ledger.done(budget, k)
+        keys = [(p.benchmark, p.feature, m, t) for p in problems for m in methods for t in trials]
+        todo = [key for key in keys if key not in done]
+        log(f"benchmark search: {len(keys)} trials, {len(keys) - len(todo)} already in "
+            f"{ledger.path}")
+        start = time.perf_counter()
+        if todo:
+            cluster = own = None
+            if client is None:
+                if scheduler_address is None:
+                    cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
+                                           processes=True, dashboard_address=None)
+                client = own = Client(scheduler_address or cluster)
+            try:
+                by_key = {(p.benchmark, p.feature): client.scatter(p, broadcast=True)
+                          for p in problems}
+                futures = {client.submit(_run_keyed, by_key[key[:2]], key[2], key[3], budget, k,
+                                         pure=False): key for key in todo}
+                bar = tqdm(total=len(todo), desc="benchmark search", unit="trial",
+                           disable=not progress)
+                for future in as_completed(futures):
+                    rows, seconds = future.result()
+                    ledger.record(futures[future], budget, k, rows, seconds)
+                    bar.update(1)
+                bar.close()
+            finally:
+                if own is not None:
+                    own.close()
+                if cluster is not None:
+                    cluster.close()
+        results = ledger.results(budget, k, keys)
+    finally:
+        ledger.close()
+    atomic_write_bytes(out_dir / "results.parquet", _parquet_bytes(results))
+    manifest = {"methods": list(methods), "trials": [min(trials), max(trials)],
+                "budget": budget, "k": k, "problems": [(p.benchmark, p.feature)
+                                                       for p in problems],
+                "seconds_this_run": round(time.perf_counter() - start, 1),
+                "cluster": cluster_used,
+                "trials_run_now": len(todo)}
+    atomic_write_bytes(out_dir / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
+    log(f"benchmark search: {len(results)} evaluations written to {out_dir / 'results.parquet'}")
+    return results
+
+
+def _parquet_bytes(frame: pd.DataFrame) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()

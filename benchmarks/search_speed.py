@@ -1,0 +1,84 @@
+"""How long the benchmark searches of notebook 04 take.
+
+    python benchmarks/search_speed.py [--benchmark cnn] [--trials 8] [--budget 100]
+
+1. Per-step cost of each surrogate: one ``ask`` after 50 evaluations on the shipped
+   benchmark's 2-D union embedding (fit on the evaluated functions, score every open
+   candidate), median over repeats, in one process with one thread.
+2. The total those costs imply for the paper profile of notebook 04 (3 benchmarks x 3 features
+   x 7 methods x 100 trials x 92 surrogate steps, plus the KNR ablations), on 1 and 2 workers.
+3. Measured trials per second on a dask ``LocalCluster`` with 1 and 2 single-threaded workers
+   (KNR and RFR, ``--trials`` each), side by side in this process: the scaling a user with more
+   cores or a cluster can expect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+STEPS = 92  # surrogate steps of a 100-evaluation search (the first 8 are the start)
+MAIN = 3 * 3 * 100  # benchmarks x features x trials per method
+ABLATION_KNR_TRIALS = 3 * 9 * 100  # benchmarks x ablation arms x trials
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--benchmark", default="cnn")
+    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--budget", type=int, default=100)
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(1)
+    from aquasurf_core import paths
+    from aquasurf_core.bench import load
+    from aquasurf_core.embedding import embed
+    from aquasurf_core.search import SURROGATES, Searcher
+    from aquasurf_core.search.benchmark_search import problem_from, run_experiment
+
+    bench = load(args.benchmark)
+    problem = problem_from(bench, embed(bench, "both", log=lambda *_: None))
+    print(f"{args.benchmark}: {int(problem.valid.sum())} embedded functions of {len(bench)}")
+    per_step = {}
+    for method in SURROGATES:
+        coords = None if method.startswith("random") else problem.coords
+        searcher = Searcher(problem.names, coords, valid=problem.valid, surrogate=method,
+                            first=[problem.first], seed=0)
+        for _ in range(50):
+            (name,) = searcher.ask()
+            searcher.tell(name, float(problem.val_acc[searcher.index[name]]))
+        times = []
+        for _ in range(7):
+            start = time.perf_counter()
+            (name,) = searcher.ask()
+            times.append(time.perf_counter() - start)
+            searcher.release(name)
+        per_step[method] = statistics.median(times)
+    print(f"\n{'method':<14} {'ms per step':>11} {'s per trial':>11}")
+    for method, seconds in per_step.items():
+        print(f"{method:<14} {1000 * seconds:>11.1f} {seconds * STEPS:>11.2f}")
+    total = sum(per_step.values()) * STEPS * MAIN + per_step["knr"] * STEPS * ABLATION_KNR_TRIALS
+    print(f"\nimplied paper-profile search time: {total / 60:.1f} min on 1 worker, "
+          f"{total / 120:.1f} min on 2 (of which RFR {per_step['rfr'] * STEPS * MAIN / 60:.1f}"
+          " min on 1)")
+
+    print(f"\n{'method':<8} {'workers':>7} {'trials':>6} {'seconds':>8} {'trials/s':>9}")
+    for method in ("knr", "rfr"):
+        for workers in (1, 2):
+            with tempfile.TemporaryDirectory() as out:
+                paths.set_cache_dir(out)
+                start = time.perf_counter()
+                run_experiment([problem], [method], range(args.trials), out, budget=args.budget,
+                               workers=workers, progress=False, log=lambda *_: None)
+                seconds = time.perf_counter() - start
+            print(f"{method:<8} {workers:>7} {args.trials:>6} {seconds:>8.1f} "
+                  f"{args.trials / seconds:>9.2f}")
+    print("(the dask runs include starting the local cluster, ~2-4 s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Notebook 04's Figure 6, tables and scorecard on hand-made search results, checked against
+direct computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from aquasurf_core.figures import search as fs
+
+
+def fake_results(trials: int = 12, budget: int = 30, seed: int = 0) -> pd.DataFrame:
+    """Searches whose accuracy ramps faster for better methods: knr > svr > random, and the
+    both feature > outputs."""
+    rng = np.random.default_rng(seed)
+    speed = {("knr", "both"): 0.5, ("knr", "outputs"): 0.3, ("svr", "both"): 0.25,
+             ("svr", "outputs"): 0.2, ("random", "both"): 0.08}
+    rows = []
+    for bench in ("a", "b"):
+        for (method, feature), rate in speed.items():
+            for trial in range(trials):
+                best = -1.0
+                for step in range(1, budget + 1):
+                    val = 0.9 * (1 - np.exp(-rate * step)) + 0.02 * rng.random()
+                    best = max(best, val)
+                    rows.append((bench, feature, method, trial, step, f"f{step}", val, val,
+                                 best, best))
+    return pd.DataFrame(rows, columns=["benchmark", "feature", "method", "trial", "step",
+                                       "function", "val_acc", "test_acc", "best_val_so_far",
+                                       "test_acc_of_best"])
+
+
+REFERENCE = {"a": {"relu": 0.5, "best": 0.92}, "b": {"relu": 0.5, "best": 0.92}}
+
+
+def test_holm_matches_the_step_down_procedure_written_out():
+    p = [0.01, 0.04, 0.03, 0.2]
+    # sorted: 0.01*4, 0.03*3, 0.04*2, 0.2*1 -> 0.04, 0.09, 0.09 (monotone), 0.2
+    np.testing.assert_allclose(fs.holm(p), [0.04, 0.09, 0.09, 0.2])
+    assert fs.holm([0.9, 0.8])[0] == 1.0
+
+
+def test_auc_and_results_table_against_direct_computation():
+    results = fake_results()
+    aucs = fs.auc_table(results)
+    one = results[(results["benchmark"] == "a") & (results["method"] == "knr")
+                  & (results["feature"] == "both") & (results["trial"] == 3)]
+    row = aucs[(aucs["benchmark"] == "a") & (aucs["method"] == "knr")
+               & (aucs["feature"] == "both") & (aucs["trial"] == 3)].iloc[0]
+    assert row["auc"] == pytest.approx(one["best_val_so_far"].mean())
+    assert row["final"] == one["best_val_so_far"].iloc[-1]
+    table = fs.results_table(results, REFERENCE, checkpoints=(10, 30))
+    knr = table[(table["benchmark"] == "a") & (table["method"] == "KNR (both)")].iloc[0]
+    at10 = results[(results["benchmark"] == "a") & (results["method"] == "knr")
+                   & (results["feature"] == "both") & (results["step"] == 10)]["best_val_so_far"]
+    assert knr["best after 10"] == round(at10.mean(), 3)
+    first = [results[(results["benchmark"] == "a") & (results["method"] == "knr")
+                     & (results["feature"] == "both") & (results["trial"] == t)
+                     & (results["best_val_so_far"] > 0.5)]["step"].min() for t in range(12)]
+    assert knr["evaluations to beat ReLU (median)"] == np.median(first)
+    assert table[table["method"] == "RS"]["trials to within 0.005 of best"].iloc[0] == "0%"
+
+
+def test_scorecard_verdicts_follow_the_results():
+    card = fs.scorecard(fake_results(), REFERENCE, regressors=("knr", "svr"))
+    verdict = dict(zip(card["claim"].str[:2], card["verdict"], strict=True))
+    assert verdict["1."] == "holds"  # every method passes ReLU (0.5) in every trial
+    assert verdict["2."] == "holds"  # both regressors beat RS everywhere
+    assert verdict["3."] == "holds"  # both > outputs for knr and svr (no FIM runs: skipped)
+    assert verdict["4."] == "holds"  # knr > svr
+    assert "median" in card.iloc[4]["evidence"]
+    # the paired test is the one written out
+    aucs = fs.auc_table(fake_results())
+
+    def pick(m, f):
+        sel = aucs[(aucs["benchmark"] == "a") & (aucs["method"] == m) & (aucs["feature"] == f)]
+        return sel.sort_values("trial")["auc"].to_numpy()
+
+    diff = pick("knr", "both") - pick("svr", "both")
+    assert stats.wilcoxon(diff, alternative="greater").pvalue < 0.01
+    assert f"a: KNR (both) vs SVR (both) ΔAUC {diff.mean():+.4f}" in card.iloc[3]["evidence"]
+
+
+def test_figure6_and_ablation_table():
+    results = fake_results(trials=10, budget=10)
+    fig = fs.fig6_search(results, REFERENCE)
+    lines = [t for t in fig.data if t.mode == "lines"]
+    assert len(lines) == 2 * 5  # two panels, five method x feature curves
+    assert {t.name for t in lines} >= {"KNR (both)", "RS"}
+    arms = results[results["method"] == "knr"].copy()
+    arms["feature"] = arms["feature"].map({"both": "base", "outputs": "variant"})
+    table = fs.ablation_table(arms, baseline="base")
+    variant = table[(table["benchmark"] == "a") & (table["variant"] == "variant")].iloc[0]
+    assert variant["ΔAUC vs baseline"] < 0 and variant["p (Holm)"] < 0.05
+    assert np.isnan(table[table["variant"] == "base"]["p (Holm)"]).all()

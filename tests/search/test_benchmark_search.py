@@ -1,0 +1,140 @@
+"""Searching a benchmark many times: problems from a benchmark, one trial against the table,
+common random numbers across methods, and the dask experiment with its trial ledger, resumed
+after the driver is killed with SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aquasurf_core.bench.table import Benchmark, make_table
+from aquasurf_core.embedding.embeddings import Embedding
+from aquasurf_core.features.outputs import output_features
+from aquasurf_core.search.benchmark_search import (
+    RESULT_COLUMNS,
+    SearchProblem,
+    TrialLedger,
+    problem_from,
+    run_experiment,
+    run_trial,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+UNARY = ["tanh", "sigmoid", "erf", "arctan", "softsign", "elu", "abs", "negative", "sinh",
+         "arcsinh", "erfc", "swish", "square", "exp"]
+
+
+def tiny_problem(n: int = 60, seed: int = 0) -> SearchProblem:
+    rng = np.random.default_rng(seed)
+    names = ["max(identity(x),zero(x))"] + [
+        f"add({UNARY[i % 14]}(x),{UNARY[(i // 14) % 14]}(x))" for i in range(n - 1)]
+    val = rng.uniform(0.1, 0.9, n)
+    rows = [{"fn_name": f, "equivalent_names": [f], "train_acc": v, "val_acc": v,
+             "test_acc": v - 0.01, "train_loss": 1.0, "val_loss": 1.0, "test_loss": 1.0,
+             "runtime_s": 1.0} for f, v in zip(names, val, strict=True)]
+    valid = rng.random(n) > 0.3
+    valid[0] = True
+    bench = Benchmark("tiny", make_table(rows), output_features(names), None,
+                      np.zeros(n, dtype=bool))
+    embedded = np.flatnonzero(valid)
+    coords = rng.normal(size=(len(embedded), 2)).astype(np.float32)
+    emb = Embedding("tiny", "both", embedded, [names[i] for i in embedded], coords, {}, "k")
+    return problem_from(bench, emb)
+
+
+def test_problem_from_a_benchmark():
+    problem = tiny_problem()
+    assert problem.first == "max(identity(x),zero(x))"  # relu(x), found by its outputs
+    assert np.isnan(problem.coords[~problem.valid]).all()
+    assert np.isfinite(problem.coords[problem.valid]).all()
+
+
+def test_a_trial_reads_the_table_and_tracks_the_best():
+    problem = tiny_problem()
+    rows = run_trial(problem, "knr", trial=3, budget=20)
+    assert list(rows.columns) == list(RESULT_COLUMNS) and len(rows) == 20
+    assert rows["function"].iloc[0] == problem.first and rows["step"].tolist() == list(range(1, 21))
+    index = {n: i for i, n in enumerate(problem.names)}
+    np.testing.assert_allclose(rows["val_acc"], problem.val_acc[[index[f] for f in rows["function"]]])
+    np.testing.assert_allclose(rows["best_val_so_far"], np.maximum.accumulate(rows["val_acc"]))
+    starts = {m: run_trial(problem, m, trial=3, budget=8)["function"].tolist()
+              for m in ("knr", "svr", "random", "random-filter")}
+    assert len({tuple(v) for v in starts.values()}) == 1  # common random numbers
+    assert problem.valid[[index[f] for f in rows["function"][8:]]].all()
+
+
+def test_experiment_runs_on_dask_and_skips_finished_trials(tmp_path):
+    problems = [tiny_problem(seed=0), tiny_problem(seed=1)]
+    problems[1] = SearchProblem("tiny2", *[getattr(problems[1], f) for f in
+                                           ("feature", "names", "val_acc", "test_acc",
+                                            "coords", "valid", "first")])
+    results = run_experiment(problems, ["knr", "random"], range(3), tmp_path, budget=10,
+                             workers=1, progress=False, log=lambda *_: None)
+    assert len(results) == 2 * 2 * 3 * 10
+    again = pd.read_parquet(tmp_path / "results.parquet")
+    pd.testing.assert_frame_equal(again, results)
+    expected = run_trial(problems[1], "knr", 2, budget=10)
+    got = results[(results["benchmark"] == "tiny2") & (results["method"] == "knr")
+                  & (results["trial"] == 2)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+    messages = []
+    run_experiment(problems, ["knr", "random"], range(3), tmp_path, budget=10, workers=1,
+                   progress=False, log=messages.append)
+    assert "12 trials, 12 already in" in messages[0]
+
+
+DRIVER = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_benchmark_search import tiny_problem
+from aquasurf_core.search.benchmark_search import run_experiment
+run_experiment([tiny_problem()], ["rfr"], range(16), {out!r}, budget=20, workers=1,
+               progress=False)
+"""
+
+
+def test_a_driver_killed_with_sigkill_resumes_at_the_trial_level(tmp_path):
+    out = tmp_path / "run"
+    code = DRIVER.format(tests=str(Path(__file__).parent), out=str(out))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if (out / "trials.sqlite").exists():
+            ledger = TrialLedger(out / "trials.sqlite")
+            n = len(ledger.done(20, 3))
+            ledger.close()
+            if n >= 3:
+                break
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and its dask workers
+    proc.wait(timeout=60)
+    ledger = TrialLedger(out / "trials.sqlite")
+    kept = ledger.results(20, 3)
+    ledger.close()
+    finished = sorted(set(kept["trial"]))
+    assert 3 <= len(finished) < 16, finished
+    results = run_experiment([tiny_problem()], ["rfr"], range(16), out, budget=20, workers=1,
+                             progress=False, log=lambda *_: None)
+    assert sorted(set(results["trial"])) == list(range(16))
+    for trial in finished[:2]:  # kept rows are those of an uninterrupted trial
+        pd.testing.assert_frame_equal(
+            results[results["trial"] == trial].reset_index(drop=True),
+            run_trial(tiny_problem(), "rfr", trial, budget=20), check_dtype=False)
+
+
+def test_problem_checks():
+    p = tiny_problem()
+    with pytest.raises(ValueError, match="first function"):
+        SearchProblem("b", "f", p.names, p.val_acc, p.test_acc, p.coords, p.valid, "tanh(x)")
+    with pytest.raises(ValueError, match="coords have"):
+        SearchProblem("b", "f", p.names, p.val_acc, p.test_acc, p.coords[:3], p.valid, p.first)
