@@ -27,13 +27,16 @@ import numpy as np
 from scipy.spatial.distance import cdist
 
 from aquasurf_core.features.fim import FimLayout, fim_distance, l1_weights
+from aquasurf_core.features.outputs import clean_outputs
 
 __all__ = [
+    "combined_distances",
     "fim_distance",
     "fim_distance_matrix",
     "fim_embedding_features",
     "output_distance",
     "output_distance_matrix",
+    "raw_distance_matrices",
 ]
 
 
@@ -84,3 +87,30 @@ def fim_distance_matrix(cdf: np.ndarray, layout: FimLayout | None,
     a = fim_embedding_features(cdf, layout)
     b = a if other is None else fim_embedding_features(other, layout)
     return cdist(a, b, metric="cityblock")
+
+
+def combined_distances(*matrices: np.ndarray) -> np.ndarray:
+    """The sum of distance matrices, each divided by the median of its off-diagonal entries,
+    so that neither feature's scale dominates (how we combine Eq. 2 and Eq. 3 without UMAP;
+    the paper combines them only through UMAP's union)."""
+    total = None
+    for d in matrices:
+        d = np.asarray(d, dtype=np.float64)
+        off = d[~np.eye(len(d), dtype=bool)]
+        scale = np.median(off) if off.size and np.median(off) > 0 else 1.0
+        total = d / scale if total is None else total + d / scale
+    if total is None:
+        raise ValueError("give at least one distance matrix")
+    return total
+
+
+def raw_distance_matrices(benchmark) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``(rows, {"fim", "outputs", "both"})``: the distances between a benchmark's functions
+    with valid spectra (``rows``) by Eq. 2, by Eq. 3 on the cleaned outputs, and their
+    :func:`combined_distances` -- the raw features with the paper's distances, no UMAP."""
+    if benchmark.fim_cdf is None:
+        raise ValueError(f"benchmark {benchmark.name!r} has no FIM features")
+    rows = np.flatnonzero(benchmark.fim_valid)
+    d_fim = fim_distance_matrix(benchmark.fim_cdf[rows], benchmark.fim_layout)
+    d_out = output_distance_matrix(clean_outputs(benchmark.outputs[rows]))
+    return rows, {"fim": d_fim, "outputs": d_out, "both": combined_distances(d_fim, d_out)}

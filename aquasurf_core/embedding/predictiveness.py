@@ -26,8 +26,7 @@ from collections.abc import Mapping
 import numpy as np
 from scipy.stats import spearmanr
 
-__all__ = ["neighbour_predictions", "paired_differences", "prediction_scores",
-           "combined_distances"]
+__all__ = ["neighbour_predictions", "paired_differences", "prediction_scores"]
 
 
 def neighbour_predictions(target: np.ndarray, features: np.ndarray | None = None, *,
@@ -104,17 +103,3 @@ def paired_differences(truth: np.ndarray, preds: Mapping[str, np.ndarray],
                     "Δ r2 lo": float(np.nanpercentile(boot[:, 1], lo)),
                     "Δ r2 hi": float(np.nanpercentile(boot[:, 1], hi))})
     return out
-
-
-def combined_distances(*matrices: np.ndarray) -> np.ndarray:
-    """The sum of distance matrices, each divided by the median of its off-diagonal entries
-    (module docstring)."""
-    total = None
-    for d in matrices:
-        d = np.asarray(d, dtype=np.float64)
-        off = d[~np.eye(len(d), dtype=bool)]
-        scale = np.median(off) if off.size and np.median(off) > 0 else 1.0
-        total = d / scale if total is None else total + d / scale
-    if total is None:
-        raise ValueError("give at least one distance matrix")
-    return total

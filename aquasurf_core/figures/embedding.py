@@ -20,15 +20,15 @@ import numpy as np
 import pandas as pd
 
 from aquasurf_core.bench.table import Benchmark
-from aquasurf_core.embedding.distances import fim_distance_matrix, output_distance_matrix
+from aquasurf_core.embedding.distances import (
+    raw_distance_matrices,
+)
 from aquasurf_core.embedding.embeddings import Embedding, embedding_rows
 from aquasurf_core.embedding.predictiveness import (
-    combined_distances,
     neighbour_predictions,
     paired_differences,
     prediction_scores,
 )
-from aquasurf_core.features.outputs import clean_outputs
 
 __all__ = ["FEATURE_LABELS", "MARKED", "distance_examples", "feature_comparisons",
            "fig4_embeddings", "predictiveness_table"]
@@ -90,12 +90,6 @@ def fig4_embeddings(benchmarks: Mapping[str, Benchmark],
     return fig
 
 
-def _raw_distances(bench: Benchmark, rows: np.ndarray) -> dict[str, np.ndarray]:
-    d_fim = fim_distance_matrix(bench.fim_cdf[rows], bench.fim_layout)
-    d_out = output_distance_matrix(clean_outputs(bench.outputs[rows]))
-    return {"fim": d_fim, "outputs": d_out, "both": combined_distances(d_fim, d_out)}
-
-
 def _predictions(bench: Benchmark, embeddings: Mapping[str, Embedding], *, k: int, folds: int,
                  seed: int, raw: bool) -> dict[tuple[str, str], np.ndarray]:
     rows = embedding_rows(bench)
@@ -108,7 +102,7 @@ def _predictions(bench: Benchmark, embeddings: Mapping[str, Embedding], *, k: in
         preds["UMAP 2-D", kind] = neighbour_predictions(target, emb.coords, k=k, folds=folds,
                                                         seed=seed)
     if raw:
-        for kind, d in _raw_distances(bench, rows).items():
+        for kind, d in raw_distance_matrices(bench)[1].items():
             preds["raw (Eq. 2/3)", kind] = neighbour_predictions(target, distances=d, k=k,
                                                                  folds=folds, seed=seed)
     return preds
@@ -166,9 +160,8 @@ def distance_examples(bench: Benchmark, pairs: Sequence[tuple[str, str]]) -> pd.
     also as the percentile among all pairwise distances of the benchmark's functions with valid
     spectra: the paper's point that a function and its negation are near by their Fisher
     spectra and far by their outputs. Pairs not embedded are skipped."""
-    rows = embedding_rows(bench)
-    d_fim = fim_distance_matrix(bench.fim_cdf[rows], bench.fim_layout)
-    d_out = output_distance_matrix(clean_outputs(bench.outputs[rows]))
+    rows, matrices = raw_distance_matrices(bench)
+    d_fim, d_out = matrices["fim"], matrices["outputs"]
     upper = np.triu_indices(len(rows), 1)
     out = []
     for f, g in pairs:

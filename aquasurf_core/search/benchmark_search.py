@@ -76,55 +76,47 @@ class SearchProblem:
             raise ValueError(f"the first function {self.first!r} is not a name of the benchmark")
 
 
+def _problem(benchmark: Benchmark, feature: str, rows: np.ndarray, coords: np.ndarray,
+             first: str, chance: float, distances: np.ndarray | None = None) -> SearchProblem:
+    located, _ = benchmark.locate([first])
+    if located[0] < 0:
+        raise ValueError(f"{first!r} is not in benchmark {benchmark.name!r}")
+    n = len(benchmark)
+    full = np.full((n, coords.shape[1]), np.nan)
+    full[rows] = coords
+    valid = np.zeros(n, dtype=bool)
+    valid[rows] = True
+    table = benchmark.table
+    val = np.nan_to_num(table["val_acc"].to_numpy(dtype=float), nan=chance)
+    test = np.nan_to_num(table["test_acc"].to_numpy(dtype=float), nan=chance)
+    return SearchProblem(benchmark.name, feature, tuple(table["fn_name"]), val, test, full,
+                         valid, str(table["fn_name"].iloc[located[0]]), distances)
+
+
 def problem_from(benchmark: Benchmark, embedding: Embedding, first: str = "relu(x)",
                  chance: float = 0.1) -> SearchProblem:
     """The :class:`SearchProblem` of ``benchmark`` searched on ``embedding``. ``first`` (ReLU)
     is located by name or outputs; a function whose accuracy is NaN (a failed run) counts at
     ``chance``. Raises ``ValueError`` when ``first`` is not in the benchmark."""
-    rows, _ = benchmark.locate([first])
-    if rows[0] < 0:
-        raise ValueError(f"{first!r} is not in benchmark {benchmark.name!r}")
-    n = len(benchmark)
-    coords = np.full((n, embedding.dim), np.nan)
-    coords[embedding.rows] = embedding.coords
-    valid = np.zeros(n, dtype=bool)
-    valid[embedding.rows] = True
-    table = benchmark.table
-    val = np.nan_to_num(table["val_acc"].to_numpy(dtype=float), nan=chance)
-    test = np.nan_to_num(table["test_acc"].to_numpy(dtype=float), nan=chance)
-    return SearchProblem(benchmark.name, embedding.kind, tuple(table["fn_name"]), val, test,
-                         coords, valid, str(table["fn_name"].iloc[rows[0]]))
+    return _problem(benchmark, embedding.kind, embedding.rows, embedding.coords, first, chance)
 
 
 def raw_problem_from(benchmark: Benchmark, feature: str, first: str = "relu(x)",
                      chance: float = 0.1) -> SearchProblem:
     """A :class:`SearchProblem` on the raw features with the paper's distances instead of an
-    embedding (for KNR): Eq. 2 (``"fim"``), Eq. 3 on the cleaned outputs (``"outputs"``), or
-    their median-scaled sum (``"both"``; :func:`~aquasurf_core.embedding.predictiveness.
-    combined_distances`), between the functions with valid spectra (other rows are never
-    read and hold 0)."""
-    from aquasurf_core.embedding.distances import fim_distance_matrix, output_distance_matrix
-    from aquasurf_core.embedding.embeddings import embedding_rows
-    from aquasurf_core.embedding.predictiveness import combined_distances
-    from aquasurf_core.features.outputs import clean_outputs
+    embedding (searched by KNR): Eq. 2 (``"fim"``), Eq. 3 (``"outputs"``) or their
+    median-scaled sum (``"both"``), between the functions with valid spectra
+    (:func:`~aquasurf_core.embedding.distances.raw_distance_matrices`; the other rows are
+    never read and hold 0). The feature is labelled ``"<feature> (raw)"``."""
+    from aquasurf_core.embedding.distances import raw_distance_matrices
 
-    rows = embedding_rows(benchmark)
-    parts = []
-    if feature in ("fim", "both"):
-        parts.append(fim_distance_matrix(benchmark.fim_cdf[rows], benchmark.fim_layout))
-    if feature in ("outputs", "both"):
-        parts.append(output_distance_matrix(clean_outputs(benchmark.outputs[rows])))
-    if not parts:
+    rows, matrices = raw_distance_matrices(benchmark)
+    if feature not in matrices:
         raise ValueError(f"unknown feature {feature!r}; choose fim, outputs or both")
     distances = np.zeros((len(benchmark), len(benchmark)), dtype=np.float32)
-    distances[np.ix_(rows, rows)] = combined_distances(*parts) if len(parts) > 1 else parts[0]
-    embedding = Embedding(benchmark.name, feature, rows,
-                          [benchmark.table["fn_name"].iloc[r] for r in rows],
-                          np.zeros((len(rows), 1), np.float32), {}, "raw")
-    problem = problem_from(benchmark, embedding, first, chance)
-    return SearchProblem(problem.benchmark, f"{feature} (raw)", problem.names, problem.val_acc,
-                         problem.test_acc, problem.coords, problem.valid, problem.first,
-                         distances)
+    distances[np.ix_(rows, rows)] = matrices[feature]
+    return _problem(benchmark, f"{feature} (raw)", rows, np.zeros((len(rows), 1)), first,
+                    chance, distances)
 
 
 def run_trial(problem: SearchProblem, method: str, trial: int, budget: int = 100,

@@ -9,8 +9,8 @@ from scipy.stats import spearmanr
 from sklearn.metrics import r2_score
 from sklearn.model_selection import KFold
 
+from aquasurf_core.embedding.distances import combined_distances
 from aquasurf_core.embedding.predictiveness import (
-    combined_distances,
     neighbour_predictions,
     paired_differences,
     prediction_scores,
