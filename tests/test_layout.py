@@ -16,7 +16,7 @@ PACKAGE = ROOT / "aquasurf_core"
 
 #: Each top-level part of the package and the parts it may import (besides itself). The
 #: stages follow the paper's flow: space -> models -> features -> training -> bench ->
-#: embedding -> figures; infrastructure (paths, storage, paper) is below everything;
+#: embedding -> search -> figures; infrastructure (paths, storage, paper) is below everything;
 #: export, pipeline and cli are above.
 ALLOWED = {
     "paths": set(),
