@@ -143,13 +143,28 @@ def _evaluations_to(results: pd.DataFrame, threshold: Mapping[str, float], budge
     return first.reindex(keys, fill_value=budget + 1).rename("step").reset_index()
 
 
+def _median_text(steps: np.ndarray, budget: int) -> str:
+    """The median evaluations over trials (a trial that never got there counts as
+    ``budget + 1``): a number, or ``>budget`` when half the trials did not get there."""
+    median = float(np.median(steps))
+    return f">{budget}" if median > budget else f"{median:g}"
+
+
+def _median_interval(steps: np.ndarray, budget: int, resamples: int = 1000,
+                     seed: int = 0) -> str:
+    """95% percentile-bootstrap interval of the median over trials (same convention)."""
+    draws = np.random.default_rng(seed).integers(0, len(steps), size=(resamples, len(steps)))
+    lo, hi = np.percentile(np.median(steps[draws], axis=1), [2.5, 97.5])
+    return f"[{_median_text(np.array([lo]), budget)}, {_median_text(np.array([hi]), budget)}]"
+
+
 def results_table(results: pd.DataFrame, reference: Mapping[str, Mapping[str, float]],
                   checkpoints: Sequence[int] = (10, 25, 50, 100), within: float = 0.005
                   ) -> pd.DataFrame:
     """Per benchmark, method and feature: the mean best validation accuracy after each
     checkpoint with its 95% interval; the evaluations needed to beat ReLU and to come within
-    ``within`` of the benchmark's best (median over trials, with the share of trials that got
-    there)."""
+    ``within`` of the benchmark's best (median over trials with a 95% bootstrap interval, and
+    the share of trials that got there within the budget)."""
     budget = int(results["step"].max())
     beat = _evaluations_to(results, {b: r["relu"] for b, r in reference.items()}, budget, True)
     near = _evaluations_to(results, {b: r["best"] - within for b, r in reference.items()},
@@ -167,10 +182,9 @@ def results_table(results: pd.DataFrame, reference: Mapping[str, Mapping[str, fl
         for label, table in (("to beat ReLU", beat), (f"to within {within} of best", near)):
             steps = table[(table["benchmark"] == bench) & (table["method"] == method)
                           & (table["feature"] == feature)]["step"].to_numpy()
-            reached = steps <= budget
-            row[f"evaluations {label} (median)"] = (float(np.median(steps)) if reached.mean()
-                                                   >= 0.5 else f">{budget}")
-            row[f"trials {label}"] = f"{reached.mean():.0%}"
+            row[f"evaluations {label} (median)"] = _median_text(steps, budget)
+            row[f"95% CI {label}"] = _median_interval(steps, budget)
+            row[f"trials {label}"] = f"{(steps <= budget).mean():.0%}"
         rows.append(row)
     return pd.DataFrame(rows)
 
