@@ -5,6 +5,9 @@
     aquasurf fim --arch NAME --fn NAME [--device cpu|cuda] [--batch-size N] [--seed S] [--json]
     aquasurf bench build --arch cnn|resnet|vit [--seeds 0 1 2] [--workers 2] [--limit N] ...
     aquasurf bench status --arch cnn|resnet|vit [--ledger PATH]
+    aquasurf search run --task NAME [--evaluations 50] [--features 2000] [--workers 2]
+                        [--scheduler-address ADDR] [--ledger PATH]
+    aquasurf search status|export [--task NAME | --ledger PATH] [--out FILE]
     aquasurf reproduce --profile smoke|paper [--only 01 02 ...] [--output-root DIR]
     aquasurf inspect [--bench cnn|resnet|vit] [--port N] [--no-browser]
 
@@ -131,6 +134,63 @@ def _bench_status(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- search
+def _ledger_for(args: argparse.Namespace):
+    from aquasurf_core.search.engine import default_ledger_path
+
+    return args.ledger or default_ledger_path(args.task)
+
+
+def _search_run(args: argparse.Namespace) -> int:
+    from aquasurf_core.search.engine import SearchConfig, run_search
+    from aquasurf_core.search.tasks import TaskError
+
+    try:
+        config = SearchConfig(evaluations=args.evaluations, features=args.features,
+                              space=args.space, seed=args.seed)
+        status = run_search(args.task, _ledger_for(args), config, workers=args.workers,
+                            scheduler_address=args.scheduler_address,
+                            progress=not args.quiet)
+    except (TaskError, ValueError, FileNotFoundError) as err:
+        return _error("search run", err)
+    print(json.dumps(status, indent=2, default=str))
+    return 0
+
+
+def _search_status(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from aquasurf_core.search.engine import search_status
+    from aquasurf_core.search.ledger import SearchLedger
+
+    path = Path(_ledger_for(args))
+    if not path.exists():
+        return _error("search status", FileNotFoundError(f"no search ledger at {path}"))
+    with SearchLedger(path) as ledger:
+        print(json.dumps(search_status(ledger), indent=2, default=str))
+    return 0
+
+
+def _search_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from aquasurf_core.search.engine import export_results
+    from aquasurf_core.search.ledger import SearchLedger
+
+    path = Path(_ledger_for(args))
+    if not path.exists():
+        return _error("search export", FileNotFoundError(f"no search ledger at {path}"))
+    with SearchLedger(path) as ledger:
+        table = export_results(ledger)
+    if args.out is None:
+        print(table.to_csv(index=False), end="")
+    elif str(args.out).endswith(".parquet"):
+        table.to_parquet(args.out, index=False)
+    else:
+        table.to_csv(args.out, index=False)
+    return 0
+
+
 # ----------------------------------------------------------------------------- reproduce
 def _reproduce(args: argparse.Namespace) -> int:
     from aquasurf_core.pipeline import PipelineError, format_manifest, run_pipeline
@@ -222,6 +282,33 @@ def _add_bench(commands) -> None:
     status.set_defaults(func=_bench_status)
 
 
+def _add_search(commands) -> None:
+    search = commands.add_parser("search", help="the large-scale search on a task")
+    sub = search.add_subparsers(dest="search_command", required=True)
+    run = sub.add_parser("run", help="run or resume a search (resumable after any crash)")
+    run.add_argument("--task", required=True, help="a registered task, e.g. digits-cnn")
+    run.add_argument("--evaluations", type=int, default=50,
+                     help="functions evaluated beyond the baselines (default 50)")
+    run.add_argument("--features", type=int, default=2000,
+                     help="functions with Fisher features before the surrogate is used")
+    run.add_argument("--space", default="4-node", choices=["3-node", "4-node"])
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--workers", type=int, default=2, help="local dask workers (default 2)")
+    run.add_argument("--scheduler-address", default=None,
+                     help="an existing dask scheduler to run on instead")
+    run.add_argument("--ledger", default=None, help="ledger path (default: cache)")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(func=_search_run)
+    for name, handler, summary in [("status", _search_status, "what a search ledger holds"),
+                                   ("export", _search_export, "a tidy table of the results")]:
+        cmd = sub.add_parser(name, help=summary)
+        cmd.add_argument("--task", default="digits-cnn", help="task (for the default ledger)")
+        cmd.add_argument("--ledger", default=None, help="ledger path (default: cache)")
+        if name == "export":
+            cmd.add_argument("--out", default=None, help=".csv or .parquet (default: stdout)")
+        cmd.set_defaults(func=handler)
+
+
 def _add_reproduce(commands) -> None:
     from aquasurf_core.pipeline import ENV_OUTPUT_ROOT, PROFILES
 
@@ -255,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_space(commands)
     _add_fim(commands)
     _add_bench(commands)
+    _add_search(commands)
     _add_reproduce(commands)
     _add_inspect(commands)
     return parser

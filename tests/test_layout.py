@@ -34,7 +34,8 @@ ALLOWED = {
                 "search"},
     "export": set(),
     "pipeline": {"paths"},
-    "cli": {"space", "models", "features", "training", "bench", "embedding", "pipeline"},
+    "cli": {"space", "models", "features", "training", "bench", "embedding", "search",
+            "pipeline"},
     "__init__": set(),
     "__main__": {"cli"},
 }

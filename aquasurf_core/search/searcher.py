@@ -190,6 +190,28 @@ class Searcher:
         self.history.append((row, float(accuracy)))
         self.told.add(row)
 
+    def observe(self, name: str, accuracy: float) -> None:
+        """Record a result obtained outside this searcher (e.g. a baseline evaluated before
+        it existed); the function must not be running or told already."""
+        row = self._row(name)
+        if row in self.running or row in self.told:
+            state = "running" if row in self.running else "already told"
+            raise SearchError(f"{self.names[row]!r} is {state}; use tell()")
+        if row in self.queue:
+            self.queue.remove(row)
+        self.running.append(row)
+        self.tell(name, accuracy)
+
+    def reserve(self, name: str) -> None:
+        """Mark a function as running (being evaluated elsewhere) without asking for it."""
+        row = self._row(name)
+        if row in self.told:
+            raise SearchError(f"{self.names[row]!r} was already told")
+        if row in self.queue:
+            self.queue.remove(row)
+        if row not in self.running:
+            self.running.append(row)
+
     def release(self, name: str) -> None:
         """Give back an asked function that will not be evaluated (it may be asked again)."""
         row = self._row(name)

@@ -10,11 +10,11 @@ fuses many functions into one model.
 * :mod:`~aquasurf_core.training.grouped` -- :func:`train_grouped`, K functions in one model.
 """
 
-from aquasurf_core.training.data import MNIST1D, Split, load_mnist1d
+from aquasurf_core.training.data import Split, Splits, load_mnist1d
 from aquasurf_core.training.grouped import train_grouped
 from aquasurf_core.training.recipes import RECIPES, Recipe, get_recipe
 from aquasurf_core.training.reference import evaluate_split, train_one
 from aquasurf_core.training.results import RunResult
 
-__all__ = ["MNIST1D", "RECIPES", "Recipe", "RunResult", "Split", "evaluate_split", "get_recipe",
+__all__ = ["Splits", "RECIPES", "Recipe", "RunResult", "Split", "evaluate_split", "get_recipe",
            "load_mnist1d", "train_grouped", "train_one"]

@@ -28,7 +28,8 @@ NUM_CLASSES = 10
 
 @dataclass(frozen=True)
 class Split:
-    """Inputs ``x`` (float32, ``(N, 1, 40)``) and labels ``y`` (int64, ``(N,)``)."""
+    """Inputs ``x`` (float32, ``(N, *input_shape)``, e.g. ``(N, 1, 40)`` for MNIST-1D) and
+    labels ``y`` (int64, ``(N,)``)."""
 
     x: torch.Tensor
     y: torch.Tensor
@@ -38,7 +39,9 @@ class Split:
 
 
 @dataclass(frozen=True)
-class MNIST1D:
+class Splits:
+    """The train / validation / test splits of a dataset (MNIST-1D, scikit-learn's digits...)."""
+
     train: Split
     validation: Split
     test: Split
@@ -83,7 +86,7 @@ def balanced_split(labels: np.ndarray, per_class: int, seed: int) -> tuple[np.nd
 
 def load_mnist1d(
     *, seed: int = 42, validation_per_class: int = 50, split_seed: int = 0, cache_dir: str | Path | None = None
-) -> MNIST1D:
+) -> Splits:
     """MNIST-1D with a class-balanced validation split held out from the 4,000 training examples.
 
     ``seed`` is the generator seed of the ``mnist1d`` package (42 is its published default);
@@ -118,7 +121,7 @@ def load_mnist1d(
             torch.as_tensor(ys, dtype=torch.int64),
         )
 
-    return MNIST1D(
+    return Splits(
         train=split(x[keep], y[keep]),
         validation=split(x[held], y[held]),
         test=split(x_test, y_test),

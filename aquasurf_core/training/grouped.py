@@ -58,7 +58,7 @@ from aquasurf_core.models import build_model
 from aquasurf_core.models.small_vit import SelfAttention
 from aquasurf_core.space.activation import ActivationFunction
 from aquasurf_core.space.names import canonical_name
-from aquasurf_core.training.data import MNIST1D, Split
+from aquasurf_core.training.data import Split, Splits
 from aquasurf_core.training.recipes import (
     Recipe,
     epoch_order,
@@ -386,7 +386,7 @@ def _finite_at_first_step(model: GroupedModel, x: torch.Tensor, y: torch.Tensor)
     return finite
 
 
-def train_grouped(arch: str, fn_names: Sequence[str], seed: int, data: MNIST1D,
+def train_grouped(arch: str, fn_names: Sequence[str], seed: int, data: Splits,
                   recipe: Recipe | None = None, *,
                   return_model: bool = False) -> list[RunResult] | tuple[list[RunResult],
                                                                         GroupedModel]:
@@ -421,7 +421,7 @@ def train_grouped(arch: str, fn_names: Sequence[str], seed: int, data: MNIST1D,
     return (results, model) if return_model else results
 
 
-def _train_fused(model: GroupedModel, seed: int, data: MNIST1D, train: Split,
+def _train_fused(model: GroupedModel, seed: int, data: Splits, train: Split,
                  orders: list[torch.Tensor], recipe: Recipe) -> list[RunResult]:
     """The training loop of :func:`train_grouped` (``runtime_s`` left at 0)."""
     arch, k = model.arch, model.copies

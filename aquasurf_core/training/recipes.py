@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from aquasurf_core.training.data import MNIST1D, Split
+from aquasurf_core.training.data import Split, Splits
 
 __all__ = [
     "RECIPES",
@@ -117,6 +117,9 @@ RECIPES: dict[str, Recipe] = {
                      warmup_epochs=1.0),
     "vit": Recipe(epochs=2, batch_size=64, optimizer="adamw", lr=4e-3, schedule="cosine",
                   warmup_epochs=1.0, initial_lr=1e-4, final_lr=1e-6, weight_decay=0.02),
+    # scikit-learn's digits (1,197 training images): the All-CNN-C row of the paper's table
+    "digits-cnn": Recipe(epochs=5, batch_size=64, optimizer="sgd", lr=0.05,
+                         schedule="linear", warmup_epochs=1.0),
 }
 
 
@@ -146,7 +149,7 @@ def epoch_order(seed: int, epochs: int, n: int) -> list[torch.Tensor]:
 
 
 
-def train_split(data: MNIST1D, recipe: Recipe) -> Split:
+def train_split(data: Splits, recipe: Recipe) -> Split:
     """The training examples ``recipe`` uses: all of ``data.train``, or its first
     ``recipe.train_subset``."""
     train = data.train

@@ -29,7 +29,7 @@ from torch.nn import functional as F
 
 from aquasurf_core.models import build_model
 from aquasurf_core.space.names import canonical_name
-from aquasurf_core.training.data import MNIST1D, Split
+from aquasurf_core.training.data import Split, Splits
 from aquasurf_core.training.recipes import (
     Recipe,
     epoch_order,
@@ -60,7 +60,7 @@ def evaluate_split(model: nn.Module, split: Split) -> tuple[float, float]:
 
 
 
-def train_one(arch: str, fn_name: str, seed: int, data: MNIST1D,
+def train_one(arch: str, fn_name: str, seed: int, data: Splits,
               recipe: Recipe | None = None) -> RunResult:
     """Train ``build_model(arch, fn_name, seed=seed)`` on ``data`` with ``recipe`` (default
     :func:`get_recipe`) and evaluate it; see the module docstring for the conventions."""

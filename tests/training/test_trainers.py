@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from aquasurf_core.models import build_model
-from aquasurf_core.training.data import MNIST1D, Split, load_mnist1d
+from aquasurf_core.training.data import Split, Splits, load_mnist1d
 from aquasurf_core.training.grouped import (
     GroupedOptimizer,
     build_grouped_model,
@@ -53,7 +53,7 @@ def one_thread():
 def data():
     full = load_mnist1d()
     # Smaller evaluation splits keep the tests fast; the trainers do not care about sizes.
-    return MNIST1D(full.train, Split(full.validation.x[:200], full.validation.y[:200]),
+    return Splits(full.train, Split(full.validation.x[:200], full.validation.y[:200]),
                    Split(full.test.x[:200], full.test.y[:200]), full.fingerprint)
 
 

@@ -1,0 +1,408 @@
+"""The large-scale search engine (paper Section 6; Appendix E, "Search Implementation"), on
+dask.distributed, around a ledger that survives faults.
+
+What one search does (:func:`run_search`), the paper's recipe with our safeguards:
+
+1. The space's unique functions (default the 4-node space; :mod:`aquasurf_core.space.store`)
+   go into the ledger (:class:`~aquasurf_core.search.ledger.SearchLedger`) in a seeded random
+   order. The task is checked (:func:`~aquasurf_core.search.tasks.check_task`) before any
+   work; its check trains ReLU, which is kept as ReLU's baseline result.
+2. The baselines (ReLU, ELU, SELU, sigmoid, Softplus, Softsign, Swish, tanh) are evaluated
+   first, while the other workers compute Fisher features for functions in the random order
+   (``feature_batch`` functions per dask task).
+3. Once ``features`` functions have features, every free worker but one evaluates the function
+   with the highest predicted accuracy -- KNR (k = 3) on the 2-D union UMAP embedding (FIM
+   features + outputs, :mod:`aquasurf_core.embedding.umap_models`) of the functions with valid
+   spectra, refitted with every result; the embedding itself is refitted when the featured set
+   has grown by ``refit_growth`` -- and the last worker keeps computing features (all workers
+   evaluate when there is only one).
+4. It stops after ``evaluations`` functions beyond the baselines.
+
+Faults. Every result and every feature batch is written to the ledger at once. Claiming a
+function claims its whole class in one transaction, so nothing is evaluated twice; a dask
+worker that dies has its task run again elsewhere (``retries``); a driver that is killed, even
+with ``SIGKILL``, and started again with the same ledger releases what the dead session had
+claimed and carries on: no finished evaluation lost, no function recorded twice, nothing left
+"running" by a process that is gone. The searcher itself is rebuilt from the ledger whenever
+it is asked, so it has no state of its own to lose.
+
+Workers: a ``LocalCluster`` of single-threaded processes by default; ``scheduler_address``
+(or a ``client``) runs on an existing cluster -- e.g. SLURM or PBS through ``dask-jobqueue``,
+one worker per GPU, each pinned to its device with ``CUDA_VISIBLE_DEVICES``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import socket
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from aquasurf_core.search.ledger import SearchLedger
+from aquasurf_core.search.searcher import Searcher
+from aquasurf_core.search.tasks import Task, builtin_tasks, check_task, get_task
+
+__all__ = ["SearchConfig", "default_ledger_path", "evaluate_job", "export_results",
+           "features_job", "run_search", "search_status"]
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything that shapes a search (module docstring)."""
+
+    evaluations: int = 50
+    features: int = 2000
+    space: str = "4-node"
+    seed: int = 0
+    k: int = 3
+    feature_batch: int = 32
+    refit_growth: float = 0.25
+    baselines: tuple[str, ...] = ("relu(x)", "elu(x)", "selu(x)", "sigmoid(x)",
+                                  "softplus(x)", "softsign(x)", "swish(x)", "tanh(x)")
+    retries: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("evaluations", "features", "feature_batch"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if self.space not in ("3-node", "4-node"):
+            raise ValueError(f"space must be '3-node' or '4-node', got {self.space!r}")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "baselines": list(self.baselines)}
+
+
+# ----------------------------------------------------------------------------- worker jobs
+def _worker_name() -> str:
+    try:
+        from dask.distributed import get_worker
+
+        return get_worker().name
+    except (ImportError, ValueError):
+        return f"{socket.gethostname()}:{platform.python_implementation()}"
+
+
+def features_job(task: str | Task, items: Sequence[tuple[int, str]], seed: int) -> dict:
+    """Fisher features of ``(class_id, name)`` items with the task's network (a dask task)."""
+    import torch
+
+    from aquasurf_core.features.fim import fim_features
+
+    torch.set_num_threads(1)
+    task = get_task(task)
+    x, y = task.fisher_batch(seed)
+    out, layout = [], None
+    for class_id, name in items:
+        start = time.perf_counter()
+        feats = fim_features(task.build(name, seed), x, y, seed=seed)
+        layout = feats.layout.to_dict()
+        out.append((class_id, None if feats.invalid is None else feats.invalid.to_dict(),
+                    feats.cdf, time.perf_counter() - start))
+    return {"features": out, "layout": layout, "worker": _worker_name()}
+
+
+def evaluate_job(task: str | Task, class_id: int, name: str, seed: int) -> dict:
+    """Train one function with the task (a dask task); a training error is a failed run."""
+    import torch
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    try:
+        metrics = dict(get_task(task).train(name, seed))
+    except Exception as err:  # the run failed: record it, do not lose the search
+        metrics = {"val_acc": float("nan"), "status": "failed",
+                   "error": f"{type(err).__name__}: {err}"}
+    return {"class_id": class_id, "seed": seed, "metrics": metrics,
+            "seconds": time.perf_counter() - start, "worker": _worker_name(),
+            "versions": {"torch": torch.__version__, "python": platform.python_version()}}
+
+
+# ----------------------------------------------------------------------------- the driver
+@dataclass
+class _Run:
+    config: SearchConfig
+    ledger: SearchLedger
+    task_ref: object
+    session: str
+    baselines: dict[int, str]
+    log: object
+    embedded_at: int = -1
+    coords: np.ndarray | None = None
+    coord_ids: np.ndarray | None = None
+    pending: dict = field(default_factory=dict)  # future -> (kind, payload)
+
+
+def _space_names(space: str) -> tuple[list[str], object]:
+    from aquasurf_core.space.schemas import FOUR_NODE_SCHEMAS, THREE_NODE_SCHEMA
+    from aquasurf_core.space.store import build_space
+
+    store = build_space(THREE_NODE_SCHEMA if space == "3-node" else FOUR_NODE_SCHEMAS,
+                        progress=False)
+    return [str(n) for n in store.unique["representative"]], store
+
+
+def _evaluated(ledger: SearchLedger, baselines: dict[int, str]) -> tuple[int, dict[int, float]]:
+    """(evaluations beyond the baselines, {class_id: val_acc} of every seed-0 result)."""
+    done = {r["class_id"]: r["val_acc"] for r in ledger.results(0)}
+    return sum(1 for c in done if c not in baselines), done
+
+
+MIN_EMBEDDED = 20  # below this many valid featured functions, pick at random among them
+
+
+def _embed(run: _Run, store) -> None:
+    """Refit the union embedding of the functions with valid features (module docstring);
+    with fewer than :data:`MIN_EMBEDDED` of them there are no coordinates yet."""
+    from aquasurf_core.embedding.distances import fim_embedding_features
+    from aquasurf_core.embedding.umap_models import FIM_SETTINGS, OUTPUT_SETTINGS, fit, union
+    from aquasurf_core.features.fim import FimLayout
+    from aquasurf_core.features.outputs import clean_outputs
+
+    ids, valid, cdf = run.ledger.featured()
+    ids, cdf = ids[valid], cdf[valid]
+    run.embedded_at = len(ids)
+    if len(ids) < MIN_EMBEDDED:
+        run.coords, run.coord_ids = None, ids
+        return
+    layout = FimLayout.from_dict(run.ledger.meta("fim_layout"))
+    start = time.perf_counter()
+    seed = run.config.seed
+    fim_model = fit(fim_embedding_features(cdf, layout), replace(FIM_SETTINGS, seed=seed))
+    out_model = fit(clean_outputs(np.asarray(store.outputs[ids])),
+                    replace(OUTPUT_SETTINGS, seed=seed))
+    run.coords, run.coord_ids = union(fim_model, out_model).embedding_, ids
+    run.log(f"search: embedded {len(ids)} functions with valid spectra "
+            f"({time.perf_counter() - start:.1f} s)")
+
+
+def _next_candidate(run: _Run, running: set[int]) -> int | None:
+    """Claim and return the unevaluated, unclaimed function with valid features that KNR
+    predicts best (at random while there are no coordinates or no result to learn from)."""
+    _, done = _evaluated(run.ledger, run.baselines)
+    names = [str(i) for i in run.coord_ids]
+    if not names:
+        return None
+    searcher = Searcher(names, run.coords, surrogate="knr" if run.coords is not None else
+                        "random", k=run.config.k, n_random=0, seed=run.config.seed + len(done))
+    for class_id, acc in done.items():
+        if str(class_id) in searcher.index:
+            searcher.observe(str(class_id), 0.0 if not np.isfinite(acc) else float(acc))
+    for class_id in running:
+        if str(class_id) in searcher.index:
+            searcher.reserve(str(class_id))
+    while asked := searcher.ask():
+        if run.ledger.claim_evaluation([int(asked[0])], run.session):
+            return int(asked[0])
+        searcher.release(asked[0])
+        searcher.reserve(asked[0])  # taken meanwhile: skip it
+    return None
+
+
+def default_ledger_path(task_name: str) -> Path:
+    """``<cache>/search/<task>/ledger.sqlite`` (:func:`aquasurf_core.paths.cache_dir`)."""
+    from aquasurf_core.paths import cache_dir
+
+    return cache_dir("search", task_name, "ledger.sqlite")
+
+
+def run_search(task: str | Task, ledger_path: str | Path, config: SearchConfig | None = None,
+               *, workers: int = 2, scheduler_address: str | None = None, client=None,
+               progress: bool = True, log=print) -> dict:
+    """Run (or resume) a search of ``task`` recorded in the ledger at ``ledger_path`` (module
+    docstring). Returns :func:`search_status` at the end. Raises
+    :class:`~aquasurf_core.search.tasks.TaskError` for a task that cannot be searched, before
+    any work starts."""
+    from dask.distributed import Client, LocalCluster, wait
+    from tqdm.auto import tqdm
+
+    config = config or SearchConfig()
+    task_obj = get_task(task)
+    # built-in tasks travel by name (each worker builds its own); others pickled (cloudpickle)
+    task_ref = task_obj.name if task_obj.name in builtin_tasks() else task_obj
+    names, store = _space_names(config.space)
+    session = uuid.uuid4().hex[:12]
+    ledger = SearchLedger(ledger_path)
+    try:
+        stored = ledger.meta("config")
+        if stored is not None and stored.get("task") != task_obj.name:
+            raise ValueError(f"{ledger.path} belongs to a search of task {stored.get('task')!r}")
+        baseline_ids = store.class_of(list(config.baselines))
+        ledger.add_functions(names, config.seed, first=[int(c) for c in baseline_ids if c >= 0])
+        released = ledger.release(keep_owner=session)
+        ledger.set_meta("config", {**config.to_dict(), "task": task_obj.name,
+                                   "task_info": task_obj.info, "functions": len(names)})
+        sessions = ledger.meta("sessions", [])
+        ledger.set_meta("sessions", [*sessions, {"session": session, "started": time.time(),
+                                                 "host": socket.gethostname()}])
+        baselines = {int(c): n for c, n in zip(baseline_ids, config.baselines, strict=True)
+                     if c >= 0}
+        log(f"search {task_obj.name}: {len(names):,} functions in {ledger.path}; "
+            f"released {released} stale claims")
+        run = _Run(config, ledger, task_ref, session, baselines, log)
+        relu = int(baseline_ids[0])
+        if not ledger.results(0):
+            metrics = check_task(task_obj)
+            ledger.claim_evaluation([relu], session)
+            ledger.record_result(relu, 0, metrics, seconds=0.0, worker="check",
+                                 session=session)
+        else:
+            check_task(task_obj, train=False)
+        cluster = own = None
+        if client is None:
+            if scheduler_address is None:
+                cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
+                                       processes=True, dashboard_address=None)
+            client = own = Client(scheduler_address or cluster)
+        slots = max(1, len(client.scheduler_info().get("workers", {})) or workers)
+        try:
+            _loop(run, store, client, slots, progress, tqdm, wait, "FIRST_COMPLETED")
+        finally:
+            for future in run.pending:
+                future.cancel()
+            if own is not None:
+                own.close()
+            if cluster is not None:
+                cluster.close()
+            ledger.release(keep_owner=None)
+        return search_status(ledger)
+    finally:
+        ledger.close()
+
+
+def _submit_features(run: _Run, client) -> bool:
+    items = run.ledger.claim_features(run.config.feature_batch, run.session)
+    if not items:
+        return False
+    future = client.submit(features_job, run.task_ref, items, run.config.seed, pure=False,
+                           retries=run.config.retries)
+    run.pending[future] = ("features", [c for c, _ in items])
+    return True
+
+
+def _submit_evaluation(run: _Run, client, class_id: int) -> None:
+    run.ledger.start(class_id, run.session)
+    future = client.submit(evaluate_job, run.task_ref, class_id, run.ledger.name_of(class_id),
+                           0, pure=False, retries=run.config.retries)
+    run.pending[future] = ("evaluation", class_id)
+
+
+def _fill(run: _Run, client, slots: int, done: dict, running: set[int], store) -> None:
+    """Submit work until every slot is busy (module docstring for the policy)."""
+    config, ledger = run.config, run.ledger
+    while len(run.pending) < slots:
+        evaluated = sum(1 for c in done if c not in run.baselines)
+        in_flight = evaluated + sum(1 for c in running if c not in run.baselines)
+        todo = [c for c in run.baselines if c not in done and c not in running]
+        if todo and ledger.claim_evaluation([todo[0]], run.session):
+            _submit_evaluation(run, client, todo[0])
+            running.add(todo[0])
+            continue
+        n_featured, _ = ledger.feature_counts()
+        left = ledger.count("new") > 0
+        feature_jobs = sum(1 for kind, _ in run.pending.values() if kind == "features")
+        searching = n_featured >= config.features or not left
+        if searching and in_flight < config.evaluations and (
+                feature_jobs >= 1 or slots == 1 or not left):
+            if run.embedded_at < 0 or ledger.feature_counts()[1] >= \
+                    max(run.embedded_at, 1) * (1 + config.refit_growth):
+                _embed(run, store)
+            class_id = _next_candidate(run, running)
+            if class_id is not None:
+                _submit_evaluation(run, client, class_id)
+                running.add(class_id)
+                continue
+        if not left or (searching and feature_jobs >= 1) or not _submit_features(run, client):
+            return
+
+
+def _record(run: _Run, kind: str, result: dict) -> int:
+    """Write a finished job to the ledger; returns how many searched functions it evaluated."""
+    if kind == "features":
+        from aquasurf_core.features.fim import Invalidity
+
+        run.ledger.set_meta("fim_layout", result["layout"])
+        run.ledger.record_features(
+            [(c, None if inv is None else Invalidity.from_dict(inv), cdf, s)
+             for c, inv, cdf, s in result["features"]], worker=str(result["worker"]))
+        return 0
+    run.ledger.record_result(result["class_id"], result["seed"], result["metrics"],
+                             seconds=result["seconds"], worker=str(result["worker"]),
+                             versions=result["versions"], session=run.session)
+    return int(result["class_id"] not in run.baselines)
+
+
+def _loop(run: _Run, store, client, slots: int, progress: bool, tqdm, wait, first) -> None:
+    config, ledger = run.config, run.ledger
+    evaluated, _ = _evaluated(ledger, run.baselines)
+    bar_f = tqdm(total=config.features, desc="features", unit="fn", disable=not progress,
+                 initial=min(config.features, ledger.feature_counts()[0]))
+    bar_e = tqdm(total=config.evaluations, desc="evaluations", unit="fn",
+                 disable=not progress, initial=min(config.evaluations, evaluated))
+    while True:
+        evaluated, done = _evaluated(ledger, run.baselines)
+        running = {p for kind, p in run.pending.values() if kind == "evaluation"}
+        if evaluated >= config.evaluations and not (running - set(run.baselines)):
+            break
+        _fill(run, client, slots, done, running, store)
+        if not run.pending:
+            break
+        finished, _ = wait(list(run.pending), return_when=first)
+        for future in finished:
+            kind, _ = run.pending.pop(future)
+            gained = _record(run, kind, future.result())
+            bar_e.update(min(gained, bar_e.total - bar_e.n))
+            bar_f.n = min(config.features, ledger.feature_counts()[0])
+            bar_f.refresh()
+    bar_f.close()
+    bar_e.close()
+
+
+def search_status(ledger: SearchLedger) -> dict:
+    """What a search ledger holds: functions by status, with features, evaluated, failed, the
+    best so far, and throughput (features per second and evaluations per minute over the
+    recorded times)."""
+    results = ledger.results(0)
+    valid = [r for r in results if np.isfinite(r["val_acc"])]
+    best = max(valid, key=lambda r: r["val_acc"]) if valid else None
+    times = ledger.feature_times()
+    finished = sorted(r["finished_at"] for r in results)
+    return {
+        "ledger": str(ledger.path),
+        "task": (ledger.meta("config") or {}).get("task"),
+        "functions": ledger.count(),
+        "statuses": ledger.counts(),
+        "with_features": int(len(times)),
+        "evaluated": len(results),
+        "failed": sum(1 for r in results if r["metrics"].get("status") == "failed"),
+        "best": None if best is None else {"name": best["name"], "val_acc": best["val_acc"],
+                                           "test_acc": best["metrics"].get("test_acc")},
+        "features_per_second": (round(float((len(times) - 1) / (times[-1] - times[0])), 2)
+                                if len(times) > 1 and times[-1] > times[0] else None),
+        "evaluations_per_minute": (round(float(60 * (len(finished) - 1)
+                                               / (finished[-1] - finished[0])), 2)
+                                   if len(finished) > 1 and finished[-1] > finished[0]
+                                   else None),
+    }
+
+
+def export_results(ledger: SearchLedger):
+    """A tidy table of every result: order, class id, name, seed, validation and test
+    accuracy, status, seconds, worker, and the other metrics as JSON."""
+    import pandas as pd
+
+    rows = []
+    for order, r in enumerate(ledger.results(None)):
+        metrics = dict(r["metrics"])
+        rows.append({"order": order, "class_id": r["class_id"], "name": r["name"],
+                     "seed": r["seed"], "val_acc": r["val_acc"],
+                     "test_acc": metrics.pop("test_acc", float("nan")),
+                     "status": metrics.pop("status", "ok"), "seconds": r["seconds"],
+                     "worker": r["worker"], "metrics": json.dumps(metrics, default=float)})
+    return pd.DataFrame(rows)

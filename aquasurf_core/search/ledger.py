@@ -1,0 +1,280 @@
+"""The ledger of a large-scale search: every unique function of the space, what has been done
+with it, and every result -- one SQLite database in WAL mode, owned by the search's driver.
+
+Tables
+------
+``functions``: one row per unique function (equivalence class of the space): ``class_id``,
+``name`` (the class's representative), ``rank`` (its place in the seeded random order in which
+functions get Fisher features), ``status``, the ``owner`` and time of the current claim, and the
+FIM features once computed (``valid``, the structured invalidity as JSON, the CDF as float32
+bytes, seconds, worker). Statuses::
+
+    new --claim_features--> featuring --record_features--> features
+    new | features --claim_evaluation--> queued --start--> running --record_result--> done
+                                                                   --record_failure--> failed
+
+``results``: one row per (class, seed): the reported metrics (JSON), validation accuracy,
+seconds, worker, library versions and time; the primary key makes recording a function twice
+impossible. ``meta``: the task, the space, the configuration, the sessions.
+
+Claims
+------
+Claiming takes rows by status in one ``BEGIN IMMEDIATE`` transaction, so two claimants -- threads
+or processes -- never get the same function; a class is one row, so claiming it claims every
+name of the class. Each claim records its ``owner`` (a session id). When a driver starts it
+calls :meth:`SearchLedger.release` for claims of other sessions: whatever a process that is gone
+left ``featuring`` goes back to ``new``, and ``queued``/``running`` back to ``features`` (or
+``new``), so nothing stays claimed by a dead process. Finished results are never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # the ledger itself stays light to import (no torch)
+    from aquasurf_core.features.fim import Invalidity
+
+__all__ = ["STATUSES", "SearchLedger"]
+
+STATUSES = ("new", "featuring", "features", "queued", "running", "done", "failed")
+LEDGER_FORMAT = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS functions (
+    class_id INTEGER PRIMARY KEY, name TEXT NOT NULL, rank INTEGER NOT NULL,
+    status TEXT NOT NULL DEFAULT 'new', owner TEXT, claimed_at REAL,
+    valid INTEGER, invalid TEXT, cdf BLOB, feature_seconds REAL, feature_worker TEXT,
+    featured_at REAL);
+CREATE INDEX IF NOT EXISTS functions_status_rank ON functions (status, rank);
+CREATE TABLE IF NOT EXISTS results (
+    class_id INTEGER NOT NULL, seed INTEGER NOT NULL, name TEXT NOT NULL, val_acc REAL,
+    metrics TEXT NOT NULL, seconds REAL, worker TEXT, versions TEXT, finished_at REAL NOT NULL,
+    session TEXT, PRIMARY KEY (class_id, seed));
+"""
+
+
+def _real(value) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+class SearchLedger:
+    """The ledger at ``path`` (created when missing). Methods that change it are single
+    transactions; see the module docstring for statuses and claims."""
+
+    def __init__(self, path: str | os.PathLike, *, timeout: float = 60.0):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None,
+                                  check_same_thread=False)
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
+            found = self.meta("format")
+            if found is not None and found != LEDGER_FORMAT:
+                raise ValueError(f"ledger format {found}, this version reads {LEDGER_FORMAT}")
+            if found is None:
+                self.set_meta("format", LEDGER_FORMAT)
+        except (sqlite3.DatabaseError, ValueError) as err:
+            self.db.close()
+            raise ValueError(f"{self.path}: not a usable search ledger ({err})") from err
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> SearchLedger:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _write(self):
+        """A write transaction that takes the database lock at once (``BEGIN IMMEDIATE``)."""
+        return _Immediate(self.db)
+
+    # ---------------------------------------------------------------- meta
+    def set_meta(self, key: str, value: object) -> None:
+        with self._write():
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
+
+    def meta(self, key: str, default=None):
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    # ---------------------------------------------------------------- functions
+    def add_functions(self, names: Sequence[str], seed: int, first: Sequence[int] = ()) -> None:
+        """Fill an empty ledger with the space's unique functions (``class_id`` = index in
+        ``names``) in a random feature order drawn with ``seed``, the class ids ``first`` (the
+        baselines) ahead of all others. Refuses a ledger that already holds another list."""
+        count = self.count()
+        if count:
+            if count != len(names) or self.name_of(0) != names[0] or \
+                    self.name_of(len(names) - 1) != names[-1]:
+                raise ValueError(f"{self.path} holds another space ({count} functions, "
+                                 f"requested {len(names)})")
+            return
+        rank = np.random.default_rng(seed).permutation(len(names))
+        for position, class_id in enumerate(first):
+            rank[int(class_id)] = position - len(first)
+        with self._write():
+            self.db.executemany("INSERT INTO functions (class_id, name, rank) VALUES (?,?,?)",
+                                ((i, str(n), int(r)) for i, (n, r) in enumerate(zip(
+                                    names, rank, strict=True))))
+
+    def count(self, status: str | None = None) -> int:
+        if status is None:
+            return int(self.db.execute("SELECT COUNT(*) FROM functions").fetchone()[0])
+        return int(self.db.execute("SELECT COUNT(*) FROM functions WHERE status=?",
+                                   (status,)).fetchone()[0])
+
+    def counts(self) -> dict[str, int]:
+        found = dict(self.db.execute("SELECT status, COUNT(*) FROM functions GROUP BY status"))
+        return {s: int(found.get(s, 0)) for s in STATUSES}
+
+    def name_of(self, class_id: int) -> str:
+        row = self.db.execute("SELECT name FROM functions WHERE class_id=?",
+                              (int(class_id),)).fetchone()
+        if row is None:
+            raise KeyError(f"no function with class id {class_id}")
+        return row[0]
+
+    def status_of(self, class_id: int) -> str:
+        return self.db.execute("SELECT status FROM functions WHERE class_id=?",
+                               (int(class_id),)).fetchone()[0]
+
+    # ---------------------------------------------------------------- claims
+    def claim_features(self, n: int, owner: str) -> list[tuple[int, str]]:
+        """Up to ``n`` ``new`` functions, lowest rank first, now ``featuring`` by ``owner``."""
+        with self._write():
+            rows = self.db.execute("SELECT class_id, name FROM functions WHERE status='new' "
+                                   "ORDER BY rank LIMIT ?", (int(n),)).fetchall()
+            self.db.executemany("UPDATE functions SET status='featuring', owner=?, "
+                                "claimed_at=? WHERE class_id=?",
+                                ((owner, time.time(), c) for c, _ in rows))
+        return [(int(c), n) for c, n in rows]
+
+    def claim_evaluation(self, class_ids: Iterable[int], owner: str) -> list[int]:
+        """The given functions that are free (``new`` or ``features``), now ``queued`` by
+        ``owner``; the others (claimed, evaluated) are left alone and not returned."""
+        claimed = []
+        with self._write():
+            for c in class_ids:
+                cur = self.db.execute("UPDATE functions SET status='queued', owner=?, "
+                                      "claimed_at=? WHERE class_id=? AND status IN "
+                                      "('new', 'features')", (owner, time.time(), int(c)))
+                if cur.rowcount:
+                    claimed.append(int(c))
+        return claimed
+
+    def start(self, class_id: int, owner: str) -> None:
+        """A queued function's evaluation started."""
+        with self._write():
+            self.db.execute("UPDATE functions SET status='running' WHERE class_id=? AND "
+                            "status='queued' AND owner=?", (int(class_id), owner))
+
+    def release(self, keep_owner: str | None = None) -> int:
+        """Give back every claim not held by ``keep_owner`` (module docstring); returns how
+        many functions were released."""
+        with self._write():
+            a = self.db.execute("UPDATE functions SET status='new', owner=NULL, claimed_at=NULL "
+                                "WHERE status='featuring' AND (owner IS NOT ? OR ? IS NULL)",
+                                (keep_owner, keep_owner)).rowcount
+            b = self.db.execute("UPDATE functions SET status=CASE WHEN cdf IS NULL THEN 'new' "
+                                "ELSE 'features' END, owner=NULL, claimed_at=NULL WHERE status "
+                                "IN ('queued', 'running') AND (owner IS NOT ? OR ? IS NULL)",
+                                (keep_owner, keep_owner)).rowcount
+        return int(a + b)
+
+    # ---------------------------------------------------------------- recording
+    def record_features(self, features: Sequence[tuple[int, Invalidity | None, np.ndarray,
+                                                       float]], worker: str = "") -> None:
+        """Fisher features of claimed functions: ``(class_id, invalidity or None, cdf,
+        seconds)``. A function being evaluated keeps its status."""
+        with self._write():
+            for class_id, invalid, cdf, seconds in features:
+                self.db.execute(
+                    "UPDATE functions SET valid=?, invalid=?, cdf=?, feature_seconds=?, "
+                    "feature_worker=?, featured_at=?, "
+                    "status=CASE WHEN status='featuring' THEN 'features' "
+                    "ELSE status END, owner=CASE WHEN status='featuring' THEN NULL ELSE owner "
+                    "END WHERE class_id=?",
+                    (int(invalid is None), None if invalid is None else
+                     json.dumps(invalid.to_dict()), np.asarray(cdf, np.float32).tobytes(),
+                     _real(seconds), worker, time.time(), int(class_id)))
+
+    def record_result(self, class_id: int, seed: int, metrics: dict, *, seconds: float,
+                      worker: str = "", versions: dict | None = None,
+                      session: str = "") -> bool:
+        """The result of one evaluation; ``done`` (or ``failed`` when ``metrics["status"]`` is
+        ``"failed"``). Returns False, recording nothing, when that (function, seed) already has
+        a result."""
+        status = "failed" if metrics.get("status") == "failed" else "done"
+        with self._write():
+            cur = self.db.execute(
+                "INSERT OR IGNORE INTO results VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (int(class_id), int(seed), self.name_of(class_id),
+                 _real(metrics.get("val_acc")), json.dumps(metrics, default=float),
+                 _real(seconds), worker, json.dumps(versions or {}), time.time(), session))
+            if cur.rowcount:
+                self.db.execute("UPDATE functions SET status=?, owner=NULL WHERE class_id=?",
+                                (status, int(class_id)))
+        return bool(cur.rowcount)
+
+    # ---------------------------------------------------------------- reading
+    def feature_counts(self) -> tuple[int, int]:
+        """``(functions with features, of which valid)``."""
+        n, valid = self.db.execute("SELECT COUNT(*), COALESCE(SUM(valid), 0) FROM functions "
+                                   "WHERE cdf IS NOT NULL").fetchone()
+        return int(n), int(valid)
+
+    def feature_times(self) -> np.ndarray:
+        """When each function with features got them (seconds since the epoch), sorted."""
+        return np.array(sorted(t for (t,) in self.db.execute(
+            "SELECT featured_at FROM functions WHERE featured_at IS NOT NULL")), dtype=float)
+
+    def featured(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(class_ids, valid, cdf)`` of every function with features (cdf float32 rows)."""
+        rows = self.db.execute("SELECT class_id, valid, cdf FROM functions WHERE cdf IS NOT "
+                               "NULL ORDER BY class_id").fetchall()
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros(0, bool), np.zeros((0, 0), np.float32)
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        valid = np.array([bool(r[1]) for r in rows])
+        cdf = np.stack([np.frombuffer(r[2], dtype=np.float32) for r in rows])
+        return ids, valid, cdf
+
+    def results(self, seed: int | None = 0) -> list[dict]:
+        """Every result (of ``seed``; all seeds with ``None``), in the order recorded."""
+        query = "SELECT class_id, seed, name, val_acc, metrics, seconds, worker, finished_at " \
+                "FROM results" + ("" if seed is None else " WHERE seed=?") + \
+                " ORDER BY finished_at, class_id"
+        args = () if seed is None else (int(seed),)
+        out = []
+        for c, s, name, val, metrics, seconds, worker, finished in self.db.execute(query, args):
+            out.append({"class_id": int(c), "seed": int(s), "name": name,
+                        "val_acc": math.nan if val is None else float(val),
+                        "metrics": json.loads(metrics), "seconds": seconds, "worker": worker,
+                        "finished_at": finished})
+        return out
+
+
+class _Immediate:
+    """``with`` block: ``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on an exception)."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind, value, traceback) -> None:
+        self.db.execute("ROLLBACK" if kind else "COMMIT")

@@ -1,0 +1,202 @@
+"""The search engine with real processes: bad tasks refused before any work, a whole search on
+a tiny task, a driver killed with SIGKILL and restarted, a dask worker killed mid-training.
+
+The tiny task is MNIST-1D's small CNN trained one epoch on 256 examples, on the 3-node space.
+Drivers run as separate Python processes (the task is defined in their ``__main__``, so
+cloudpickle sends it to the dask workers by value)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from aquasurf_core.search.engine import SearchConfig, export_results, run_search
+from aquasurf_core.search.ledger import SearchLedger
+from aquasurf_core.search.tasks import Task, TaskError, check_task, get_task, registered_tasks
+from aquasurf_core.space.activation import ActivationFunction
+
+ROOT = Path(__file__).resolve().parents[2]
+
+TASK = """
+from aquasurf_core.search.tasks import arch_task
+from aquasurf_core.training.data import load_mnist1d
+from aquasurf_core.training.recipes import get_recipe
+
+def tiny_task(slow=0.0, pid_file=None):
+    task = arch_task("tiny-cnn", "cnn", load_mnist1d,
+                     recipe=get_recipe("cnn", epochs=1, train_subset=256))
+    if not slow:
+        return task
+    import os, time
+    from dataclasses import replace
+    train = task.train
+
+    def slow_train(fn_name, seed):
+        if pid_file:
+            with open(pid_file, "a") as f:
+                f.write(f"{os.getpid()} {fn_name}\\n")
+        time.sleep(slow)
+        return train(fn_name, seed)
+
+    return replace(task, train=slow_train)
+"""
+
+DRIVER = TASK + """
+import sys
+from aquasurf_core.search.engine import SearchConfig, run_search
+
+if __name__ == "__main__":
+    slow = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
+    pid_file = sys.argv[4] if len(sys.argv) > 4 else None
+    run_search(tiny_task(slow, pid_file), sys.argv[1],
+               SearchConfig(evaluations=int(sys.argv[2]), features=40, space="3-node",
+                            feature_batch=8), workers=2, progress=False)
+"""
+
+
+def tiny_task():
+    from aquasurf_core.search.tasks import arch_task
+    from aquasurf_core.training.data import load_mnist1d
+    from aquasurf_core.training.recipes import get_recipe
+
+    return arch_task("tiny-cnn", "cnn", load_mnist1d,
+                     recipe=get_recipe("cnn", epochs=1, train_subset=256))
+
+
+def _dense(act: bool, layer: nn.Module | None = None) -> Task:
+    def build(fn_name, seed):
+        torch.manual_seed(seed)
+        parts = [nn.Flatten(), nn.Linear(40, 16)]
+        if act:
+            parts.append(ActivationFunction(fn_name))
+        if layer is not None:
+            parts.append(layer)
+        parts.append(nn.Linear(16, 10))
+        return nn.Sequential(*parts)
+
+    def fisher_batch(seed):
+        return torch.randn(16, 1, 40), torch.randint(0, 10, (16,))
+
+    return Task("bad", build, lambda fn, seed: {"accuracy": 0.5}, fisher_batch)
+
+
+def test_bad_tasks_are_refused_with_a_clear_error_before_any_work(tmp_path):
+    with pytest.raises(TaskError, match="no activation site"):
+        check_task(_dense(act=False))
+    with pytest.raises(TaskError, match="K-FAC cannot compute .*GRU"):
+        check_task(_dense(act=True, layer=_GRULike()))
+    with pytest.raises(TaskError, match="must return a dict with 'val_acc'"):
+        check_task(_dense(act=True))
+    ledger = tmp_path / "l.sqlite"
+    with pytest.raises(TaskError, match="must return a dict with 'val_acc'"):
+        run_search(_dense(act=True), ledger, SearchConfig(space="3-node", evaluations=2,
+                                                          features=40), progress=False)
+    with SearchLedger(ledger) as opened:
+        assert opened.results(None) == []  # nothing was evaluated
+    with pytest.raises(TaskError, match="unknown task 'nope'.*digits-cnn"):
+        get_task("nope")
+    assert {"digits-cnn", "mnist1d-cnn"} <= set(registered_tasks())
+
+
+class _GRULike(nn.Module):
+    """A layer K-FAC does not support (a GRU), between the activation and the classifier."""
+
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(16, 16, batch_first=True)
+
+    def forward(self, x):
+        return self.gru(x.unsqueeze(1))[0].squeeze(1)
+
+
+def test_a_whole_search_on_a_tiny_task(tmp_path):
+    ledger_path = tmp_path / "ledger.sqlite"
+    config = SearchConfig(evaluations=4, features=40, space="3-node", feature_batch=8)
+    status = run_search(tiny_task(), ledger_path, config, workers=1, progress=False,
+                        log=lambda *_: None)
+    assert status["evaluated"] == 8 + 4  # the baselines, then the searched functions
+    assert status["with_features"] >= 40 and status["statuses"]["running"] == 0
+    assert status["statuses"]["queued"] == status["statuses"]["featuring"] == 0
+    with SearchLedger(ledger_path) as ledger:
+        table = export_results(ledger)
+    assert table["class_id"].is_unique and set(table["seed"]) == {0}
+    assert (table["val_acc"].between(0, 1)).all()
+    # resuming a finished search adds nothing
+    again = run_search(tiny_task(), ledger_path, config, workers=1, progress=False,
+                       log=lambda *_: None)
+    assert again["evaluated"] == 12
+
+
+def _results(path: Path) -> list[dict]:
+    with SearchLedger(path) as ledger:
+        return ledger.results(None)
+
+
+def test_a_driver_killed_with_sigkill_resumes_without_losing_or_repeating(tmp_path):
+    ledger_path = tmp_path / "ledger.sqlite"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER, str(ledger_path), "12", "0.3"],
+                            env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if ledger_path.exists() and len(_results(ledger_path)) >= 10:
+            break
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver, its scheduler and its workers
+    proc.wait(timeout=60)
+    before = {(r["class_id"], r["seed"]): r["finished_at"] for r in _results(ledger_path)}
+    assert len(before) >= 10
+    with SearchLedger(ledger_path) as ledger:
+        claimed = sum(ledger.counts()[s] for s in ("featuring", "queued", "running"))
+    assert claimed > 0  # the dead driver left claims behind
+    done = subprocess.run([sys.executable, "-c", DRIVER, str(ledger_path), "12"], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    after = _results(ledger_path)
+    keys = [(r["class_id"], r["seed"]) for r in after]
+    assert len(keys) == len(set(keys)) == 8 + 12  # nothing twice, nothing missing
+    for r in after:  # every result of the killed run is still there, untouched
+        if (r["class_id"], r["seed"]) in before:
+            assert r["finished_at"] == before[r["class_id"], r["seed"]]
+    with SearchLedger(ledger_path) as ledger:
+        counts = ledger.counts()
+    assert counts["featuring"] == counts["queued"] == counts["running"] == 0
+
+
+def test_a_worker_killed_mid_training_has_its_task_run_elsewhere(tmp_path):
+    ledger_path, pid_file = tmp_path / "ledger.sqlite", tmp_path / "pids"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER, str(ledger_path), "3", "1.5",
+                             str(pid_file)], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    victim = None
+    deadline = time.time() + 300
+    while time.time() < deadline and victim is None:
+        if pid_file.exists():
+            lines = pid_file.read_text().split("\n")
+            # the check trains ReLU in the driver; kill a dask worker's training
+            workers = [ln.split() for ln in lines if ln and int(ln.split()[0]) != proc.pid]
+            if workers:
+                victim = workers[0]
+        time.sleep(0.1)
+    assert victim is not None
+    os.kill(int(victim[0]), signal.SIGKILL)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-2000:]
+    results = _results(ledger_path)
+    keys = [r["class_id"] for r in results]
+    assert len(keys) == len(set(keys)) == 8 + 3
+    assert victim[1] in {r["name"] for r in results} | {"relu(x)"}  # its evaluation finished
+    retried = [ln.split()[1] for ln in pid_file.read_text().split("\n") if ln]
+    assert retried.count(victim[1]) >= 2  # started twice: once killed, once finished
+    assert json.loads(json.dumps(results[0]["metrics"]))  # metrics are plain JSON

@@ -1,0 +1,110 @@
+"""The search ledger: statuses, claims, results recorded once, stale claims released, and many
+concurrent processes claiming from one ledger without ever getting the same function."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aquasurf_core.features.fim import Invalidity, InvalidKind
+from aquasurf_core.search.ledger import SearchLedger
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMES = [f"f{i}(x)" for i in range(50)]
+
+
+def test_claims_follow_the_seeded_order_and_statuses(tmp_path):
+    with SearchLedger(tmp_path / "l.sqlite") as ledger:
+        ledger.add_functions(NAMES, seed=3)
+        ledger.add_functions(NAMES, seed=3)  # idempotent
+        assert ledger.count() == 50 and ledger.counts()["new"] == 50
+        order = np.argsort(np.random.default_rng(3).permutation(50))
+        first = ledger.claim_features(5, "a")
+        assert [c for c, _ in first] == order[:5].tolist()
+        assert ledger.counts()["featuring"] == 5
+        ledger.record_features([(first[0][0], None, np.arange(4), 0.1),
+                                (first[1][0], Invalidity(InvalidKind.NONFINITE_LOSS), np.full(4,
+                                 np.nan), 0.2)], worker="w1")
+        assert ledger.status_of(first[0][0]) == "features"
+        ids, valid, cdf = ledger.featured()
+        assert sorted(ids.tolist()) == sorted([first[0][0], first[1][0]])
+        assert valid[ids.tolist().index(first[0][0])] and cdf.shape == (2, 4)
+        # evaluation: only free functions are claimed
+        got = ledger.claim_evaluation([first[0][0], first[2][0], 49], "a")
+        assert got == [first[0][0], 49]  # first[2] is being featured
+        ledger.start(first[0][0], "a")
+        assert ledger.status_of(first[0][0]) == "running"
+        assert ledger.record_result(first[0][0], 0, {"val_acc": 0.9, "test_acc": 0.8},
+                                    seconds=1.0, worker="w1")
+        assert not ledger.record_result(first[0][0], 0, {"val_acc": 0.1}, seconds=1.0)
+        assert ledger.record_result(49, 0, {"val_acc": math.nan, "status": "failed"}, seconds=1)
+        assert ledger.status_of(49) == "failed"
+        (done, failed) = ledger.results()
+        assert (done["name"], done["val_acc"], done["metrics"]["test_acc"]) == (
+            NAMES[first[0][0]], 0.9, 0.8)
+        assert math.isnan(failed["val_acc"])
+        with pytest.raises(ValueError, match="another space"):
+            ledger.add_functions(NAMES[:10], seed=3)
+
+
+def test_a_new_driver_releases_what_a_dead_one_left_claimed(tmp_path):
+    with SearchLedger(tmp_path / "l.sqlite") as ledger:
+        ledger.add_functions(NAMES, seed=0)
+        featuring = ledger.claim_features(3, "dead")
+        ledger.record_features([(featuring[0][0], None, np.zeros(2), 0.1)])
+        queued = ledger.claim_evaluation([featuring[0][0], 40], "dead")
+        ledger.start(40, "dead")
+        mine = ledger.claim_features(2, "alive")
+        assert ledger.release(keep_owner="alive") == 2 + 2
+        assert ledger.status_of(featuring[1][0]) == "new"
+        assert ledger.status_of(queued[0]) == "features" and ledger.status_of(40) == "new"
+        assert all(ledger.status_of(c) == "featuring" for c, _ in mine)
+
+
+CLAIMANT = """
+import json, os, sys, time
+from aquasurf_core.search.ledger import SearchLedger
+ledger = SearchLedger(sys.argv[1])
+print("ready", flush=True)
+while not os.path.exists(sys.argv[3]):
+    time.sleep(0.01)
+got = []
+while True:
+    batch = ledger.claim_features(1, sys.argv[2])
+    if not batch:
+        break
+    got += [c for c, _ in batch]
+print(json.dumps(got), flush=True)
+"""
+
+
+@pytest.mark.parametrize("claimants", [2, 8])
+def test_concurrent_claimants_never_share_a_function(tmp_path, claimants):
+    path = tmp_path / "l.sqlite"
+    n = 600
+    with SearchLedger(path) as ledger:
+        ledger.add_functions([f"g{i}(x)" for i in range(n)], seed=1)
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", CLAIMANT, str(path), f"p{k}", str(go)],
+                              stdout=subprocess.PIPE, text=True, cwd=ROOT)
+             for k in range(claimants)]
+    for p in procs:  # all started and connected before anyone claims
+        assert p.stdout.readline().strip() == "ready"
+    go.touch()
+    claimed = [json.loads(p.communicate(timeout=300)[0]) for p in procs]
+    everything = [c for got in claimed for c in got]
+    assert len(everything) == len(set(everything)) == n  # each function exactly once
+    assert sum(bool(got) for got in claimed) >= 2  # they really competed
+
+
+def test_a_damaged_file_is_named(tmp_path):
+    path = tmp_path / "l.sqlite"
+    path.write_bytes(b"not a database" * 200)
+    with pytest.raises(ValueError, match="not a usable search ledger"):
+        SearchLedger(path)
