@@ -48,8 +48,8 @@ from aquasurf_core.search.ledger import SearchLedger
 from aquasurf_core.search.searcher import Searcher
 from aquasurf_core.search.tasks import Task, builtin_tasks, check_task, get_task
 
-__all__ = ["SearchConfig", "default_ledger_path", "evaluate_job", "export_results",
-           "features_job", "run_search", "search_status"]
+__all__ = ["SearchConfig", "compare_with_baselines", "default_ledger_path", "evaluate_job",
+           "export_results", "features_job", "run_search", "search_status"]
 
 
 @dataclass(frozen=True)
@@ -406,3 +406,61 @@ def export_results(ledger: SearchLedger):
                      "status": metrics.pop("status", "ok"), "seconds": r["seconds"],
                      "worker": r["worker"], "metrics": json.dumps(metrics, default=float)})
     return pd.DataFrame(rows)
+
+
+def compare_with_baselines(task: str | Task, ledger_path: str | Path, *, top: int = 1,
+                           seeds: Sequence[int] = (0, 1, 2), workers: int = 2,
+                           scheduler_address: str | None = None, client=None):
+    """The ``top`` discovered functions (highest seed-0 validation accuracy among the searched,
+    non-baseline ones) against the baselines, each trained with every seed of ``seeds``
+    (missing runs are evaluated now, on dask, and recorded in the ledger): one row per
+    function with the median validation and test accuracy over the seeds and the per-seed
+    test accuracies, best median test accuracy first."""
+    import pandas as pd
+    from dask.distributed import Client, LocalCluster
+
+    task_obj = get_task(task)
+    task_ref = task_obj.name if task_obj.name in builtin_tasks() else task_obj
+    with SearchLedger(ledger_path) as ledger:
+        config = ledger.meta("config") or {}
+        _, store = _space_names(config.get("space", "4-node"))
+        baseline_names = list(config.get("baselines", SearchConfig().baselines))
+        baseline_ids = [int(c) for c in store.class_of(baseline_names)]
+        first = {r["class_id"]: r for r in ledger.results(0)}
+        searched = sorted((r for c, r in first.items() if c not in baseline_ids and
+                           np.isfinite(r["val_acc"])), key=lambda r: -r["val_acc"])[:top]
+        chosen = [(c, n, "baseline") for c, n in zip(baseline_ids, baseline_names, strict=True)
+                  if c >= 0] + [(r["class_id"], r["name"], "discovered") for r in searched]
+        have = {(r["class_id"], r["seed"]) for r in ledger.results(None)}
+        missing = [(c, s) for c, _, _ in chosen for s in seeds if (c, s) not in have]
+        if missing:
+            cluster = own = None
+            if client is None:
+                if scheduler_address is None:
+                    cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
+                                           dashboard_address=None)
+                client = own = Client(scheduler_address or cluster)
+            try:
+                futures = [client.submit(evaluate_job, task_ref, c, ledger.name_of(c), s,
+                                         pure=False) for c, s in missing]
+                for result in client.gather(futures):
+                    ledger.record_result(result["class_id"], result["seed"], result["metrics"],
+                                         seconds=result["seconds"],
+                                         worker=str(result["worker"]),
+                                         versions=result["versions"], session="compare")
+            finally:
+                if own is not None:
+                    own.close()
+                if cluster is not None:
+                    cluster.close()
+        runs = {(r["class_id"], r["seed"]): r for r in ledger.results(None)}
+    rows = []
+    for class_id, name, kind in chosen:
+        vals = [runs[class_id, s]["val_acc"] for s in seeds]
+        tests = [runs[class_id, s]["metrics"].get("test_acc", float("nan")) for s in seeds]
+        rows.append({"function": name, "kind": kind, "class_id": class_id,
+                     "median val acc": float(np.median(vals)),
+                     "median test acc": float(np.median(tests)),
+                     "test acc per seed": " ".join(f"{t:.3f}" for t in tests)})
+    return pd.DataFrame(rows).sort_values("median test acc", ascending=False,
+                                          kind="stable").reset_index(drop=True)

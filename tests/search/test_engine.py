@@ -15,11 +15,17 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from aquasurf_core.search.engine import SearchConfig, export_results, run_search
+from aquasurf_core.search.engine import (
+    SearchConfig,
+    compare_with_baselines,
+    export_results,
+    run_search,
+)
 from aquasurf_core.search.ledger import SearchLedger
 from aquasurf_core.search.tasks import Task, TaskError, check_task, get_task, registered_tasks
 from aquasurf_core.space.activation import ActivationFunction
@@ -134,6 +140,15 @@ def test_a_whole_search_on_a_tiny_task(tmp_path):
     again = run_search(tiny_task(), ledger_path, config, workers=1, progress=False,
                        log=lambda *_: None)
     assert again["evaluated"] == 12
+    # the best discovered function against the baselines, over two seeds
+    table = compare_with_baselines(tiny_task(), ledger_path, top=1, seeds=(0, 1), workers=1)
+    assert sorted(table["kind"]) == ["baseline"] * 8 + ["discovered"]
+    with SearchLedger(ledger_path) as ledger:
+        runs = ledger.results(None)
+    assert len(runs) == 12 + 9  # seed 1 of the nine compared functions, each once
+    discovered = table[table["kind"] == "discovered"].iloc[0]
+    tests = [r["metrics"]["test_acc"] for r in runs if r["class_id"] == discovered["class_id"]]
+    assert discovered["median test acc"] == pytest.approx(float(np.median(tests)))
 
 
 def _results(path: Path) -> list[dict]:
