@@ -5,9 +5,21 @@
   serialisable state.
 * :mod:`~aquasurf_core.search.benchmark_search` -- repeated searches of the benchmarks on dask
   with a resumable trial ledger (notebook 04).
+* :mod:`~aquasurf_core.search.tasks` -- what a search needs to know about your problem.
+* :mod:`~aquasurf_core.search.ledger` -- the fault-tolerant ledger of a large-scale search.
+* :mod:`~aquasurf_core.search.engine` -- the large-scale search on dask (Section 6).
 """
 
+from aquasurf_core.search.engine import (
+    SearchConfig,
+    compare_with_baselines,
+    run_search,
+    search_status,
+)
 from aquasurf_core.search.searcher import Searcher, SearchError
 from aquasurf_core.search.surrogates import SURROGATES, USES_FILTER
+from aquasurf_core.search.tasks import Task, TaskError, check_task, get_task, register_task
 
-__all__ = ["SURROGATES", "USES_FILTER", "SearchError", "Searcher"]
+__all__ = ["SURROGATES", "USES_FILTER", "SearchConfig", "SearchError", "Searcher", "Task",
+           "TaskError", "check_task", "compare_with_baselines", "get_task", "register_task",
+           "run_search", "search_status"]
