@@ -246,12 +246,13 @@ def run_search(task: str | Task, ledger_path: str | Path, config: SearchConfig |
         log(f"search {task_obj.name}: {len(names):,} functions in {ledger.path}; "
             f"released {released} stale claims")
         run = _Run(config, ledger, task_ref, session, baselines, log)
-        relu = int(baseline_ids[0])
+        relu = int(baseline_ids[0])  # the check trains ReLU: keep it as ReLU's baseline
         if not ledger.results(0):
             metrics = check_task(task_obj)
-            ledger.claim_evaluation([relu], session)
-            ledger.record_result(relu, 0, metrics, seconds=0.0, worker="check",
-                                 session=session)
+            if relu >= 0 and config.baselines[0] == "relu(x)" and \
+                    ledger.claim_evaluation([relu], session):
+                ledger.record_result(relu, 0, metrics, seconds=0.0, worker="check",
+                                     session=session)
         else:
             check_task(task_obj, train=False)
         cluster = own = None

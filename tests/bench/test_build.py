@@ -236,11 +236,16 @@ def test_shipped_benchmarks_hold_every_unique_function(name):
     assert shipped.manifest["architecture"]["name"] == name
     seeds = shipped.manifest["config"]["seeds"]
     assert all(list(s) == seeds for s in table["seeds"])
-    # The stored Fisher features are those the features code computes now (a few rows). On
-    # another CPU a last-bit difference may move an eigenvalue across a bin edge: every CDF
-    # entry of a layer with |theta_l| weights moves by k / |theta_l| when k eigenvalues change
-    # bins, so up to two per layer are allowed; another function differs far more.
-    rows = [0, 18, 21, 1000, 2901]
+    # The stored Fisher features are those the features code computes now, for a few smooth
+    # functions. On another CPU a last-bit difference may move an eigenvalue across a bin edge:
+    # every CDF entry of a layer with |theta_l| weights moves by k / |theta_l| when k
+    # eigenvalues change bins, so up to two per layer are allowed; another function differs far
+    # more. (Functions with a pole, like reciprocal(x), are chaotic: between the AMD machine of
+    # the first build and this one, 10 of the 1,362 valid cnn spectra moved by 3-487
+    # eigenvalues, all of them max(..., reciprocal(x))-like; they are not used here.)
+    rows, _ = shipped.locate(["relu(x)", "tanh(x)", "elu(x)", "swish(x)", "softplus(x)"])
+    rows = [int(r) for r in rows if r >= 0]
+    assert len(rows) >= 4
     fresh = fim_features_batch(name, [functions.names[r] for r in rows],
                                seed=shipped.manifest["config"]["fim_seed"],
                                batch_size=shipped.manifest["config"]["fim_batch_size"],

@@ -124,7 +124,7 @@ class _GRULike(nn.Module):
         return self.gru(x.unsqueeze(1))[0].squeeze(1)
 
 
-def test_a_whole_search_on_a_tiny_task(tmp_path):
+def test_a_whole_search_on_a_tiny_task(tmp_path, capsys):
     ledger_path = tmp_path / "ledger.sqlite"
     config = SearchConfig(evaluations=4, features=40, space="3-node", feature_batch=8)
     status = run_search(tiny_task(), ledger_path, config, workers=1, progress=False,
@@ -146,6 +146,16 @@ def test_a_whole_search_on_a_tiny_task(tmp_path):
     with SearchLedger(ledger_path) as ledger:
         runs = ledger.results(None)
     assert len(runs) == 12 + 9  # seed 1 of the nine compared functions, each once
+    # the command line reads the same ledger
+    from aquasurf_core import cli
+
+    assert cli.main(["search", "status", "--ledger", str(ledger_path)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["evaluated"] == 21 and shown["task"] == "tiny-cnn"
+    assert cli.main(["search", "export", "--ledger", str(ledger_path), "--out",
+                     str(tmp_path / "r.csv")]) == 0
+    assert len((tmp_path / "r.csv").read_text().splitlines()) == 1 + 21
+    assert cli.main(["search", "status", "--ledger", str(tmp_path / "none.sqlite")]) == 2
     discovered = table[table["kind"] == "discovered"].iloc[0]
     tests = [r["metrics"]["test_acc"] for r in runs if r["class_id"] == discovered["class_id"]]
     assert discovered["median test acc"] == pytest.approx(float(np.median(tests)))
