@@ -366,8 +366,9 @@ def _loop(run: _Run, store, client, slots: int, progress: bool, tqdm, wait, firs
 
 
 def search_status(ledger: SearchLedger) -> dict:
-    """What a search ledger holds: functions by status, with features, evaluated, failed, the
-    best so far, and throughput (features per second and evaluations per minute over the
+    """What a search ledger holds: functions by status, with features, evaluated (by the
+    search, seed 0), runs (every seed, including comparisons), failed, the best so far, and
+    throughput (features per second and evaluations per minute over the
     recorded times)."""
     results = ledger.results(0)
     valid = [r for r in results if np.isfinite(r["val_acc"])]
@@ -381,6 +382,7 @@ def search_status(ledger: SearchLedger) -> dict:
         "statuses": ledger.counts(),
         "with_features": int(len(times)),
         "evaluated": len(results),
+        "runs": ledger.count_results(),
         "failed": sum(1 for r in results if r["metrics"].get("status") == "failed"),
         "best": None if best is None else {"name": best["name"], "val_acc": best["val_acc"],
                                            "test_acc": best["metrics"].get("test_acc")},

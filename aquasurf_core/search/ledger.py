@@ -252,6 +252,10 @@ class SearchLedger:
         cdf = np.stack([np.frombuffer(r[2], dtype=np.float32) for r in rows])
         return ids, valid, cdf
 
+    def count_results(self) -> int:
+        """How many results the ledger holds, every seed counted."""
+        return int(self.db.execute("SELECT COUNT(*) FROM results").fetchone()[0])
+
     def results(self, seed: int | None = 0) -> list[dict]:
         """Every result (of ``seed``; all seeds with ``None``), in the order recorded."""
         query = "SELECT class_id, seed, name, val_acc, metrics, seconds, worker, finished_at " \

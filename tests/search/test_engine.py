@@ -151,7 +151,7 @@ def test_a_whole_search_on_a_tiny_task(tmp_path, capsys):
 
     assert cli.main(["search", "status", "--ledger", str(ledger_path)]) == 0
     shown = json.loads(capsys.readouterr().out)
-    assert shown["evaluated"] == 21 and shown["task"] == "tiny-cnn"
+    assert shown["evaluated"] == 12 and shown["runs"] == 21 and shown["task"] == "tiny-cnn"
     assert cli.main(["search", "export", "--ledger", str(ledger_path), "--out",
                      str(tmp_path / "r.csv")]) == 0
     assert len((tmp_path / "r.csv").read_text().splitlines()) == 1 + 21
