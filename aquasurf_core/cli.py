@@ -8,6 +8,7 @@
     aquasurf search run --task NAME [--evaluations 50] [--features 2000] [--workers 2]
                         [--scheduler-address ADDR] [--ledger PATH]
     aquasurf search status|export [--task NAME | --ledger PATH] [--out FILE]
+    aquasurf search compare --task NAME [--ledger PATH] [--top 3] [--seeds 0 1 2]
     aquasurf reproduce --profile smoke|paper [--only 01 02 ...] [--output-root DIR]
     aquasurf inspect [--bench cnn|resnet|vit] [--port N] [--no-browser]
 
@@ -191,6 +192,25 @@ def _search_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _search_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from aquasurf_core.search.engine import compare_with_baselines
+    from aquasurf_core.search.tasks import TaskError
+
+    path = Path(_ledger_for(args))
+    if not path.exists():
+        return _error("search compare", FileNotFoundError(f"no search ledger at {path}"))
+    try:
+        table = compare_with_baselines(args.task, path, top=args.top, seeds=args.seeds,
+                                       workers=args.workers,
+                                       scheduler_address=args.scheduler_address)
+    except (TaskError, ValueError) as err:
+        return _error("search compare", err)
+    print(table.to_string(index=False))
+    return 0
+
+
 # ----------------------------------------------------------------------------- reproduce
 def _reproduce(args: argparse.Namespace) -> int:
     from aquasurf_core.pipeline import PipelineError, format_manifest, run_pipeline
@@ -307,6 +327,15 @@ def _add_search(commands) -> None:
         if name == "export":
             cmd.add_argument("--out", default=None, help=".csv or .parquet (default: stdout)")
         cmd.set_defaults(func=handler)
+    compare = sub.add_parser("compare", help="the best discovered functions against the "
+                             "baselines, median over seeds (missing runs are trained)")
+    compare.add_argument("--task", required=True, help="the task the search ran on")
+    compare.add_argument("--ledger", default=None, help="ledger path (default: cache)")
+    compare.add_argument("--top", type=int, default=3, help="discovered functions (default 3)")
+    compare.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    compare.add_argument("--workers", type=int, default=2)
+    compare.add_argument("--scheduler-address", default=None)
+    compare.set_defaults(func=_search_compare)
 
 
 def _add_reproduce(commands) -> None:

@@ -27,7 +27,14 @@ from aquasurf_core.search.engine import (
     run_search,
 )
 from aquasurf_core.search.ledger import SearchLedger
-from aquasurf_core.search.tasks import Task, TaskError, check_task, get_task, registered_tasks
+from aquasurf_core.search.tasks import (
+    Task,
+    TaskError,
+    check_task,
+    get_task,
+    register_task,
+    registered_tasks,
+)
 from aquasurf_core.space.activation import ActivationFunction
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -156,6 +163,11 @@ def test_a_whole_search_on_a_tiny_task(tmp_path, capsys):
                      str(tmp_path / "r.csv")]) == 0
     assert len((tmp_path / "r.csv").read_text().splitlines()) == 1 + 21
     assert cli.main(["search", "status", "--ledger", str(tmp_path / "none.sqlite")]) == 2
+    capsys.readouterr()
+    register_task("tiny-cnn", tiny_task, replace=True)  # the CLI takes registered names
+    assert cli.main(["search", "compare", "--task", "tiny-cnn", "--ledger", str(ledger_path),
+                     "--top", "1", "--seeds", "0", "1"]) == 0  # every run recorded: no training
+    assert capsys.readouterr().out.count("baseline") == 8
     discovered = table[table["kind"] == "discovered"].iloc[0]
     tests = [r["metrics"]["test_acc"] for r in runs if r["class_id"] == discovered["class_id"]]
     assert discovered["median test acc"] == pytest.approx(float(np.median(tests)))
