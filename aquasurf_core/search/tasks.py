@@ -23,8 +23,11 @@ ReLU's baseline result.
 
 Built-in tasks are registered the same way (:func:`builtin_tasks`): ``digits-cnn``
 (scikit-learn's 8x8 digits, :mod:`aquasurf_core.training.digits`, with the 2-D
-All-CNN-C-style ``digits-cnn`` network) and the MNIST-1D benchmark tasks ``mnist1d-cnn``,
-``mnist1d-resnet``, ``mnist1d-vit``.
+All-CNN-C-style ``digits-cnn`` network), the MNIST-1D benchmark tasks ``mnist1d-cnn``,
+``mnist1d-resnet``, ``mnist1d-vit``, and the harder MNIST-1D of the Section 6 experiments
+(:data:`aquasurf_core.training.data.HARD_MNIST1D`: 10,000 samples, stronger noise and shear;
+1,000 validation examples) with the ResNet- and ViT-style networks, ``mnist1d-hard-resnet`` and
+``mnist1d-hard-vit``.
 """
 
 from __future__ import annotations
@@ -173,6 +176,13 @@ def arch_task(name: str, arch: str, data: Callable, *, recipe=None, fisher_examp
                                           ("epochs", "batch_size", "optimizer", "lr")}})
 
 
+def _load_hard_mnist1d():
+    from aquasurf_core.paths import cache_dir
+    from aquasurf_core.training.data import HARD_MNIST1D, load_mnist1d
+
+    return load_mnist1d(generator=HARD_MNIST1D, validation_per_class=100, cache_dir=cache_dir())
+
+
 @lru_cache(maxsize=1)
 def builtin_tasks() -> tuple[str, ...]:
     """Register the built-in tasks (once); returns their names."""
@@ -189,6 +199,11 @@ def builtin_tasks() -> tuple[str, ...]:
         builtins[f"mnist1d-{arch}"] = (lambda a=arch: arch_task(
             f"mnist1d-{a}", a, load_mnist1d,
             description=f"MNIST-1D with the Act-Bench-Mini {a} network and recipe"))
+    for arch in ("resnet", "vit"):
+        builtins[f"mnist1d-hard-{arch}"] = (lambda a=arch: arch_task(
+            f"mnist1d-hard-{a}", a, _load_hard_mnist1d,
+            description=f"harder MNIST-1D (10,000 samples, stronger noise and shear: "
+                        f"HARD_MNIST1D) with the Act-Bench-Mini {a} network and recipe"))
     for name, factory in builtins.items():
         if name not in _REGISTRY:
             _REGISTRY[name] = factory
