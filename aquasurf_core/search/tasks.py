@@ -27,7 +27,10 @@ All-CNN-C-style ``digits-cnn`` network), the MNIST-1D benchmark tasks ``mnist1d-
 ``mnist1d-resnet``, ``mnist1d-vit``, and the harder MNIST-1D of the Section 6 experiments
 (:data:`aquasurf_core.training.data.HARD_MNIST1D`: 10,000 samples, stronger noise and shear;
 1,000 validation examples) with the ResNet- and ViT-style networks, ``mnist1d-hard-resnet`` and
-``mnist1d-hard-vit``.
+``mnist1d-hard-vit``. The full-size tasks of the paper are registered the same way and read
+their data from disk when first trained (:func:`loader_task`): ``cifar100-all-cnn-c``,
+``cifar100-resnet-56`` (CIFAR-100 under ``$AQUASURF_DATA/cifar-100-python``), ``imagenet-mobilevitv2-0.5``
+and ``imagenet-resnet-50`` (an ImageNet-style folder under ``$AQUASURF_DATA/imagenet``).
 """
 
 from __future__ import annotations
@@ -37,8 +40,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
 
-__all__ = ["Task", "TaskError", "arch_task", "check_task", "get_task", "register_task",
-           "registered_tasks"]
+__all__ = ["Task", "TaskError", "arch_task", "check_task", "get_task", "loader_task",
+           "register_task", "registered_tasks"]
 
 
 class TaskError(ValueError):
@@ -176,6 +179,98 @@ def arch_task(name: str, arch: str, data: Callable, *, recipe=None, fisher_examp
                                           ("epochs", "batch_size", "optimizer", "lr")}})
 
 
+def loader_task(name: str, arch: str, load: Callable, *, num_classes: int, recipe=None,
+                mixing=None, fisher_examples: int = 128, num_workers: int = 0,
+                description: str = "") -> Task:
+    """A task on a full-size architecture trained from disk by
+    :func:`aquasurf_core.training.loader_training.train_with_loaders` on the splits ``load()``
+    returns (an object with ``train``, ``validation``, ``test`` datasets; loaded once per
+    process, on first use, so a task is registered without its data), on the first CUDA device
+    when there is one (a dask worker sees only its own), else on CPU. The Fisher batch is the
+    first ``fisher_examples`` validation images (unaugmented, fixed)."""
+    loaded: dict = {}
+
+    def splits():
+        if "data" not in loaded:
+            loaded["data"] = load()
+        return loaded["data"]
+
+    def device():
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def build(fn_name: str, seed: int):
+        from aquasurf_core.models import build_model
+
+        return build_model(arch, fn_name, seed=seed, num_classes=num_classes)
+
+    def train(fn_name: str, seed: int) -> dict:
+        from aquasurf_core.training.loader_training import Mixing, train_with_loaders
+
+        data = splits()
+        r = train_with_loaders(build(fn_name, seed), data.train, data.validation, data.test,
+                               used, seed=seed, num_classes=num_classes, device=device(),
+                               mixing=mixing or Mixing(), num_workers=num_workers, arch=arch,
+                               fn_name=fn_name)
+        return {"val_acc": r.val_accuracy, "test_acc": r.test_accuracy,
+                "train_acc": r.train_accuracy, "val_loss": r.val_loss, "test_loss": r.test_loss,
+                "train_loss": r.train_loss, "status": r.status, "epochs": r.epochs_completed,
+                "device": device()}
+
+    def fisher_batch(seed: int):
+        import torch
+
+        held = splits().validation
+        items = [held[i] for i in range(min(fisher_examples, len(held)))]
+        return torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])
+
+    from aquasurf_core.training.recipes import get_recipe
+
+    used = recipe or get_recipe(arch)
+    return Task(name, build, train, fisher_batch, description,
+                {"arch": arch, "num_classes": num_classes,
+                 "recipe": {k: getattr(used, k) for k in ("epochs", "batch_size", "optimizer",
+                                                         "lr")},
+                 "mixing": None if mixing is None else vars(mixing)})
+
+
+#: Table 4's batch mixing for the ImageNet-scale recipes.
+IMAGENET_MIXING = {"mixup_alpha": 0.1, "cutmix_alpha": 1.0}
+
+
+def _full_size_tasks() -> dict[str, Callable[[], Task]]:
+    from aquasurf_core.training.cifar import load_cifar
+    from aquasurf_core.training.image_folder import load_image_folder
+    from aquasurf_core.training.loader_training import Mixing
+
+    def cifar(arch):
+        return lambda: load_cifar("cifar100", arch)
+
+    mixing = Mixing(**IMAGENET_MIXING)
+    return {
+        "cifar100-all-cnn-c": lambda: loader_task(
+            "cifar100-all-cnn-c", "all-cnn-c", cifar("all-cnn-c"), num_classes=100,
+            description="All-CNN-C on CIFAR-100 (paper Section 6), Table 4 recipe, 25 epochs; "
+                        "CIFAR-100 under $AQUASURF_DATA/cifar-100-python (not downloaded)"),
+        "cifar100-resnet-56": lambda: loader_task(
+            "cifar100-resnet-56", "resnet-56", cifar("resnet-56"), num_classes=100,
+            description="ResNet-56 on CIFAR-100 (paper Section 6), Table 4 recipe, 25 epochs; "
+                        "CIFAR-100 under $AQUASURF_DATA/cifar-100-python (not downloaded)"),
+        "imagenet-mobilevitv2-0.5": lambda: loader_task(
+            "imagenet-mobilevitv2-0.5", "mobilevitv2-0.5",
+            lambda: load_image_folder(name="imagenet", validation_per_class=10),
+            num_classes=1000, mixing=mixing, num_workers=4,
+            description="MobileViTv2-0.5 on an ImageNet folder ($AQUASURF_DATA/imagenet/"
+                        "{train,val}/<class>/), 160x160, Table 4 recipe"),
+        "imagenet-resnet-50": lambda: loader_task(
+            "imagenet-resnet-50", "resnet-50",
+            lambda: load_image_folder(name="imagenet", validation_per_class=10),
+            num_classes=1000, mixing=mixing, num_workers=4,
+            description="ResNet-50 on an ImageNet folder (Table 2's transfer), Table 4 recipe"),
+    }
+
+
 def _load_hard_mnist1d():
     from aquasurf_core.paths import cache_dir
     from aquasurf_core.training.data import HARD_MNIST1D, load_mnist1d
@@ -204,6 +299,7 @@ def builtin_tasks() -> tuple[str, ...]:
             f"mnist1d-hard-{a}", a, _load_hard_mnist1d,
             description=f"harder MNIST-1D (10,000 samples, stronger noise and shear: "
                         f"HARD_MNIST1D) with the Act-Bench-Mini {a} network and recipe"))
+    builtins.update(_full_size_tasks())
     for name, factory in builtins.items():
         if name not in _REGISTRY:
             _REGISTRY[name] = factory

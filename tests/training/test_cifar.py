@@ -176,17 +176,8 @@ def test_make_loaders(cifar10):
         assert torch.equal(a, b)
 
 
-def test_cifar100(tmp_path):
-    rng = np.random.default_rng(1)
-    folder = tmp_path / "cifar-100-python"
-    folder.mkdir()
-    train_labels = [int(c) for c in rng.permutation(np.repeat(np.arange(100), 3))]
-    _dump(folder / "train", {"fine_labels": train_labels, "coarse_labels": [0] * 300,
-                             "data": rng.integers(0, 256, (300, 3072), dtype=np.uint8)})
-    _dump(folder / "test", {"fine_labels": list(range(100)), "coarse_labels": [0] * 100,
-                            "data": rng.integers(0, 256, (100, 3072), dtype=np.uint8)})
-    _dump(folder / "meta", {"fine_label_names": [f"c{i}" for i in range(100)],
-                            "coarse_label_names": [f"s{i}" for i in range(20)]})
+def test_cifar100(tmp_path, cifar100_writer):
+    cifar100_writer(tmp_path)
     s = load_cifar("cifar100", "all-cnn-c", root=tmp_path, validation_size=100, verify=False)
     assert (len(s.train), len(s.validation), len(s.test), s.num_classes) == (200, 100, 100, 100)
     assert torch.bincount(s.validation.labels, minlength=100).tolist() == [1] * 100
