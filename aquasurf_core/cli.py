@@ -9,6 +9,7 @@
                         [--scheduler-address ADDR] [--ledger PATH]
     aquasurf search status|export [--task NAME | --ledger PATH] [--out FILE]
     aquasurf search compare --task NAME [--ledger PATH] [--top 3] [--seeds 0 1 2]
+    aquasurf search ship --task NAME [--ledger PATH] [--out DIR] [--command TEXT]
     aquasurf reproduce --profile smoke|paper [--only 01 02 ...] [--output-root DIR]
     aquasurf inspect [--bench cnn|resnet|vit] [--port N] [--no-browser]
 
@@ -211,6 +212,19 @@ def _search_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _search_ship(args: argparse.Namespace) -> int:
+    from aquasurf_core.paths import shipped_data_dir
+    from aquasurf_core.search.shipped import ShippedSearchError, ship_search
+
+    out = args.out or shipped_data_dir("searches", args.task)
+    try:
+        target = ship_search(_ledger_for(args), out, command=args.command)
+    except (FileNotFoundError, FileExistsError, ShippedSearchError, ValueError) as err:
+        return _error("search ship", err)
+    print(f"shipped the {args.task} search to {target}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- reproduce
 def _reproduce(args: argparse.Namespace) -> int:
     from aquasurf_core.pipeline import PipelineError, format_manifest, run_pipeline
@@ -336,6 +350,14 @@ def _add_search(commands) -> None:
     compare.add_argument("--workers", type=int, default=2)
     compare.add_argument("--scheduler-address", default=None)
     compare.set_defaults(func=_search_compare)
+    ship = sub.add_parser("ship", help="export a finished search as checksummed data (what "
+                          "the paper profile of notebook 05 reads)")
+    ship.add_argument("--task", required=True)
+    ship.add_argument("--ledger", default=None, help="ledger path (default: cache)")
+    ship.add_argument("--out", default=None,
+                      help="directory (default: aquasurf_core/data/searches/TASK)")
+    ship.add_argument("--command", default="", help="the command the search was run with")
+    ship.set_defaults(func=_search_ship)
 
 
 def _add_reproduce(commands) -> None:

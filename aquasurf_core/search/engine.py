@@ -139,12 +139,18 @@ class _Run:
     pending: dict = field(default_factory=dict)  # future -> (kind, payload)
 
 
-def _space_names(space: str) -> tuple[list[str], object]:
+def space_store(space: str):
+    """The :class:`aquasurf_core.space.store.SpaceStore` of ``"3-node"`` or ``"4-node"``
+    (built once, then read from the cache)."""
     from aquasurf_core.space.schemas import FOUR_NODE_SCHEMAS, THREE_NODE_SCHEMA
     from aquasurf_core.space.store import build_space
 
-    store = build_space(THREE_NODE_SCHEMA if space == "3-node" else FOUR_NODE_SCHEMAS,
-                        progress=False)
+    return build_space(THREE_NODE_SCHEMA if space == "3-node" else FOUR_NODE_SCHEMAS,
+                       progress=False)
+
+
+def _space_names(space: str) -> tuple[list[str], object]:
+    store = space_store(space)
     return [str(n) for n in store.unique["representative"]], store
 
 

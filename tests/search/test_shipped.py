@@ -1,0 +1,85 @@
+"""Shipped searches: a ledger exported to a checksummed directory and read back; damage is
+named, and nothing already shipped is lost by a refused write."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from aquasurf_core.search.engine import SearchConfig, space_store
+from aquasurf_core.search.ledger import SearchLedger
+from aquasurf_core.search.shipped import ShippedSearchError, load_search, ship_search
+
+
+@pytest.fixture(scope="module")
+def ledger_path(tmp_path_factory):
+    """A finished-looking 3-node search: the eight baselines and three searched functions at
+    seed 0, two of them again at seed 1 (a comparison)."""
+    store = space_store("3-node")
+    names = [str(n) for n in store.unique["representative"]]
+    config = SearchConfig(space="3-node", evaluations=3, features=40)
+    baselines = [int(c) for c in store.class_of(list(config.baselines))]
+    path = tmp_path_factory.mktemp("ledger") / "l.sqlite"
+    with SearchLedger(path) as ledger:
+        ledger.add_functions(names, 0, first=baselines)
+        ledger.set_meta("config", {**config.to_dict(), "task": "toy", "task_info": {},
+                                   "functions": len(names)})
+        ledger.set_meta("sessions", [{"session": "s", "started": 0.0, "host": "h"}])
+        searched = [c for c in range(len(names)) if c not in baselines][:3]
+        for i, c in enumerate(baselines + searched):
+            ledger.record_result(c, 0, {"val_acc": 0.1 + 0.05 * i, "test_acc": 0.5},
+                                 seconds=1.0, worker="0", versions={"torch": "x"})
+        for c in (baselines[0], searched[-1]):
+            ledger.record_result(c, 1, {"val_acc": 0.3, "test_acc": 0.4}, seconds=1.0)
+    return path
+
+
+def test_round_trip_keeps_every_run_with_its_baseline_name_and_phase(ledger_path, tmp_path):
+    target = ship_search(ledger_path, tmp_path / "toy", command="aquasurf search run ...")
+    shipped = load_search(target)
+    table = shipped.results
+    with SearchLedger(ledger_path) as ledger:
+        runs = ledger.results(None)
+    assert len(table) == len(runs) == 13
+    assert (table["phase"] == "search").sum() == 11 and (table["phase"] == "compare").sum() == 2
+    baselines = table[table["baseline"] != ""]
+    assert sorted(set(baselines["baseline"])) == sorted(SearchConfig().baselines)
+    assert shipped.search_runs()["val_acc"].tolist() == pytest.approx(
+        [0.1 + 0.05 * i for i in range(11)])
+    m = shipped.manifest
+    assert m["task"] == shipped.task == "toy" and m["command"] == "aquasurf search run ..."
+    assert m["runs"] == {"search": 11, "compare": 2} and m["status"]["evaluated"] == 11
+    assert {"torch": "x"} in m["versions"] and m["machine"]["cpus"] >= 1
+    # shipping again replaces the directory atomically
+    ship_search(ledger_path, target, command="again")
+    assert load_search(target).manifest["command"] == "again"
+
+
+def test_damage_is_named(ledger_path, tmp_path):
+    target = ship_search(ledger_path, tmp_path / "toy")
+    data = bytearray((target / "results.parquet").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (target / "results.parquet").write_bytes(bytes(data))
+    with pytest.raises(ShippedSearchError, match="results.parquet: corrupt \\(checksum"):
+        load_search(target)
+    (target / "results.parquet").write_bytes(bytes(data[:100]))
+    with pytest.raises(ShippedSearchError, match="results.parquet: corrupt \\(size 100"):
+        load_search(target)
+    manifest = json.loads((target / "manifest.json").read_text())
+    (target / "manifest.json").write_text(json.dumps({**manifest, "format": 99}))
+    with pytest.raises(ShippedSearchError, match="format 99"):
+        load_search(target)
+    (target / "manifest.json").write_text("{not json")
+    with pytest.raises(ShippedSearchError, match="manifest.json does not parse"):
+        load_search(target)
+    with pytest.raises(FileNotFoundError, match="no shipped search"):
+        load_search(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="no search ledger"):
+        ship_search(tmp_path / "none.sqlite", tmp_path / "x")
+    precious = tmp_path / "mine"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep")
+    with pytest.raises(FileExistsError, match="not a shipped search"):
+        ship_search(ledger_path, precious)
+    assert (precious / "notes.txt").read_text() == "keep"
