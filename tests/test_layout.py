@@ -34,7 +34,7 @@ ALLOWED = {
                 "search"},
     "export": set(),
     "pipeline": {"paths"},
-    "cli": {"space", "models", "features", "training", "bench", "embedding", "search",
+    "cli": {"paths", "space", "models", "features", "training", "bench", "embedding", "search",
             "pipeline"},
     "__init__": set(),
     "__main__": {"cli"},

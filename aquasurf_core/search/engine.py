@@ -48,8 +48,9 @@ from aquasurf_core.search.ledger import SearchLedger
 from aquasurf_core.search.searcher import Searcher
 from aquasurf_core.search.tasks import Task, builtin_tasks, check_task, get_task
 
-__all__ = ["SearchConfig", "compare_with_baselines", "default_ledger_path", "evaluate_job",
-           "export_results", "features_job", "run_search", "search_status"]
+__all__ = ["SearchConfig", "choose_for_comparison", "compare_with_baselines",
+           "default_ledger_path", "evaluate_job", "export_results", "features_job",
+           "median_over_seeds", "run_search", "search_status", "space_store"]
 
 
 @dataclass(frozen=True)
@@ -425,7 +426,6 @@ def compare_with_baselines(task: str | Task, ledger_path: str | Path, *, top: in
     (missing runs are evaluated now, on dask, and recorded in the ledger): one row per
     function with the median validation and test accuracy over the seeds and the per-seed
     test accuracies, best median test accuracy first."""
-    import pandas as pd
     from dask.distributed import Client, LocalCluster
 
     task_obj = get_task(task)
@@ -434,12 +434,10 @@ def compare_with_baselines(task: str | Task, ledger_path: str | Path, *, top: in
         config = ledger.meta("config") or {}
         _, store = _space_names(config.get("space", "4-node"))
         baseline_names = list(config.get("baselines", SearchConfig().baselines))
-        baseline_ids = [int(c) for c in store.class_of(baseline_names)]
-        first = {r["class_id"]: r for r in ledger.results(0)}
-        searched = sorted((r for c, r in first.items() if c not in baseline_ids and
-                           np.isfinite(r["val_acc"])), key=lambda r: -r["val_acc"])[:top]
-        chosen = [(c, n, "baseline") for c, n in zip(baseline_ids, baseline_names, strict=True)
-                  if c >= 0] + [(r["class_id"], r["name"], "discovered") for r in searched]
+        baselines = {int(c): n for c, n in zip(store.class_of(baseline_names), baseline_names,
+                                               strict=True) if c >= 0}
+        chosen = choose_for_comparison(export_results(ledger), baselines, top,
+                                       seed=int(config.get("seed", 0)))
         have = {(r["class_id"], r["seed"]) for r in ledger.results(None)}
         missing = [(c, s) for c, _, _ in chosen for s in seeds if (c, s) not in have]
         if missing:
@@ -462,11 +460,39 @@ def compare_with_baselines(task: str | Task, ledger_path: str | Path, *, top: in
                     own.close()
                 if cluster is not None:
                     cluster.close()
-        runs = {(r["class_id"], r["seed"]): r for r in ledger.results(None)}
+        table = export_results(ledger)
+    return median_over_seeds(table, chosen, seeds)
+
+
+def choose_for_comparison(table, baselines: dict[int, str], top: int, *,
+                          seed: int = 0) -> list[tuple[int, str, str]]:
+    """``(class_id, name, kind)`` of the baselines (``{class_id: name}``, kind "baseline") and
+    the ``top`` searched functions with the highest validation accuracy of the search's
+    ``seed`` (kind "discovered", finite accuracies only) in a results ``table``."""
+    first = table[table["seed"] == seed]
+    searched = first[~first["class_id"].isin(list(baselines)) & np.isfinite(first["val_acc"])]
+    searched = searched.sort_values("val_acc", ascending=False, kind="stable").head(top)
+    return [(c, n, "baseline") for c, n in baselines.items()] + \
+        [(int(c), str(n), "discovered") for c, n in zip(searched["class_id"], searched["name"],
+                                                          strict=True)]
+
+
+def median_over_seeds(table, chosen: Sequence[tuple[int, str, str]], seeds: Sequence[int]):
+    """One row per chosen ``(class_id, name, kind)``: the median validation and test accuracy
+    over ``seeds`` and the per-seed test accuracies, from a results ``table`` (columns
+    class_id, seed, val_acc, test_acc: :func:`export_results` or a shipped search), best
+    median test accuracy first. Raises ``KeyError`` naming a missing (function, seed) run."""
+    import pandas as pd
+
+    runs = {(int(c), int(s)): (v, t) for c, s, v, t in zip(
+        table["class_id"], table["seed"], table["val_acc"], table["test_acc"], strict=True)}
     rows = []
     for class_id, name, kind in chosen:
-        vals = [runs[class_id, s]["val_acc"] for s in seeds]
-        tests = [runs[class_id, s]["metrics"].get("test_acc", float("nan")) for s in seeds]
+        missing = [s for s in seeds if (class_id, s) not in runs]
+        if missing:
+            raise KeyError(f"{name} (class {class_id}) has no run with seed(s) {missing}")
+        vals = [runs[class_id, s][0] for s in seeds]
+        tests = [runs[class_id, s][1] for s in seeds]
         rows.append({"function": name, "kind": kind, "class_id": class_id,
                      "median val acc": float(np.median(vals)),
                      "median test acc": float(np.median(tests)),

@@ -1,0 +1,46 @@
+"""Notebook 05's Figure 7 and discoveries table, on a hand-made search."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aquasurf_core.figures.large_scale import discoveries_table, fig7_searches, search_curve
+
+
+def _results():
+    rows = [  # order, class_id, name, baseline, seed, val_acc, test_acc
+        (0, 1, "max(x,0)", "relu(x)", 0, 0.60, 0.62), (1, 2, "tanh(x)", "tanh(x)", 0, 0.70, 0.69),
+        (2, 10, "f", "", 0, 0.50, 0.50), (3, 11, "g", "", 0, float("nan"), float("nan")),
+        (4, 12, "h", "", 0, 0.80, 0.75), (5, 13, "k", "", 0, 0.65, 0.64),
+        (6, 1, "max(x,0)", "relu(x)", 1, 0.61, 0.60), (7, 2, "tanh(x)", "tanh(x)", 1, 0.72, 0.70),
+        (8, 12, "h", "", 1, 0.79, 0.71), (9, 13, "k", "", 1, 0.66, 0.66),
+    ]
+    return pd.DataFrame(rows, columns=["order", "class_id", "name", "baseline", "seed",
+                                       "val_acc", "test_acc"])
+
+
+def test_search_curve_counts_the_search_seed_only_and_keeps_the_best():
+    curve = search_curve(_results())
+    assert curve["evaluation"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert curve["best_so_far"].tolist() == [0.6, 0.7, 0.7, 0.7, 0.8, 0.8]  # NaN never wins
+
+
+def test_discoveries_against_baselines_with_a_verdict():
+    table, verdicts = discoveries_table({"toy": _results()}, top=2)
+    assert table["function"].tolist() == ["h", "tanh(x)", "k", "relu(x)"]
+    assert table["seeds"].unique().tolist() == [2]  # seeds every chosen function has
+    assert table.loc[0, "median test acc"] == pytest.approx(np.median([0.75, 0.71]))
+    (v,) = verdicts.to_dict("records")
+    assert v["best discovered"] == "h" and v["best baseline"] == "tanh(x)"
+    assert v["margin"] == pytest.approx(0.73 - 0.695) and v["beats every baseline"] == "yes"
+    worse = _results()
+    worse.loc[worse["name"] == "h", "test_acc"] = 0.5
+    assert discoveries_table({"toy": worse}, top=2)[1].loc[0, "beats every baseline"] == "no"
+
+
+def test_figure7_has_a_panel_per_task_with_baselines_marked():
+    fig = fig7_searches({"a": _results(), "b": _results()})
+    stars = [t for t in fig.data if t.name == "baseline"]
+    assert len(stars) == 2 and list(stars[0].text) == ["relu", "tanh"]
+    assert len([t for t in fig.data if t.name == "best so far"]) == 2
+    assert [a.text for a in fig.layout.annotations] == ["a", "b"]
