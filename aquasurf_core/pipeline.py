@@ -163,6 +163,14 @@ NOTEBOOKS: list[Notebook] = [
                            "random-filter"]},
         outputs=("04_fig6_search", "04_results", "04_scorecard", "04_ablations"),
     ),
+    Notebook(
+        "05_large_scale_search.ipynb",
+        smoke={"source": "run", "tasks": ["digits-cnn"], "space": "3-node", "evaluations": 4,
+               "features": 24, "top": 1, "compare_seeds": [0, 1]},
+        paper={"source": "shipped", "tasks": ["digits-cnn"], "top": 3,
+               "compare_seeds": [0, 1, 2]},
+        outputs=("05_fig7_searches", "05_discoveries", "05_verdicts"),
+    ),
 ]
 
 

@@ -57,9 +57,9 @@ def fig7_searches(searches: Mapping[str, pd.DataFrame], *, seed: int = 0):
             legendgroup="searched", showlegend=first), row=1, col=i)
         fig.add_trace(go.Scatter(
             x=curve.loc[base, "evaluation"], y=curve.loc[base, "val_acc"],
-            mode="markers+text", marker={"size": 9, "symbol": "star", "color": "#d62728"},
+            mode="markers", marker={"size": 10, "symbol": "star", "color": "#d62728"},
             text=curve.loc[base, "baseline"].str.replace("(x)", "", regex=False),
-            textposition="top center", textfont={"size": 9}, name="baseline",
+            name="baseline (hover for its name)",
             hovertemplate="%{text}<br>val acc %{y:.3f}", legendgroup="baseline",
             showlegend=first), row=1, col=i)
         fig.add_trace(go.Scatter(
@@ -69,7 +69,8 @@ def fig7_searches(searches: Mapping[str, pd.DataFrame], *, seed: int = 0):
         fig.update_xaxes(title_text="evaluation", row=1, col=i)
     fig.update_yaxes(title_text="validation accuracy", row=1, col=1)
     fig.update_layout(title="Figure 7: searches on new tasks (every evaluation, in order)",
-                      width=max(520, 460 * len(names)), height=440, template="plotly_white")
+                      width=max(560, 460 * len(names)), height=460, template="plotly_white",
+                      legend={"orientation": "h", "y": -0.22})
     return fig
 
 
