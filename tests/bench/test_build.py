@@ -156,8 +156,10 @@ def test_sigkill_keeps_finished_results(tmp_path):
     units are in the ledger; the restarted build keeps them (same timestamps: not redone)
     and ends with the same table as an uninterrupted build."""
     ledger, out = tmp_path / "ledger.sqlite", tmp_path / "out"
-    args = ["--arch", "cnn", "--limit", "10", "--group-size", "2", "--epochs", "1",
-            "--train-subset", "64", "--workers", "1", "--quiet"]
+    # units big enough (one function each, ~0.2 s) that the kill lands mid-build even on a
+    # loaded machine, where a poll of the ledger can take longer than a tiny unit
+    args = ["--arch", "cnn", "--limit", "10", "--group-size", "1", "--epochs", "2",
+            "--train-subset", "1000", "--workers", "1", "--quiet"]
     command = [sys.executable, "-m", "aquasurf_core.cli", "bench", "build", *args,
                "--ledger", str(ledger), "--out", str(out)]
     proc = subprocess.Popen(command, cwd=REPO, start_new_session=True,
