@@ -329,6 +329,15 @@ class InspectorPage:
         legend = self.page.locator(".aq-plot .legend .traces .legendtext")
         return (legend.first.text_content() or "").strip() if legend.count() else ""
 
+    def wait_for_star(self, name: str) -> str:
+        """Wait until the star's legend entry names ``name`` (the figure is redrawn after the
+        message line changes: separate widget messages) and return :meth:`star_label`."""
+        self.page.wait_for_function(
+            "(name) => [...document.querySelectorAll('.aq-plot .legend .traces .legendtext')]"
+            ".some(e => (e.textContent || '').trim() === '\u2605 ' + name)",
+            arg=name, polling="raf", timeout=self.timeout_ms)
+        return self.star_label()
+
     def save(self, path: str | os.PathLike) -> Path:
         """A PNG screenshot of the whole inspector."""
         path = Path(path)
