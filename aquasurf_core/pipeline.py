@@ -1,6 +1,6 @@
 """The papermill pipeline: run the numbered notebooks in order and collect what they produce.
 
-``aquasurf reproduce --profile smoke|paper [--only 01 02] [--output-root DIR]`` (also
+``aquasurf reproduce --profile smoke|paper|full [--only 01 02] [--output-root DIR]`` (also
 ``python -m aquasurf_core reproduce ...``, which is what ``make reproduce`` runs) executes every
 notebook of :data:`NOTEBOOKS` in order with papermill (kernel ``python3`` of this interpreter,
 working directory ``notebooks/``), write the executed copies to
@@ -10,11 +10,14 @@ files produced) next to the figures the notebooks saved with :mod:`aquasurf_core
 Adding a notebook is adding one :class:`Notebook` entry to :data:`NOTEBOOKS`, giving the
 papermill parameters of each profile. Every notebook also receives :data:`COMMON_PARAMETERS`:
 
-* ``profile`` -- ``"smoke"`` (seconds, for tests) or ``"paper"`` (the paper's settings);
+* ``profile`` -- ``"smoke"`` (seconds, for tests), ``"paper"`` (the paper's settings,
+  reading the shipped results of the long training campaigns) or ``"full"`` (the paper's
+  settings recomputing everything, the campaigns included: hours on 2 cores; a notebook's
+  ``full`` parameters are its ``paper`` ones with its ``full`` entries on top);
 * ``figures_dir`` -- absolute path where :func:`aquasurf_core.export.save_figure` and
   :func:`~aquasurf_core.export.save_table` must write (``<root>/figures`` for the paper
-  profile, ``<root>/papermill_runs/smoke/figures`` for smoke, so tests never touch the
-  committed figures);
+  profile, ``<root>/papermill_runs/<profile>/figures`` for smoke and full, so tests and
+  full reruns never touch the committed figures);
 * ``cache_dir`` -- absolute path of the shared cache (:func:`aquasurf_core.paths.cache_dir`);
   the notebook passes it to :func:`aquasurf_core.paths.set_cache_dir` first thing, so every
   library call in the kernel uses it;
@@ -43,7 +46,7 @@ from typing import Any
 from aquasurf_core import paths
 from aquasurf_core.paths import repo_root
 
-PROFILES = ("smoke", "paper")
+PROFILES = ("smoke", "paper", "full")
 COMMON_PARAMETERS = ("profile", "figures_dir", "cache_dir", "seed")
 DEFAULT_SEED = 0
 KERNEL_NAME = "python3"
@@ -86,6 +89,7 @@ class Notebook:
     smoke: Mapping[str, Any] = field(default_factory=dict)
     paper: Mapping[str, Any] = field(default_factory=dict)
     outputs: tuple[str, ...] = ()
+    full: Mapping[str, Any] = field(default_factory=dict)  # on top of ``paper``
 
     def __post_init__(self) -> None:
         if not (self.filename.endswith(".ipynb") and self.filename[:2].isdigit()
@@ -107,8 +111,11 @@ class Notebook:
         return self.filename.removesuffix(".ipynb")
 
     def parameters(self, profile: str) -> dict[str, Any]:
-        """The notebook-specific parameters of ``profile`` (without the common ones)."""
+        """The notebook-specific parameters of ``profile`` (without the common ones); those
+        of ``full`` are ``paper``'s updated with ``full``'s."""
         _check_profile(profile)
+        if profile == "full":
+            return {**self.paper, **self.full}
         return dict(getattr(self, profile))
 
 
@@ -119,6 +126,7 @@ NOTEBOOKS: list[Notebook] = [
         smoke={"source": "build", "archs": ["cnn", "resnet", "vit"], "smoke_functions": 16,
                "smoke_epochs": 1, "smoke_train_subset": 300},
         paper={"source": "shipped", "archs": ["cnn", "resnet", "vit"]},
+        full={"source": "rebuild"},
         outputs=("00_recipes", "00_failure_counts", "00_fig1_histograms", "00_fim_reasons",
                  "00_fig2_correlations", "00_fig2_pairwise", "00_baselines", "00_top10"),
     ),
@@ -149,6 +157,7 @@ NOTEBOOKS: list[Notebook] = [
                "show_inspector": False, "inspector_screenshot": False},
         paper={"source": "shipped", "max_functions": None, "resamples": 1000,
                "show_inspector": True, "inspector_screenshot": True},
+        full={"source": "rebuild"},
         outputs=("03_distance_examples", "03_fig4_embeddings", "03_fim_default_neighbors",
                  "03_neighbour_predictiveness", "03_feature_comparisons"),
     ),
@@ -161,6 +170,7 @@ NOTEBOOKS: list[Notebook] = [
                "ablation_trials": 100, "ablation_dims": [5, 10], "ablation_ks": [1, 5, 8],
                "methods": ["knr", "rfr", "svr", "gpr-ei", "gpr-ucb", "random",
                            "random-filter"]},
+        full={"source": "rebuild"},
         outputs=("04_fig6_search", "04_results", "04_scorecard", "04_ablations"),
     ),
     Notebook(
@@ -169,6 +179,8 @@ NOTEBOOKS: list[Notebook] = [
                "features": 24, "top": 1, "compare_seeds": [0, 1]},
         paper={"source": "shipped", "tasks": ["digits-cnn"], "top": 3,
                "compare_seeds": [0, 1, 2]},
+        full={"source": "run", "tasks": ["digits-cnn", "mnist1d-hard-resnet", "mnist1d-hard-vit"],
+              "space": "4-node", "evaluations": 50, "features": 2000},
         outputs=("05_fig7_searches", "05_discoveries", "05_verdicts"),
     ),
 ]

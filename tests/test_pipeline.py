@@ -14,9 +14,11 @@ import pytest
 from aquasurf_core.pipeline import (
     COMMON_PARAMETERS,
     NOTEBOOKS,
+    NOTEBOOKS_DIR,
     Notebook,
     NotebookFailed,
     PipelineError,
+    check_notebooks,
     format_manifest,
     output_paths,
     run_pipeline,
@@ -158,8 +160,15 @@ def test_registry_entries_and_selection():
     numbers = [nb.number for nb in NOTEBOOKS]
     assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
     for nb in NOTEBOOKS:
-        for profile in ("smoke", "paper"):
+        for profile in ("smoke", "paper", "full"):
             assert not set(nb.parameters(profile)) & set(COMMON_PARAMETERS)
+        # full = paper's parameters with full's on top
+        assert nb.parameters("full") == {**nb.paper, **nb.full}
+    for profile in ("smoke", "paper", "full"):  # every parameter passed is declared
+        check_notebooks(NOTEBOOKS, NOTEBOOKS_DIR, profile)
+    full = {nb.number: nb.parameters("full") for nb in NOTEBOOKS}
+    assert full["00"]["source"] == full["03"]["source"] == full["04"]["source"] == "rebuild"
+    assert full["05"]["source"] == "run" and full["05"]["space"] == "4-node"
     assert [nb.stem for nb in select(NOTEBOOKS, ["02", "01_search_space.ipynb"])] == [
         "01_search_space", "02_fim_eigenvalues"]
     with pytest.raises(ValueError, match="common parameters"):
@@ -172,6 +181,7 @@ def test_paths_per_profile(tmp_path, monkeypatch):
     monkeypatch.setenv("AQUASURF_OUTPUT_ROOT", str(tmp_path))
     assert output_paths("paper") == (tmp_path / "papermill_runs" / "paper", tmp_path / "figures")
     assert output_paths("smoke")[1] == tmp_path / "papermill_runs" / "smoke" / "figures"
+    assert output_paths("full")[1] == tmp_path / "papermill_runs" / "full" / "figures"
 
 
 def test_command_line_exits_nonzero_with_the_reason(tmp_path):
