@@ -244,31 +244,23 @@ def _full_size_tasks() -> dict[str, Callable[[], Task]]:
     from aquasurf_core.training.image_folder import load_image_folder
     from aquasurf_core.training.loader_training import Mixing
 
-    def cifar(arch):
-        return lambda: load_cifar("cifar100", arch)
+    def imagenet():
+        return load_image_folder(name="imagenet", validation_per_class=10)
 
-    mixing = Mixing(**IMAGENET_MIXING)
-    return {
-        "cifar100-all-cnn-c": lambda: loader_task(
-            "cifar100-all-cnn-c", "all-cnn-c", cifar("all-cnn-c"), num_classes=100,
-            description="All-CNN-C on CIFAR-100 (paper Section 6), Table 4 recipe, 25 epochs; "
-                        "CIFAR-100 under $AQUASURF_DATA/cifar-100-python (not downloaded)"),
-        "cifar100-resnet-56": lambda: loader_task(
-            "cifar100-resnet-56", "resnet-56", cifar("resnet-56"), num_classes=100,
-            description="ResNet-56 on CIFAR-100 (paper Section 6), Table 4 recipe, 25 epochs; "
-                        "CIFAR-100 under $AQUASURF_DATA/cifar-100-python (not downloaded)"),
-        "imagenet-mobilevitv2-0.5": lambda: loader_task(
-            "imagenet-mobilevitv2-0.5", "mobilevitv2-0.5",
-            lambda: load_image_folder(name="imagenet", validation_per_class=10),
-            num_classes=1000, mixing=mixing, num_workers=4,
-            description="MobileViTv2-0.5 on an ImageNet folder ($AQUASURF_DATA/imagenet/"
-                        "{train,val}/<class>/), 160x160, Table 4 recipe"),
-        "imagenet-resnet-50": lambda: loader_task(
-            "imagenet-resnet-50", "resnet-50",
-            lambda: load_image_folder(name="imagenet", validation_per_class=10),
-            num_classes=1000, mixing=mixing, num_workers=4,
-            description="ResNet-50 on an ImageNet folder (Table 2's transfer), Table 4 recipe"),
-    }
+    tasks: dict[str, Callable[[], Task]] = {}
+    for arch, title in (("all-cnn-c", "All-CNN-C"), ("resnet-56", "ResNet-56")):
+        tasks[f"cifar100-{arch}"] = (lambda a=arch, t=title: loader_task(
+            f"cifar100-{a}", a, lambda: load_cifar("cifar100", a), num_classes=100,
+            description=f"{t} on CIFAR-100 (paper Section 6), Table 4 recipe, 25 epochs; "
+                        "CIFAR-100 under $AQUASURF_DATA/cifar-100-python (not downloaded)"))
+    for arch, title in (("mobilevitv2-0.5", "MobileViTv2-0.5 (paper Section 6)"),
+                        ("resnet-50", "ResNet-50 (Table 2's transfer)")):
+        tasks[f"imagenet-{arch}"] = (lambda a=arch, t=title: loader_task(
+            f"imagenet-{a}", a, imagenet, num_classes=1000, mixing=Mixing(**IMAGENET_MIXING),
+            num_workers=4,
+            description=f"{t} on an ImageNet folder ($AQUASURF_DATA/imagenet/"
+                        "{train,val}/<class>/), 160x160, Table 4 recipe"))
+    return tasks
 
 
 def _load_hard_mnist1d():
