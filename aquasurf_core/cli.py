@@ -8,7 +8,7 @@
     aquasurf search run --task NAME [--evaluations 50] [--features 2000] [--workers 2]
                         [--scheduler-address ADDR] [--ledger PATH]
     aquasurf search status|export [--task NAME | --ledger PATH] [--out FILE]
-    aquasurf search compare --task NAME [--ledger PATH] [--top 3] [--seeds 0 1 2]
+    aquasurf search compare --task NAME [--ledger PATH] [--top 3] [--seeds 0 1 2] [--final]
     aquasurf search ship --task NAME [--ledger PATH] [--out DIR] [--command TEXT]
     aquasurf reproduce --profile smoke|paper [--only 01 02 ...] [--output-root DIR]
     aquasurf inspect [--bench cnn|resnet|vit] [--port N] [--no-browser]
@@ -205,7 +205,8 @@ def _search_compare(args: argparse.Namespace) -> int:
     try:
         table = compare_with_baselines(args.task, path, top=args.top, seeds=args.seeds,
                                        workers=args.workers,
-                                       scheduler_address=args.scheduler_address)
+                                       scheduler_address=args.scheduler_address,
+                                       final_task=f"{args.task}-final" if args.final else None)
     except (TaskError, ValueError) as err:
         return _error("search compare", err)
     print(table.to_string(index=False))
@@ -349,6 +350,8 @@ def _add_search(commands) -> None:
     compare.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     compare.add_argument("--workers", type=int, default=2)
     compare.add_argument("--scheduler-address", default=None)
+    compare.add_argument("--final", action="store_true",
+                         help="train with TASK-final (longer, Table 1) into LEDGER-final.sqlite")
     compare.set_defaults(func=_search_compare)
     ship = sub.add_parser("ship", help="export a finished search as checksummed data (what "
                           "the paper profile of notebook 05 reads)")

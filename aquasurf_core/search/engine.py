@@ -49,7 +49,7 @@ from aquasurf_core.search.searcher import Searcher
 from aquasurf_core.search.tasks import Task, builtin_tasks, check_task, get_task
 
 __all__ = ["SearchConfig", "choose_for_comparison", "compare_with_baselines",
-           "default_ledger_path", "evaluate_job", "export_results", "features_job",
+           "default_ledger_path", "final_ledger_path", "evaluate_job", "export_results", "features_job",
            "median_over_seeds", "run_search", "search_status", "space_store"]
 
 
@@ -418,27 +418,47 @@ def export_results(ledger: SearchLedger):
     return pd.DataFrame(rows)
 
 
+def final_ledger_path(ledger_path: str | Path) -> Path:
+    """Where the final evaluations of a search's discoveries go (Table 1): beside the search's
+    ledger, ``<stem>-final.sqlite``."""
+    ledger_path = Path(ledger_path)
+    return ledger_path.with_name(f"{ledger_path.stem}-final{ledger_path.suffix}")
+
+
 def compare_with_baselines(task: str | Task, ledger_path: str | Path, *, top: int = 1,
                            seeds: Sequence[int] = (0, 1, 2), workers: int = 2,
-                           scheduler_address: str | None = None, client=None):
-    """The ``top`` discovered functions (highest seed-0 validation accuracy among the searched,
-    non-baseline ones) against the baselines, each trained with every seed of ``seeds``
-    (missing runs are evaluated now, on dask, and recorded in the ledger): one row per
+                           scheduler_address: str | None = None, client=None,
+                           final_task: str | Task | None = None):
+    """The ``top`` discovered functions (highest validation accuracy among the searched,
+    non-baseline ones, with the search's seed) against the baselines, each trained with every
+    seed of ``seeds`` (missing runs are evaluated now, on dask, and recorded): one row per
     function with the median validation and test accuracy over the seeds and the per-seed
-    test accuracies, best median test accuracy first."""
+    test accuracies, best median test accuracy first.
+
+    With ``final_task`` (the paper's Table 1: the same network trained longer, e.g. the
+    built-in ``<task>-final``), the chosen functions are trained with that task instead and
+    recorded in their own ledger, :func:`final_ledger_path`, so that the search's results and
+    the final ones never mix."""
     from dask.distributed import Client, LocalCluster
 
-    task_obj = get_task(task)
+    task_obj = get_task(final_task if final_task is not None else task)
     task_ref = task_obj.name if task_obj.name in builtin_tasks() else task_obj
     with SearchLedger(ledger_path) as ledger:
         config = ledger.meta("config") or {}
-        _, store = _space_names(config.get("space", "4-node"))
+        names, store = _space_names(config.get("space", "4-node"))
         baseline_names = list(config.get("baselines", SearchConfig().baselines))
         baselines = {int(c): n for c, n in zip(store.class_of(baseline_names), baseline_names,
                                                strict=True) if c >= 0}
         chosen = choose_for_comparison(export_results(ledger), baselines, top,
                                        seed=int(config.get("seed", 0)))
-        have = {(r["class_id"], r["seed"]) for r in ledger.results(None)}
+    target = SearchLedger(ledger_path if final_task is None else final_ledger_path(ledger_path))
+    try:
+        if final_task is not None:
+            target.add_functions(names, int(config.get("seed", 0)))
+            target.set_meta("config", {**config, "task": task_obj.name,
+                                       "task_info": task_obj.info,
+                                       "final_of": config.get("task")})
+        have = {(r["class_id"], r["seed"]) for r in target.results(None)}
         missing = [(c, s) for c, _, _ in chosen for s in seeds if (c, s) not in have]
         if missing:
             cluster = own = None
@@ -448,19 +468,22 @@ def compare_with_baselines(task: str | Task, ledger_path: str | Path, *, top: in
                                            dashboard_address=None)
                 client = own = Client(scheduler_address or cluster)
             try:
-                futures = [client.submit(evaluate_job, task_ref, c, ledger.name_of(c), s,
+                futures = [client.submit(evaluate_job, task_ref, c, target.name_of(c), s,
                                          pure=False) for c, s in missing]
                 for result in client.gather(futures):
-                    ledger.record_result(result["class_id"], result["seed"], result["metrics"],
+                    target.record_result(result["class_id"], result["seed"], result["metrics"],
                                          seconds=result["seconds"],
                                          worker=str(result["worker"]),
-                                         versions=result["versions"], session="compare")
+                                         versions=result["versions"],
+                                         session="final" if final_task else "compare")
             finally:
                 if own is not None:
                     own.close()
                 if cluster is not None:
                     cluster.close()
-        table = export_results(ledger)
+        table = export_results(target)
+    finally:
+        target.close()
     return median_over_seeds(table, chosen, seeds)
 
 
@@ -479,7 +502,7 @@ def choose_for_comparison(table, baselines: dict[int, str], top: int, *,
 
 def median_over_seeds(table, chosen: Sequence[tuple[int, str, str]], seeds: Sequence[int]):
     """One row per chosen ``(class_id, name, kind)``: the median validation and test accuracy
-    over ``seeds`` and the per-seed test accuracies, from a results ``table`` (columns
+    over ``seeds``, the smallest and largest test accuracy, and the per-seed test accuracies, from a results ``table`` (columns
     class_id, seed, val_acc, test_acc: :func:`export_results` or a shipped search), best
     median test accuracy first. Raises ``KeyError`` naming a missing (function, seed) run."""
     import pandas as pd
@@ -496,6 +519,7 @@ def median_over_seeds(table, chosen: Sequence[tuple[int, str, str]], seeds: Sequ
         rows.append({"function": name, "kind": kind, "class_id": class_id,
                      "median val acc": float(np.median(vals)),
                      "median test acc": float(np.median(tests)),
+                     "min test acc": float(np.min(tests)), "max test acc": float(np.max(tests)),
                      "test acc per seed": " ".join(f"{t:.3f}" for t in tests)})
     return pd.DataFrame(rows).sort_values("median test acc", ascending=False,
                                           kind="stable").reset_index(drop=True)

@@ -5,8 +5,10 @@ A shipped search is a directory (written atomically, :func:`aquasurf_core.storag
 
     results.parquet   every training run of the ledger: order, class_id, name, baseline (the
                       baseline's own name, or ""), seed, phase ("search" for the search's runs
-                      with its seed, "compare" for the other seeds), val_acc, test_acc, status,
-                      seconds, worker, metrics (the rest, JSON)
+                      with its seed, "compare" for the other seeds, "final" for the longer
+                      training of the final comparison, from the ledger's ``-final`` twin
+                      when there is one), val_acc, test_acc, status, seconds, worker, metrics
+                      (the rest, JSON)
     manifest.json     format, task, the search's config and task info, the status
                       (:func:`aquasurf_core.search.engine.search_status`), the library versions
                       the runs recorded, the machine, the command that made it, the wall-clock
@@ -28,7 +30,12 @@ import platform
 from dataclasses import dataclass
 from pathlib import Path
 
-from aquasurf_core.search.engine import export_results, search_status, space_store
+from aquasurf_core.search.engine import (
+    export_results,
+    final_ledger_path,
+    search_status,
+    space_store,
+)
 from aquasurf_core.search.ledger import SearchLedger
 from aquasurf_core.storage import atomic_directory, file_entry, first_file_problem
 
@@ -95,10 +102,19 @@ def ship_search(ledger_path: str | os.PathLike, target: str | os.PathLike, *,
             "SELECT DISTINCT versions FROM results")})
         seed = int(config.get("seed", 0))
         finished = [r["finished_at"] for r in ledger.results(seed)]
+    table.insert(5, "phase", ["search" if s == seed else "compare" for s in table["seed"]])
+    final_config = None
+    if final_ledger_path(ledger_path).is_file():
+        import pandas as pd
+
+        with SearchLedger(final_ledger_path(ledger_path)) as final:
+            final_config = final.meta("config")
+            final_table = export_results(final)
+        final_table.insert(5, "phase", "final")
+        final_table["order"] += len(table)
+        table = pd.concat([table, final_table], ignore_index=True)
     baselines = dict(zip(_baseline_classes(config), config.get("baselines", []), strict=False))
     table.insert(3, "baseline", [baselines.get(int(c), "") for c in table["class_id"]])
-    table.insert(5, "phase", ["search" if s == seed else "compare" for s in table["seed"]])
-    searched = table[table["phase"] == "search"]
     started = min((s["started"] for s in sessions), default=None)
     manifest = {
         "format": SHIPPED_FORMAT, "task": config.get("task"), "config": config,
@@ -108,7 +124,10 @@ def ship_search(ledger_path: str | os.PathLike, target: str | os.PathLike, *,
         "command": command, "sessions": len(sessions),
         "seconds": {"search": (round(max(finished) - started, 1)
                                if finished and started is not None else None)},
-        "runs": {"search": int(len(searched)), "compare": int(len(table) - len(searched))},
+        "runs": {phase: int((table["phase"] == phase).sum())
+                 for phase in ("search", "compare", "final")},
+        "final": None if final_config is None else {"task": final_config.get("task"),
+                                                    "task_info": final_config.get("task_info")},
     }
     with atomic_directory(target, marker="manifest.json", kind="shipped search") as tmp:
         table.to_parquet(tmp / "results.parquet", index=False)

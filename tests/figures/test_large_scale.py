@@ -33,6 +33,7 @@ def test_discoveries_against_baselines_with_a_verdict():
     (v,) = verdicts.to_dict("records")
     assert v["best discovered"] == "h" and v["best baseline"] == "tanh(x)"
     assert v["margin"] == pytest.approx(0.73 - 0.695) and v["beats every baseline"] == "yes"
+    assert v["clear of seed noise"] == "yes"  # h: 0.71-0.75 against tanh: 0.69-0.70
     worse = _results()
     worse.loc[worse["name"] == "h", "test_acc"] = 0.5
     assert discoveries_table({"toy": worse}, top=2)[1].loc[0, "beats every baseline"] == "no"
@@ -44,3 +45,20 @@ def test_figure7_has_a_panel_per_task_with_baselines_marked():
     assert len(stars) == 2 and list(stars[0].text) == ["relu", "tanh"]
     assert len([t for t in fig.data if t.name == "best so far"]) == 2
     assert [a.text for a in fig.layout.annotations] == ["a", "b"]
+
+
+def test_table1_uses_the_final_runs_but_chooses_by_the_search():
+    results = _results().assign(phase="search")
+    results.loc[results["seed"] == 1, "phase"] = "compare"
+    final = pd.DataFrame([(10 + i, c, n, b, s, 0.5, acc, "final") for i, (c, n, b, s, acc) in
+                          enumerate([(1, "max(x,0)", "relu(x)", 0, 0.90),
+                                     (2, "tanh(x)", "tanh(x)", 0, 0.50),
+                                     (12, "h", "", 0, 0.70), (13, "k", "", 0, 0.95)])],
+                         columns=list(results.columns))
+    table, verdicts = discoveries_table({"toy": pd.concat([results, final])}, top=2,
+                                        final=True)
+    assert table["function"].tolist() == ["k", "relu(x)", "h", "tanh(x)"]
+    assert table["seeds"].unique().tolist() == [1]
+    assert verdicts.loc[0, "margin"] == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="no seed has a final run"):
+        discoveries_table({"toy": results}, top=2, final=True)

@@ -24,6 +24,7 @@ from aquasurf_core.search.engine import (
     SearchConfig,
     compare_with_baselines,
     export_results,
+    final_ledger_path,
     run_search,
 )
 from aquasurf_core.search.ledger import SearchLedger
@@ -131,10 +132,20 @@ class _GRULike(nn.Module):
         return self.gru(x.unsqueeze(1))[0].squeeze(1)
 
 
-def test_a_whole_search_on_a_tiny_task(tmp_path, capsys):
+@pytest.fixture
+def client():
+    """One local dask cluster for a test's searches and comparisons (as notebook 05 does)."""
+    from dask.distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, \
+            Client(cluster) as c:
+        yield c
+
+
+def test_a_whole_search_on_a_tiny_task(tmp_path, capsys, client):
     ledger_path = tmp_path / "ledger.sqlite"
     config = SearchConfig(evaluations=4, features=40, space="3-node", feature_batch=8)
-    status = run_search(tiny_task(), ledger_path, config, workers=1, progress=False,
+    status = run_search(tiny_task(), ledger_path, config, client=client, progress=False,
                         log=lambda *_: None)
     assert status["evaluated"] == 8 + 4  # the baselines, then the searched functions
     assert status["with_features"] >= 40 and status["statuses"]["running"] == 0
@@ -144,11 +155,12 @@ def test_a_whole_search_on_a_tiny_task(tmp_path, capsys):
     assert table["class_id"].is_unique and set(table["seed"]) == {0}
     assert (table["val_acc"].between(0, 1)).all()
     # resuming a finished search adds nothing
-    again = run_search(tiny_task(), ledger_path, config, workers=1, progress=False,
+    again = run_search(tiny_task(), ledger_path, config, client=client, progress=False,
                        log=lambda *_: None)
     assert again["evaluated"] == 12
     # the best discovered function against the baselines, over two seeds
-    table = compare_with_baselines(tiny_task(), ledger_path, top=1, seeds=(0, 1), workers=1)
+    table = compare_with_baselines(tiny_task(), ledger_path, top=1, seeds=(0, 1),
+                                   client=client)
     assert sorted(table["kind"]) == ["baseline"] * 8 + ["discovered"]
     with SearchLedger(ledger_path) as ledger:
         runs = ledger.results(None)
@@ -171,6 +183,16 @@ def test_a_whole_search_on_a_tiny_task(tmp_path, capsys):
     discovered = table[table["kind"] == "discovered"].iloc[0]
     tests = [r["metrics"]["test_acc"] for r in runs if r["class_id"] == discovered["class_id"]]
     assert discovered["median test acc"] == pytest.approx(float(np.median(tests)))
+    # the final comparison (Table 1): the same choice, trained longer, in the -final ledger
+    from dataclasses import replace
+
+    longer = replace(tiny_task(), name="tiny-cnn-final")
+    final = compare_with_baselines(tiny_task(), ledger_path, top=1, seeds=(0,), client=client,
+                                   final_task=longer)
+    assert sorted(final["class_id"]) == sorted(table["class_id"])
+    with SearchLedger(final_ledger_path(ledger_path)) as opened:
+        assert len(opened.results(None)) == 9 and opened.meta("config")["task"] == "tiny-cnn-final"
+    assert len(_results(ledger_path)) == 21  # the search's ledger is untouched
 
 
 def _results(path: Path) -> list[dict]:

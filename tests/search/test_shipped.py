@@ -49,11 +49,36 @@ def test_round_trip_keeps_every_run_with_its_baseline_name_and_phase(ledger_path
         [0.1 + 0.05 * i for i in range(11)])
     m = shipped.manifest
     assert m["task"] == shipped.task == "toy" and m["command"] == "aquasurf search run ..."
-    assert m["runs"] == {"search": 11, "compare": 2} and m["status"]["evaluated"] == 11
+    assert m["runs"] == {"search": 11, "compare": 2, "final": 0} and m["final"] is None
+    assert m["status"]["evaluated"] == 11
     assert {"torch": "x"} in m["versions"] and m["machine"]["cpus"] >= 1
     # shipping again replaces the directory atomically
     ship_search(ledger_path, target, command="again")
     assert load_search(target).manifest["command"] == "again"
+
+
+def test_final_runs_come_from_the_ledgers_final_twin(ledger_path, tmp_path):
+    import shutil
+
+    from aquasurf_core.search.engine import final_ledger_path
+
+    search = tmp_path / "s.sqlite"
+    shutil.copy(ledger_path, search)
+    with SearchLedger(search) as ledger:
+        names = [ledger.name_of(c) for c in range(ledger.count())]
+        chosen = [r["class_id"] for r in ledger.results(0)][:2]
+    with SearchLedger(final_ledger_path(search)) as final:
+        final.add_functions(names, 0)
+        final.set_meta("config", {"task": "toy-final", "task_info": {"recipe": {"epochs": 2}}})
+        for c in chosen:  # the same (function, seed) as a search run: kept apart by phase
+            final.record_result(c, 0, {"val_acc": 0.9, "test_acc": 0.8}, seconds=2.0)
+    shipped = load_search(ship_search(search, tmp_path / "toy"))
+    final_rows = shipped.results[shipped.results["phase"] == "final"]
+    assert sorted(final_rows["class_id"]) == sorted(chosen)
+    assert (final_rows["test_acc"] == 0.8).all() and final_rows["baseline"].tolist()[0] != ""
+    assert shipped.manifest["runs"]["final"] == 2
+    assert shipped.manifest["final"]["task"] == "toy-final"
+    assert len(shipped.search_runs()) == 11  # the search itself is unchanged
 
 
 def test_damage_is_named(ledger_path, tmp_path):
