@@ -11,7 +11,9 @@ compared on common random numbers.
 ``LocalCluster`` of single-threaded workers by default, or an existing cluster at
 ``scheduler_address`` (the problems are sent to the workers once, so no shared file system is
 needed) -- with a progress bar. Every finished trial is written at once to an SQLite ledger
-(WAL) under ``out_dir``, so an interrupted run, restarted, skips the finished trials; the tidy
+(WAL) under ``out_dir``, so an interrupted run, restarted, skips the finished trials (as long
+as the problem's data is the same: :meth:`SearchProblem.fingerprint`; trials of changed data are
+discarded, with a message); the tidy
 result table (one row per evaluation: benchmark, feature, method, trial, step, function,
 val_acc, test_acc, best_val_so_far, test_acc_of_best) is written to
 ``out_dir/results.parquet`` at the end.
@@ -74,6 +76,20 @@ class SearchProblem:
             raise ValueError(f"distances have shape {self.distances.shape}, expected ({n}, {n})")
         if self.first not in self.names:
             raise ValueError(f"the first function {self.first!r} is not a name of the benchmark")
+
+    def fingerprint(self) -> str:
+        """SHA-256 of everything a trial's result depends on (names, accuracies, coordinates
+        or distances, validity, the first function): the trial ledger keeps finished trials
+        only while this stays the same."""
+        import hashlib
+
+        digest = hashlib.sha256("\n".join((*self.names, self.first)).encode())
+        for array in (self.val_acc, self.test_acc, self.coords, self.valid, self.distances):
+            if array is not None:
+                a = np.ascontiguousarray(array)
+                digest.update(f"{a.dtype}{a.shape}".encode())
+                digest.update(a.tobytes())
+        return digest.hexdigest()
 
 
 def _problem(benchmark: Benchmark, feature: str, rows: np.ndarray, coords: np.ndarray,
@@ -162,9 +178,27 @@ class TrialLedger:
                             "method TEXT, trial INTEGER, budget INTEGER, k INTEGER, "
                             "rows TEXT NOT NULL, seconds REAL, PRIMARY KEY (benchmark, "
                             "feature, method, trial, budget, k))")
+            self.db.execute("CREATE TABLE IF NOT EXISTS problems (benchmark TEXT, feature TEXT, "
+                            "fingerprint TEXT NOT NULL, PRIMARY KEY (benchmark, feature))")
         except sqlite3.DatabaseError as err:
             self.db.close()
             raise ValueError(f"{self.path}: not a usable trial ledger ({err})") from err
+
+    def check_problem(self, problem: SearchProblem) -> int:
+        """Record ``problem``'s fingerprint; when the ledger holds trials of another version of
+        the same (benchmark, feature) -- changed accuracies, embedding or functions -- delete
+        them (they would be stale) and return how many were deleted."""
+        key = (problem.benchmark, problem.feature)
+        fingerprint = problem.fingerprint()
+        row = self.db.execute("SELECT fingerprint FROM problems WHERE benchmark=? AND "
+                              "feature=?", key).fetchone()
+        stale = 0
+        with self.db:
+            if row is not None and row[0] != fingerprint:
+                stale = self.db.execute("DELETE FROM trials WHERE benchmark=? AND feature=?",
+                                        key).rowcount
+            self.db.execute("INSERT OR REPLACE INTO problems VALUES (?,?,?)", (*key, fingerprint))
+        return stale
 
     def done(self, budget: int, k: int) -> set[tuple[str, str, str, int]]:
         """``(benchmark, feature, method, trial)`` of the finished trials of this budget and k."""
@@ -222,6 +256,11 @@ def run_experiment(problems: Sequence[SearchProblem], methods: Sequence[str],
                     or f"LocalCluster of {workers} single-threaded workers")
     ledger = TrialLedger(out_dir / "trials.sqlite")
     try:
+        for problem in problems:
+            stale = ledger.check_problem(problem)
+            if stale:
+                log(f"benchmark search: the data of ({problem.benchmark}, {problem.feature}) "
+                    f"changed; {stale} stale trials in {ledger.path} discarded")
         done = ledger.done(budget, k)
         keys = [(p.benchmark, p.feature, m, t) for p in problems for m in methods for t in trials]
         todo = [key for key in keys if key not in done]

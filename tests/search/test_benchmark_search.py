@@ -89,6 +89,19 @@ def test_experiment_runs_on_dask_and_skips_finished_trials(tmp_path):
     run_experiment(problems, ["knr", "random"], range(3), tmp_path, budget=10, workers=1,
                    progress=False, log=messages.append)
     assert "12 trials, 12 already in" in messages[0]
+    # changed data (here one accuracy of tiny2) never reuses its stale trials; tiny's stay
+    from dataclasses import replace
+
+    changed_acc = problems[1].val_acc.copy()
+    changed_acc[0] += 0.01
+    changed = [problems[0], replace(problems[1], val_acc=changed_acc)]
+    assert changed[1].fingerprint() != problems[1].fingerprint()
+    assert problems[0].fingerprint() == tiny_problem(seed=0).fingerprint()
+    messages = []
+    run_experiment(changed, ["knr", "random"], range(3), tmp_path, budget=10, workers=1,
+                   progress=False, log=messages.append)
+    assert "(tiny2, " in messages[0] and "6 stale trials" in messages[0]
+    assert "12 trials, 6 already in" in messages[1]
 
 
 DRIVER = """
