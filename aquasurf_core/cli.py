@@ -143,6 +143,16 @@ def _ledger_for(args: argparse.Namespace):
     return args.ledger or default_ledger_path(args.task)
 
 
+def _existing_ledger(args: argparse.Namespace):
+    """The ledger a reading subcommand names; ``FileNotFoundError`` when there is none."""
+    from pathlib import Path
+
+    path = Path(_ledger_for(args))
+    if not path.exists():
+        raise FileNotFoundError(f"no search ledger at {path}")
+    return path
+
+
 def _search_run(args: argparse.Namespace) -> int:
     from aquasurf_core.search.engine import SearchConfig, run_search
     from aquasurf_core.search.tasks import TaskError
@@ -160,28 +170,26 @@ def _search_run(args: argparse.Namespace) -> int:
 
 
 def _search_status(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from aquasurf_core.search.engine import search_status
     from aquasurf_core.search.ledger import SearchLedger
 
-    path = Path(_ledger_for(args))
-    if not path.exists():
-        return _error("search status", FileNotFoundError(f"no search ledger at {path}"))
+    try:
+        path = _existing_ledger(args)
+    except FileNotFoundError as err:
+        return _error("search status", err)
     with SearchLedger(path) as ledger:
         print(json.dumps(search_status(ledger), indent=2, default=str))
     return 0
 
 
 def _search_export(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from aquasurf_core.search.engine import export_results
     from aquasurf_core.search.ledger import SearchLedger
 
-    path = Path(_ledger_for(args))
-    if not path.exists():
-        return _error("search export", FileNotFoundError(f"no search ledger at {path}"))
+    try:
+        path = _existing_ledger(args)
+    except FileNotFoundError as err:
+        return _error("search export", err)
     with SearchLedger(path) as ledger:
         table = export_results(ledger)
     if args.out is None:
@@ -194,14 +202,13 @@ def _search_export(args: argparse.Namespace) -> int:
 
 
 def _search_compare(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from aquasurf_core.search.engine import compare_with_baselines
     from aquasurf_core.search.tasks import TaskError
 
-    path = Path(_ledger_for(args))
-    if not path.exists():
-        return _error("search compare", FileNotFoundError(f"no search ledger at {path}"))
+    try:
+        path = _existing_ledger(args)
+    except FileNotFoundError as err:
+        return _error("search compare", err)
     try:
         table = compare_with_baselines(args.task, path, top=args.top, seeds=args.seeds,
                                        workers=args.workers,

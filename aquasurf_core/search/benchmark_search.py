@@ -35,6 +35,7 @@ import pandas as pd
 
 from aquasurf_core.bench.table import Benchmark
 from aquasurf_core.embedding.embeddings import Embedding
+from aquasurf_core.search.cluster import dask_client
 from aquasurf_core.search.searcher import Searcher
 from aquasurf_core.search.surrogates import USES_COORDINATES
 from aquasurf_core.storage import atomic_write_bytes
@@ -247,7 +248,7 @@ def run_experiment(problems: Sequence[SearchProblem], methods: Sequence[str],
     ``dask.distributed.Client`` as ``client`` to reuse one cluster across calls (it is not
     closed); otherwise one is started (``workers`` local single-threaded processes, or the
     cluster at ``scheduler_address``) and closed at the end."""
-    from dask.distributed import Client, LocalCluster, as_completed
+    from dask.distributed import as_completed
     from tqdm.auto import tqdm
 
     out_dir = Path(out_dir)
@@ -268,17 +269,11 @@ def run_experiment(problems: Sequence[SearchProblem], methods: Sequence[str],
             f"{ledger.path}")
         start = time.perf_counter()
         if todo:
-            cluster = own = None
-            if client is None:
-                if scheduler_address is None:
-                    cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
-                                           processes=True, dashboard_address=None)
-                client = own = Client(scheduler_address or cluster)
-            try:
-                by_key = {(p.benchmark, p.feature): client.scatter(p, broadcast=True)
+            with dask_client(client, scheduler_address, workers) as running:
+                by_key = {(p.benchmark, p.feature): running.scatter(p, broadcast=True)
                           for p in problems}
-                futures = {client.submit(_run_keyed, by_key[key[:2]], key[2], key[3], budget, k,
-                                         pure=False): key for key in todo}
+                futures = {running.submit(_run_keyed, by_key[key[:2]], key[2], key[3], budget,
+                                          k, pure=False): key for key in todo}
                 bar = tqdm(total=len(todo), desc="benchmark search", unit="trial",
                            disable=not progress)
                 for future in as_completed(futures):
@@ -286,11 +281,6 @@ def run_experiment(problems: Sequence[SearchProblem], methods: Sequence[str],
                     ledger.record(futures[future], budget, k, rows, seconds)
                     bar.update(1)
                 bar.close()
-            finally:
-                if own is not None:
-                    own.close()
-                if cluster is not None:
-                    cluster.close()
         results = ledger.results(budget, k, keys)
     finally:
         ledger.close()

@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aquasurf_core.search.cluster import dask_client
 from aquasurf_core.search.ledger import SearchLedger
 from aquasurf_core.search.searcher import Searcher
 from aquasurf_core.search.tasks import Task, builtin_tasks, check_task, get_task
@@ -226,7 +227,7 @@ def run_search(task: str | Task, ledger_path: str | Path, config: SearchConfig |
     docstring). Returns :func:`search_status` at the end. Raises
     :class:`~aquasurf_core.search.tasks.TaskError` for a task that cannot be searched, before
     any work starts."""
-    from dask.distributed import Client, LocalCluster, wait
+    from dask.distributed import wait
     from tqdm.auto import tqdm
 
     config = config or SearchConfig()
@@ -262,22 +263,15 @@ def run_search(task: str | Task, ledger_path: str | Path, config: SearchConfig |
                                      session=session)
         else:
             check_task(task_obj, train=False)
-        cluster = own = None
-        if client is None:
-            if scheduler_address is None:
-                cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
-                                       processes=True, dashboard_address=None)
-            client = own = Client(scheduler_address or cluster)
-        slots = max(1, len(client.scheduler_info().get("workers", {})) or workers)
         try:
-            _loop(run, store, client, slots, progress, tqdm, wait, "FIRST_COMPLETED")
+            with dask_client(client, scheduler_address, workers) as running:
+                slots = max(1, len(running.scheduler_info().get("workers", {})) or workers)
+                try:
+                    _loop(run, store, running, slots, progress, tqdm, wait, "FIRST_COMPLETED")
+                finally:
+                    for future in run.pending:
+                        future.cancel()
         finally:
-            for future in run.pending:
-                future.cancel()
-            if own is not None:
-                own.close()
-            if cluster is not None:
-                cluster.close()
             ledger.release(keep_owner=None)
         return search_status(ledger)
     finally:
@@ -439,8 +433,6 @@ def compare_with_baselines(task: str | Task, ledger_path: str | Path, *, top: in
     built-in ``<task>-final``), the chosen functions are trained with that task instead and
     recorded in their own ledger, :func:`final_ledger_path`, so that the search's results and
     the final ones never mix."""
-    from dask.distributed import Client, LocalCluster
-
     task_obj = get_task(final_task if final_task is not None else task)
     task_ref = task_obj.name if task_obj.name in builtin_tasks() else task_obj
     with SearchLedger(ledger_path) as ledger:
@@ -461,26 +453,15 @@ def compare_with_baselines(task: str | Task, ledger_path: str | Path, *, top: in
         have = {(r["class_id"], r["seed"]) for r in target.results(None)}
         missing = [(c, s) for c, _, _ in chosen for s in seeds if (c, s) not in have]
         if missing:
-            cluster = own = None
-            if client is None:
-                if scheduler_address is None:
-                    cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
-                                           dashboard_address=None)
-                client = own = Client(scheduler_address or cluster)
-            try:
-                futures = [client.submit(evaluate_job, task_ref, c, target.name_of(c), s,
-                                         pure=False) for c, s in missing]
-                for result in client.gather(futures):
+            with dask_client(client, scheduler_address, workers) as running:
+                futures = [running.submit(evaluate_job, task_ref, c, target.name_of(c), s,
+                                          pure=False) for c, s in missing]
+                for result in running.gather(futures):
                     target.record_result(result["class_id"], result["seed"], result["metrics"],
                                          seconds=result["seconds"],
                                          worker=str(result["worker"]),
                                          versions=result["versions"],
                                          session="final" if final_task else "compare")
-            finally:
-                if own is not None:
-                    own.close()
-                if cluster is not None:
-                    cluster.close()
         table = export_results(target)
     finally:
         target.close()
