@@ -98,8 +98,8 @@ def ship_search(ledger_path: str | os.PathLike, target: str | os.PathLike, *,
         table = export_results(ledger)
         status = search_status(ledger)
         sessions = ledger.meta("sessions", [])
-        versions = sorted({v for (v,) in ledger.db.execute(
-            "SELECT DISTINCT versions FROM results")})
+        versions = [json.loads(v) for (v,) in ledger.db.execute(
+            "SELECT DISTINCT versions FROM results ORDER BY versions")]
         seed = int(config.get("seed", 0))
         finished = [r["finished_at"] for r in ledger.results(seed)]
     table.insert(5, "phase", ["search" if s == seed else "compare" for s in table["seed"]])
@@ -119,7 +119,7 @@ def ship_search(ledger_path: str | os.PathLike, target: str | os.PathLike, *,
     manifest = {
         "format": SHIPPED_FORMAT, "task": config.get("task"), "config": config,
         "status": {k: v for k, v in status.items() if k != "ledger"},
-        "versions": [json.loads(v) for v in versions if json.loads(v)],
+        "versions": [v for v in versions if v],  # the check run of ReLU records none
         "machine": _machine(),
         "command": command, "sessions": len(sessions),
         "seconds": {"search": (round(max(finished) - started, 1)
