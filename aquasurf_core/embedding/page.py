@@ -228,6 +228,10 @@ class InspectorPage:
     def __init__(self, page, timeout: float = 60.0) -> None:
         self.page = page
         self.timeout_ms = timeout * 1000
+        #: the browser's console messages and uncaught page errors, for failure reports
+        self.console: list[str] = []
+        page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}"))
+        page.on("pageerror", lambda e: self.console.append(f"page error: {e}"))
 
     def open(self, url: str, timeout: float = 300.0) -> float:
         """Load ``url`` and wait for the plot's points; seconds from the request to the plot
@@ -331,12 +335,34 @@ class InspectorPage:
 
     def wait_for_star(self, name: str) -> str:
         """Wait until the star's legend entry names ``name`` (the figure is redrawn after the
-        message line changes: separate widget messages) and return :meth:`star_label`."""
-        self.page.wait_for_function(
-            "(name) => [...document.querySelectorAll('.aq-plot .legend .traces .legendtext')]"
-            ".some(e => (e.textContent || '').trim() === '\u2605 ' + name)",
-            arg=name, polling="raf", timeout=self.timeout_ms)
+        message line changes: separate widget messages) and return :meth:`star_label`.
+        Raises ``TimeoutError`` with what the plot holds (:meth:`plot_state`), the message
+        line and the browser's console when it does not within the timeout."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        try:
+            self.page.wait_for_function(
+                "(name) => [...document.querySelectorAll('.aq-plot .legend .traces .legendtext')]"
+                ".some(e => (e.textContent || '').trim() === '\u2605 ' + name)",
+                arg=name, polling="raf", timeout=self.timeout_ms)
+        except PlaywrightTimeout as err:
+            raise TimeoutError(
+                f"no star for {name} within {self.timeout_ms / 1000:.0f} s; plot: "
+                f"{self.plot_state()}; message: {self.message()!r}; console: "
+                f"{self.console[-20:]}") from err
         return self.star_label()
+
+    def plot_state(self) -> dict:
+        """What the main plot holds in the browser: each trace's name, point count and
+        ``showlegend``, the layout's computed ``showlegend`` and the legend's texts."""
+        return self.page.evaluate(
+            """() => {
+              const gd = document.querySelector('.aq-plot .js-plotly-plot');
+              if (gd === null) return {plot: null};
+              return {traces: (gd.data || []).map(t => [t.name, (t.x || []).length, t.showlegend]),
+                      showlegend: gd._fullLayout ? gd._fullLayout.showlegend : null,
+                      legend: [...gd.querySelectorAll('.legend .traces .legendtext')]
+                                .map(e => e.textContent)}; }""")
 
     def save(self, path: str | os.PathLike) -> Path:
         """A PNG screenshot of the whole inspector."""

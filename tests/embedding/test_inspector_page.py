@@ -127,7 +127,7 @@ def test_page_in_headless_chromium(chromium, inspect_url, tmp_path):
 
             # a name found by its outputs: starred, and its detail shown
             message = driver.search("relu(x)")
-            assert f"found {RELU} (same outputs as relu(x))" in message
+            assert f"found {RELU} (same outputs as relu(x)): marked with a star" in message
             assert driver.wait_for_star(RELU) == f"★ {RELU}"
             driver.wait_for_detail(RELU)
             # an equivalent name of the same function

@@ -52,3 +52,29 @@ def test_settings_are_checked():
     for bad in [dict(metric="cosine"), dict(n_neighbors=1), dict(dim=0), dict(min_dist=2.0)]:
         with pytest.raises(ValueError):
             UmapSettings(**{"metric": "euclidean", "n_neighbors": 5, **bad})
+
+
+def test_umap_kernels_are_cached_on_disk_for_the_next_process():
+    """load_umap turns numba's on-disk cache on for umap's kernels: a kernel compiled (or
+    loaded) here is loaded from the cache, not compiled, by a new process."""
+    import subprocess
+    import sys
+
+    from aquasurf_core.embedding.umap_models import load_umap
+
+    load_umap()
+    from umap.umap_ import smooth_knn_dist
+
+    distances = np.array([[0.0, 1.0, 2.0], [0.0, 0.5, 3.0]], dtype=np.float32)
+    smooth_knn_dist(distances, 3.0)
+    assert smooth_knn_dist.stats.cache_path is not None
+    code = ("import numpy as np\n"
+            "from aquasurf_core.embedding.umap_models import load_umap\n"
+            "load_umap()\n"
+            "from umap.umap_ import smooth_knn_dist\n"
+            "smooth_knn_dist(np.zeros((2, 3), dtype=np.float32), 3.0)\n"
+            "print(sum(smooth_knn_dist.stats.cache_hits.values()),"
+            " sum(smooth_knn_dist.stats.cache_misses.values()))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, check=True).stdout.split()
+    assert out == ["1", "0"]  # one hit, no compilation
