@@ -178,11 +178,12 @@ NOTEBOOKS: list[Notebook] = [
         smoke={"source": "run", "tasks": ["digits-cnn"], "space": "3-node", "evaluations": 4,
                "features": 24, "top": 1, "compare_seeds": [0], "final_seeds": [0]},
         paper={"source": "shipped", "tasks": ["digits-cnn"], "top": 3,
-               "compare_seeds": [0, 1, 2], "final_seeds": [0, 1, 2]},
+               "compare_seeds": [0, 1, 2], "final_seeds": [0, 1, 2], "usage_task": None},
         full={"source": "run", "tasks": ["digits-cnn", "mnist1d-hard-resnet", "mnist1d-hard-vit"],
               "space": "4-node", "evaluations": 50, "features": 2000},
         outputs=("05_fig7_searches", "05_discoveries", "05_verdicts", "05_table1",
-                 "05_table1_verdicts"),
+                 "05_table1_verdicts", "05_fig8_functions", "05_novel_functions",
+                 "05_fig9_usage", "05_usage_table"),
     ),
 ]
 

@@ -9,7 +9,11 @@ A :class:`Task` is three functions and a name:
   ``val_acc`` (validation accuracy in [0, 1], the search's objective) is required, ``test_acc``
   and anything else JSON-able are recorded too; a run that failed returns
   ``{"val_acc": chance, "status": "failed"}`` or ``"diverged"``, not an exception;
-* ``fisher_batch(seed) -> (inputs, targets)``: the batch the Fisher features are computed on.
+* ``fisher_batch(seed) -> (inputs, targets)``: the batch the Fisher features are computed on;
+
+and, optionally, ``fit(fn_name, seed) -> (nn.Module, dict)``: ``train`` that also returns the
+trained network, for studying how it uses its activation function (Figure 9,
+:mod:`aquasurf_core.search.usage`). :func:`arch_task` provides it.
 
 Tasks are registered by name (:func:`register_task`: a factory, called once per process) or
 passed directly; on dask the task travels to the workers by name (registered tasks, rebuilt in
@@ -58,6 +62,7 @@ class Task:
     fisher_batch: Callable
     description: str = ""
     info: dict = field(default_factory=dict)  # recorded in the ledger (recipe, data...)
+    fit: Callable | None = None  # (fn_name, seed) -> (trained network, metrics)
 
 
 _REGISTRY: dict[str, Callable[[], Task]] = {}
@@ -158,14 +163,17 @@ def arch_task(name: str, arch: str, data: Callable, *, recipe=None, fisher_examp
 
         return build_model(arch, fn_name, seed=seed)
 
-    def train(fn_name: str, seed: int) -> dict:
-        from aquasurf_core.training.reference import train_one
+    def fit(fn_name: str, seed: int):
+        from aquasurf_core.training.reference import train_model
 
-        r = train_one(arch, fn_name, seed, splits(), recipe)
-        return {"val_acc": r.val_accuracy, "test_acc": r.test_accuracy,
-                "train_acc": r.train_accuracy, "val_loss": r.val_loss, "test_loss": r.test_loss,
-                "train_loss": r.train_loss, "status": r.status,
-                "epochs": r.epochs_completed}
+        model, r = train_model(arch, fn_name, seed, splits(), recipe)
+        return model, {"val_acc": r.val_accuracy, "test_acc": r.test_accuracy,
+                       "train_acc": r.train_accuracy, "val_loss": r.val_loss,
+                       "test_loss": r.test_loss, "train_loss": r.train_loss, "status": r.status,
+                       "epochs": r.epochs_completed}
+
+    def train(fn_name: str, seed: int) -> dict:
+        return fit(fn_name, seed)[1]
 
     def fisher_batch(seed: int):
         train_split = splits().train
@@ -176,7 +184,7 @@ def arch_task(name: str, arch: str, data: Callable, *, recipe=None, fisher_examp
     used = recipe or get_recipe(arch)
     return Task(name, build, train, fisher_batch, description,
                 {"arch": arch, "recipe": {k: getattr(used, k) for k in
-                                          ("epochs", "batch_size", "optimizer", "lr")}})
+                                          ("epochs", "batch_size", "optimizer", "lr")}}, fit)
 
 
 def loader_task(name: str, arch: str, load: Callable, *, num_classes: int, recipe=None,

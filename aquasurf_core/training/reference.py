@@ -40,7 +40,7 @@ from aquasurf_core.training.recipes import (
 )
 from aquasurf_core.training.results import RunResult, diverged_result
 
-__all__ = ["EVAL_BATCH", "evaluate_split", "train_one"]
+__all__ = ["EVAL_BATCH", "evaluate_split", "train_model", "train_one"]
 
 #: Rows of evaluation per forward pass (evaluation only; does not change results).
 EVAL_BATCH = 1000
@@ -64,6 +64,13 @@ def train_one(arch: str, fn_name: str, seed: int, data: Splits,
               recipe: Recipe | None = None) -> RunResult:
     """Train ``build_model(arch, fn_name, seed=seed)`` on ``data`` with ``recipe`` (default
     :func:`get_recipe`) and evaluate it; see the module docstring for the conventions."""
+    return train_model(arch, fn_name, seed, data, recipe)[1]
+
+
+def train_model(arch: str, fn_name: str, seed: int, data: Splits,
+                recipe: Recipe | None = None) -> tuple[nn.Module, RunResult]:
+    """:func:`train_one`, also returning the network as training left it (for a diverged
+    run: as it was when training stopped)."""
     recipe = get_recipe(arch) if recipe is None else recipe
     start = time.perf_counter()
     fn_name = canonical_name(fn_name)
@@ -86,8 +93,8 @@ def train_one(arch: str, fn_name: str, seed: int, data: Splits,
             logits = model(x)
             loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
             if not torch.isfinite(loss):
-                return diverged_result(arch, fn_name, seed, epoch,
-                                       time.perf_counter() - start)
+                return model, diverged_result(arch, fn_name, seed, epoch,
+                                              time.perf_counter() - start)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -101,6 +108,6 @@ def train_one(arch: str, fn_name: str, seed: int, data: Splits,
     test_loss, test_acc = evaluate_split(model, data.test)
     runtime = time.perf_counter() - start
     if not (math.isfinite(val_loss) and math.isfinite(test_loss)):
-        return diverged_result(arch, fn_name, seed, recipe.epochs, runtime)
-    return RunResult(arch, fn_name, seed, "ok", train_loss, train_acc, val_loss, val_acc,
-                     test_loss, test_acc, recipe.epochs, runtime)
+        return model, diverged_result(arch, fn_name, seed, recipe.epochs, runtime)
+    return model, RunResult(arch, fn_name, seed, "ok", train_loss, train_acc, val_loss, val_acc,
+                            test_loss, test_acc, recipe.epochs, runtime)
