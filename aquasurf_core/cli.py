@@ -8,7 +8,8 @@
     aquasurf search run --task NAME [--evaluations 50] [--features 2000] [--workers 2]
                         [--scheduler-address ADDR] [--ledger PATH]
     aquasurf search status|export [--task NAME | --ledger PATH] [--out FILE]
-    aquasurf search compare --task NAME [--ledger PATH] [--top 3] [--seeds 0 1 2] [--final]
+    aquasurf search compare --task NAME [--ledger PATH] [--top 3] [--seeds 0 1 2]
+                            [--final | --transfer OTHER]
     aquasurf search ship --task NAME [--ledger PATH] [--out DIR] [--command TEXT]
     aquasurf reproduce --profile smoke|paper [--only 01 02 ...] [--output-root DIR]
     aquasurf inspect [--bench cnn|resnet|vit] [--port N] [--no-browser]
@@ -213,7 +214,8 @@ def _search_compare(args: argparse.Namespace) -> int:
         table = compare_with_baselines(args.task, path, top=args.top, seeds=args.seeds,
                                        workers=args.workers,
                                        scheduler_address=args.scheduler_address,
-                                       final_task=f"{args.task}-final" if args.final else None)
+                                       final_task=f"{args.task}-final" if args.final else None,
+                                       transfer_task=args.transfer)
     except (TaskError, ValueError) as err:
         return _error("search compare", err)
     print(table.to_string(index=False))
@@ -359,6 +361,9 @@ def _add_search(commands) -> None:
     compare.add_argument("--scheduler-address", default=None)
     compare.add_argument("--final", action="store_true",
                          help="train with TASK-final (longer, Table 1) into LEDGER-final.sqlite")
+    compare.add_argument("--transfer", default=None, metavar="OTHER",
+                         help="train on the task OTHER (Table 2) into "
+                              "LEDGER-transfer-OTHER.sqlite")
     compare.set_defaults(func=_search_compare)
     ship = sub.add_parser("ship", help="export a finished search as checksummed data (what "
                           "the paper profile of notebook 05 reads)")

@@ -76,27 +76,32 @@ def fig7_searches(searches: Mapping[str, pd.DataFrame], *, seed: int = 0):
 
 
 def discoveries_table(searches: Mapping[str, pd.DataFrame], *, top: int = 3, seed: int = 0,
-                      final: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+                      final: bool = False,
+                      phase: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(table, verdicts)``: per task, the baselines and the ``top`` discoveries (chosen by
     the search's validation accuracy) with their median test accuracy over the seeds all of
     them were trained with; and per task whether the best discovery's median beats every
-    baseline's (with the margin), and whether that holds clear of the seed-to-seed noise (every
-    seed of the best discovery above every seed of the best baseline). ``final`` takes the accuracies from the final, longer
-    training (phase "final", the paper's Table 1) instead of the search's recipe; a results
-    table without a ``phase`` column is all search."""
+    baseline's (with the margin), whether that holds clear of the seed-to-seed noise (every
+    seed of the best discovery above every seed of the best baseline), and whether it beats
+    ReLU. ``final`` takes the accuracies from the final, longer training (phase "final", the
+    paper's Table 1) instead of the search's recipe; ``phase`` from any phase, e.g.
+    ``"transfer:<task>"`` (Table 2: trained on another task). A results table without a
+    ``phase`` column is all search. Raises ``ValueError`` for a task with no seed of the
+    wanted phase that every chosen function was trained with."""
+    wanted = phase if phase is not None else ("final" if final else None)
     tables, verdicts = [], []
     for task, results in searches.items():
-        phase = results["phase"] if "phase" in results else pd.Series("search", results.index)
-        searched = results[phase != "final"]
-        runs = results[phase == "final"] if final else searched
+        phases = results["phase"] if "phase" in results else pd.Series("search", results.index)
+        searched = results[phases.isin(["search", "compare"])]
+        runs = results[phases == wanted] if wanted else searched
         baselines = {int(c): str(b) for c, b in zip(searched["class_id"], searched["baseline"],
                                                       strict=True) if b}
         chosen = choose_for_comparison(searched, baselines, top, seed=seed)
         seeds = sorted(set.intersection(*[set(runs.loc[runs["class_id"] == c, "seed"])
                                           for c, _, _ in chosen]))
         if not seeds:
-            raise ValueError(f"{task}: no seed has a {'final' if final else 'search'} run of "
-                             "every chosen function")
+            raise ValueError(f"{task}: no seed has a {wanted or 'search'} run of every chosen "
+                             "function")
         table = median_over_seeds(runs, chosen, seeds)
         table.insert(0, "task", task)
         table.insert(3, "seeds", len(seeds))
@@ -105,6 +110,7 @@ def discoveries_table(searches: Mapping[str, pd.DataFrame], *, top: int = 3, see
         base = table[table["kind"] == "baseline"]
         best, strongest = found.iloc[0], base.iloc[0]
         margin = best["median test acc"] - strongest["median test acc"]
+        relu = base.loc[base["function"] == "relu(x)", "median test acc"]
         verdicts.append({"task": task, "best discovered": best["function"],
                          "discovered median test acc": best["median test acc"],
                          "best baseline": strongest["function"],
@@ -113,5 +119,7 @@ def discoveries_table(searches: Mapping[str, pd.DataFrame], *, top: int = 3, see
                          "beats every baseline": "yes" if margin > 0 else "no",
                          # every seed of the best discovery above every seed of the baseline
                          "clear of seed noise": "yes" if best["min test acc"]
-                         > strongest["max test acc"] else "no"})
+                         > strongest["max test acc"] else "no",
+                         "beats ReLU": ("yes" if best["median test acc"] > relu.iloc[0]
+                                        else "no") if len(relu) else "no ReLU run"})
     return pd.concat(tables, ignore_index=True), pd.DataFrame(verdicts)

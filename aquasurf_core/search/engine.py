@@ -419,10 +419,18 @@ def final_ledger_path(ledger_path: str | Path) -> Path:
     return ledger_path.with_name(f"{ledger_path.stem}-final{ledger_path.suffix}")
 
 
+def transfer_ledger_path(ledger_path: str | Path, task: str) -> Path:
+    """Where a search's discoveries trained on another ``task`` go (Table 2): beside the
+    search's ledger, ``<stem>-transfer-<task>.sqlite``."""
+    ledger_path = Path(ledger_path)
+    return ledger_path.with_name(f"{ledger_path.stem}-transfer-{task}{ledger_path.suffix}")
+
+
 def compare_with_baselines(task: str | Task, ledger_path: str | Path, *, top: int = 1,
                            seeds: Sequence[int] = (0, 1, 2), workers: int = 2,
                            scheduler_address: str | None = None, client=None,
-                           final_task: str | Task | None = None):
+                           final_task: str | Task | None = None,
+                           transfer_task: str | Task | None = None):
     """The ``top`` discovered functions (highest validation accuracy among the searched,
     non-baseline ones, with the search's seed) against the baselines, each trained with every
     seed of ``seeds`` (missing runs are evaluated now, on dask, and recorded): one row per
@@ -432,8 +440,12 @@ def compare_with_baselines(task: str | Task, ledger_path: str | Path, *, top: in
     With ``final_task`` (the paper's Table 1: the same network trained longer, e.g. the
     built-in ``<task>-final``), the chosen functions are trained with that task instead and
     recorded in their own ledger, :func:`final_ledger_path`, so that the search's results and
-    the final ones never mix."""
-    task_obj = get_task(final_task if final_task is not None else task)
+    the final ones never mix. With ``transfer_task`` (Table 2: another task), likewise, in
+    :func:`transfer_ledger_path`. Raises ``ValueError`` when both are given."""
+    if final_task is not None and transfer_task is not None:
+        raise ValueError("give final_task or transfer_task, not both")
+    other = final_task if final_task is not None else transfer_task
+    task_obj = get_task(other if other is not None else task)
     task_ref = task_obj.name if task_obj.name in builtin_tasks() else task_obj
     with SearchLedger(ledger_path) as ledger:
         config = ledger.meta("config") or {}
@@ -443,13 +455,19 @@ def compare_with_baselines(task: str | Task, ledger_path: str | Path, *, top: in
                                                strict=True) if c >= 0}
         chosen = choose_for_comparison(export_results(ledger), baselines, top,
                                        seed=int(config.get("seed", 0)))
-    target = SearchLedger(ledger_path if final_task is None else final_ledger_path(ledger_path))
+    if other is None:
+        target_path, session = Path(ledger_path), "compare"
+    elif final_task is not None:
+        target_path, session = final_ledger_path(ledger_path), "final"
+    else:
+        target_path, session = transfer_ledger_path(ledger_path, task_obj.name), "transfer"
+    target = SearchLedger(target_path)
     try:
-        if final_task is not None:
+        if other is not None:
             target.add_functions(names, int(config.get("seed", 0)))
             target.set_meta("config", {**config, "task": task_obj.name,
                                        "task_info": task_obj.info,
-                                       "final_of": config.get("task")})
+                                       f"{session}_of": config.get("task")})
         have = {(r["class_id"], r["seed"]) for r in target.results(None)}
         missing = [(c, s) for c, _, _ in chosen for s in seeds if (c, s) not in have]
         if missing:
@@ -460,8 +478,7 @@ def compare_with_baselines(task: str | Task, ledger_path: str | Path, *, top: in
                     target.record_result(result["class_id"], result["seed"], result["metrics"],
                                          seconds=result["seconds"],
                                          worker=str(result["worker"]),
-                                         versions=result["versions"],
-                                         session="final" if final_task else "compare")
+                                         versions=result["versions"], session=session)
         table = export_results(target)
     finally:
         target.close()

@@ -7,8 +7,9 @@ A shipped search is a directory (written atomically, :func:`aquasurf_core.storag
                       baseline's own name, or ""), seed, phase ("search" for the search's runs
                       with its seed, "compare" for the other seeds, "final" for the longer
                       training of the final comparison, from the ledger's ``-final`` twin
-                      when there is one), val_acc, test_acc, status, seconds, worker, metrics
-                      (the rest, JSON)
+                      when there is one, "transfer:<task>" for the discoveries trained on
+                      another task, from its ``-transfer-<task>`` twins), val_acc, test_acc,
+                      status, seconds, worker, metrics (the rest, JSON)
     manifest.json     format, task, the search's config and task info, the status
                       (:func:`aquasurf_core.search.engine.search_status`), the library versions
                       the runs recorded, the machine, the command that made it, the wall-clock
@@ -35,6 +36,7 @@ from aquasurf_core.search.engine import (
     final_ledger_path,
     search_status,
     space_store,
+    transfer_ledger_path,
 )
 from aquasurf_core.search.ledger import SearchLedger
 from aquasurf_core.storage import atomic_directory, file_entry, first_file_problem
@@ -103,16 +105,23 @@ def ship_search(ledger_path: str | os.PathLike, target: str | os.PathLike, *,
         seed = int(config.get("seed", 0))
         finished = [r["finished_at"] for r in ledger.results(seed)]
     table.insert(5, "phase", ["search" if s == seed else "compare" for s in table["seed"]])
-    final_config = None
-    if final_ledger_path(ledger_path).is_file():
+    twins = {"final": final_ledger_path(ledger_path)}
+    prefix = transfer_ledger_path(ledger_path, "")
+    for path in sorted(ledger_path.parent.glob(f"{prefix.stem}*{ledger_path.suffix}")):
+        twins[f"transfer:{path.stem.removeprefix(prefix.stem)}"] = path
+    twin_configs: dict[str, dict] = {}
+    for phase, path in twins.items():
+        if not path.is_file():
+            continue
         import pandas as pd
 
-        with SearchLedger(final_ledger_path(ledger_path)) as final:
-            final_config = final.meta("config")
-            final_table = export_results(final)
-        final_table.insert(5, "phase", "final")
-        final_table["order"] += len(table)
-        table = pd.concat([table, final_table], ignore_index=True)
+        with SearchLedger(path) as twin:
+            twin_configs[phase] = twin.meta("config") or {}
+            twin_table = export_results(twin)
+        twin_table.insert(5, "phase", phase)
+        twin_table["order"] += len(table)
+        table = pd.concat([table, twin_table], ignore_index=True)
+    final_config = twin_configs.get("final")
     baselines = dict(zip(_baseline_classes(config), config.get("baselines", []), strict=False))
     table.insert(3, "baseline", [baselines.get(int(c), "") for c in table["class_id"]])
     started = min((s["started"] for s in sessions), default=None)
@@ -125,9 +134,11 @@ def ship_search(ledger_path: str | os.PathLike, target: str | os.PathLike, *,
         "seconds": {"search": (round(max(finished) - started, 1)
                                if finished and started is not None else None)},
         "runs": {phase: int((table["phase"] == phase).sum())
-                 for phase in ("search", "compare", "final")},
+                 for phase in ("search", "compare", *twins)},
         "final": None if final_config is None else {"task": final_config.get("task"),
                                                     "task_info": final_config.get("task_info")},
+        "transfer": {phase.removeprefix("transfer:"): c.get("task_info")
+                     for phase, c in twin_configs.items() if phase.startswith("transfer:")},
     }
     with atomic_directory(target, marker="manifest.json", kind="shipped search") as tmp:
         table.to_parquet(tmp / "results.parquet", index=False)

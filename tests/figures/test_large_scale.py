@@ -62,3 +62,23 @@ def test_table1_uses_the_final_runs_but_chooses_by_the_search():
     assert verdicts.loc[0, "margin"] == pytest.approx(0.05)
     with pytest.raises(ValueError, match="no seed has a final run"):
         discoveries_table({"toy": results}, top=2, final=True)
+
+
+def test_table2_uses_the_transfer_runs_and_never_chooses_by_them():
+    results = _results().assign(phase="search")
+    results.loc[results["seed"] == 1, "phase"] = "compare"
+    # on the other task, f (never chosen: 0.50 in the search) would win; it must not be chosen
+    transfer = pd.DataFrame([(20 + i, c, n, b, 0, v, acc, "transfer:other") for i, (c, n, b, v, acc)
+                             in enumerate([(1, "max(x,0)", "relu(x)", 0.3, 0.40),
+                                           (2, "tanh(x)", "tanh(x)", 0.3, 0.60),
+                                           (10, "f", "", 0.99, 0.99),
+                                           (12, "h", "", 0.3, 0.55), (13, "k", "", 0.3, 0.45)])],
+                            columns=list(results.columns))
+    both = pd.concat([results, transfer])
+    table, verdicts = discoveries_table({"toy": both}, top=2, phase="transfer:other")
+    assert table["function"].tolist() == ["tanh(x)", "h", "k", "relu(x)"]
+    (v,) = verdicts.to_dict("records")
+    assert v["beats every baseline"] == "no" and v["beats ReLU"] == "yes"
+    # the search's own table ignores the transfer runs
+    assert discoveries_table({"toy": both}, top=2)[0]["function"].tolist() == \
+        discoveries_table({"toy": results}, top=2)[0]["function"].tolist()

@@ -26,6 +26,7 @@ from aquasurf_core.search.engine import (
     export_results,
     final_ledger_path,
     run_search,
+    transfer_ledger_path,
 )
 from aquasurf_core.search.ledger import SearchLedger
 from aquasurf_core.search.tasks import (
@@ -192,6 +193,16 @@ def test_a_whole_search_on_a_tiny_task(tmp_path, capsys, client):
     assert sorted(final["class_id"]) == sorted(table["class_id"])
     with SearchLedger(final_ledger_path(ledger_path)) as opened:
         assert len(opened.results(None)) == 9 and opened.meta("config")["task"] == "tiny-cnn-final"
+    # the transfer (Table 2): the same choice, trained on another task, in its own ledger
+    other = replace(tiny_task(), name="tiny-other")
+    with pytest.raises(ValueError, match="not both"):
+        compare_with_baselines(tiny_task(), ledger_path, final_task=longer, transfer_task=other)
+    moved = compare_with_baselines(tiny_task(), ledger_path, top=1, seeds=(0,), client=client,
+                                   transfer_task=other)
+    assert sorted(moved["class_id"]) == sorted(table["class_id"])
+    with SearchLedger(transfer_ledger_path(ledger_path, "tiny-other")) as opened:
+        assert len(opened.results(None)) == 9
+        assert opened.meta("config")["transfer_of"] == "tiny-cnn"
     assert len(_results(ledger_path)) == 21  # the search's ledger is untouched
 
 

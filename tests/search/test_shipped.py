@@ -50,6 +50,7 @@ def test_round_trip_keeps_every_run_with_its_baseline_name_and_phase(ledger_path
     m = shipped.manifest
     assert m["task"] == shipped.task == "toy" and m["command"] == "aquasurf search run ..."
     assert m["runs"] == {"search": 11, "compare": 2, "final": 0} and m["final"] is None
+    assert m["transfer"] == {}
     assert m["status"]["evaluated"] == 11
     assert {"torch": "x"} in m["versions"] and m["machine"]["cpus"] >= 1
     # shipping again replaces the directory atomically
@@ -60,7 +61,7 @@ def test_round_trip_keeps_every_run_with_its_baseline_name_and_phase(ledger_path
 def test_final_runs_come_from_the_ledgers_final_twin(ledger_path, tmp_path):
     import shutil
 
-    from aquasurf_core.search.engine import final_ledger_path
+    from aquasurf_core.search.engine import final_ledger_path, transfer_ledger_path
 
     search = tmp_path / "s.sqlite"
     shutil.copy(ledger_path, search)
@@ -72,7 +73,15 @@ def test_final_runs_come_from_the_ledgers_final_twin(ledger_path, tmp_path):
         final.set_meta("config", {"task": "toy-final", "task_info": {"recipe": {"epochs": 2}}})
         for c in chosen:  # the same (function, seed) as a search run: kept apart by phase
             final.record_result(c, 0, {"val_acc": 0.9, "test_acc": 0.8}, seconds=2.0)
+    with SearchLedger(transfer_ledger_path(search, "toy-other")) as moved:
+        moved.add_functions(names, 0)
+        moved.set_meta("config", {"task": "toy-other", "task_info": {"data": "other"}})
+        moved.record_result(chosen[0], 1, {"val_acc": 0.5, "test_acc": 0.4}, seconds=1.0)
     shipped = load_search(ship_search(search, tmp_path / "toy"))
+    moved_rows = shipped.results[shipped.results["phase"] == "transfer:toy-other"]
+    assert moved_rows["class_id"].tolist() == [chosen[0]] and moved_rows["seed"].tolist() == [1]
+    assert shipped.manifest["transfer"] == {"toy-other": {"data": "other"}}
+    assert shipped.manifest["runs"]["transfer:toy-other"] == 1
     final_rows = shipped.results[shipped.results["phase"] == "final"]
     assert sorted(final_rows["class_id"]) == sorted(chosen)
     assert (final_rows["test_acc"] == 0.8).all() and final_rows["baseline"].tolist()[0] != ""
