@@ -86,7 +86,8 @@ def fig8_functions(rows: Mapping[str, Sequence[str]], *, columns: int = 3):
     titles = [""] * (n_rows * columns)
     for r, c, label, name in grid:
         titles[(r - 1) * columns + c - 1] = f"{label}: {name}"
-    near = nearest_baselines([name for *_, name in grid]).set_index("name")
+    # a function can be both a top and a novel one: one row of distances per name
+    near = nearest_baselines(list(dict.fromkeys(name for *_, name in grid))).set_index("name")
     fig = make_subplots(rows=n_rows, cols=columns, subplot_titles=titles,
                         horizontal_spacing=0.05, vertical_spacing=0.5 / n_rows)
     x = np.linspace(*CURVE_RANGE, 401)

@@ -54,13 +54,13 @@ def test_novel_functions_beat_relu_and_are_ordered_by_distance():
 
 def test_figure8_panels_and_figure9_histograms():
     fig = fig8_functions({"(a) toy": ["arctan(x)", "negative(tanh(x))"],
-                          "(b) toy": ["max(x,zero(x))"]})
+                          "(b) toy": ["max(x,zero(x))", "arctan(x)"]})
     titles = [a.text for a in fig.layout.annotations if a.text.startswith("(")]
     assert titles == ["(a) toy: arctan(x)", "(a) toy: negative(tanh(x))",
-                      "(b) toy: max(x,zero(x))"]
+                      "(b) toy: max(x,zero(x))", "(b) toy: arctan(x)"]  # arctan twice: fine
     nearest = [a.text for a in fig.layout.annotations if a.text.startswith("nearest")]
     assert nearest[2] == "nearest: relu"
-    assert len(fig.data) == 2 * 3  # each panel: the function and its nearest baseline
+    assert len(fig.data) == 2 * 4  # each panel: the function and its nearest baseline
     rng = np.random.default_rng(0)
     usage = ActivationUsage("toy", "tanh(x)", 0, {"a": rng.normal(size=500).astype(np.float32)},
                             {"a": 3 * rng.normal(size=500).astype(np.float32)}, {})
