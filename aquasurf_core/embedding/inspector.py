@@ -502,9 +502,6 @@ class Inspector:
                 star.text = self._hover(np.array([row]))
                 star.name = f"★ {self.embedding.names[pos]}"
                 star.showlegend = True
-            # the legend holds only the star: shown with it (an explicit layout edit, so that
-            # plotly.js redraws the legend rather than infer it from the traces)
-            self.figure.layout.showlegend = pos >= 0
         _publish(self.figure)
         self.highlight_name = None if pos < 0 else self.embedding.names[pos]
 

@@ -18,25 +18,17 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 
 from aquasurf_core.embedding.distances import output_distance_matrix
 from aquasurf_core.features.outputs import clean_outputs, output_features
 from aquasurf_core.search.usage import ActivationUsage
-from aquasurf_core.space.activation import ActivationFunction
 from aquasurf_core.space.baselines import BASELINE_FUNCTIONS
+from aquasurf_core.space.evaluation import evaluate_functions
 
-__all__ = ["fig8_functions", "fig9_usage", "function_values", "nearest_baselines",
-           "novel_functions"]
+__all__ = ["fig8_functions", "fig9_usage", "nearest_baselines", "novel_functions"]
 
 #: Where the curves are drawn (the paper's plots use [-5, 5]).
 CURVE_RANGE = (-5.0, 5.0)
-
-
-def function_values(fn_name: str, x: np.ndarray) -> np.ndarray:
-    """``fn_name`` evaluated at ``x`` (float32, as networks use it)."""
-    with torch.no_grad():
-        return ActivationFunction(fn_name)(torch.as_tensor(np.asarray(x, np.float32))).numpy()
 
 
 def nearest_baselines(names: Sequence[str],
@@ -90,14 +82,16 @@ def fig8_functions(rows: Mapping[str, Sequence[str]], *, columns: int = 3):
     near = nearest_baselines(list(dict.fromkeys(name for *_, name in grid))).set_index("name")
     fig = make_subplots(rows=n_rows, cols=columns, subplot_titles=titles,
                         horizontal_spacing=0.05, vertical_spacing=0.5 / n_rows)
-    x = np.linspace(*CURVE_RANGE, 401)
+    x = np.linspace(*CURVE_RANGE, 401, dtype=np.float32)
+    drawn = list(dict.fromkeys([*near.index, *near["nearest baseline"]]))
+    curves = dict(zip(drawn, evaluate_functions(drawn, x).numpy(), strict=True))
     for i, (r, c, _, name) in enumerate(grid):
         base = str(near.loc[name, "nearest baseline"])
-        fig.add_trace(go.Scatter(x=x, y=function_values(base, x), mode="lines",
+        fig.add_trace(go.Scatter(x=x, y=curves[base], mode="lines",
                                  line={"color": "#999", "dash": "dash", "width": 1.2},
                                  name="nearest baseline", legendgroup="base", showlegend=i == 0,
                                  hovertemplate=f"{base}<extra></extra>"), row=r, col=c)
-        fig.add_trace(go.Scatter(x=x, y=function_values(name, x), mode="lines",
+        fig.add_trace(go.Scatter(x=x, y=curves[name], mode="lines",
                                  line={"color": "#d62728", "width": 2}, name="discovered",
                                  legendgroup="found", showlegend=i == 0,
                                  hovertemplate=f"{name}<extra></extra>"), row=r, col=c)
@@ -136,8 +130,8 @@ def fig9_usage(usage: ActivationUsage, *, bins: int = 60, max_sites: int = 8):
                         horizontal_spacing=0.08, vertical_spacing=0.45 / rows)
     edges = np.linspace(lo, hi, bins + 1)
     centres, width = (edges[:-1] + edges[1:]) / 2, edges[1] - edges[0]
-    x = np.linspace(lo, hi, 401)
-    curve = function_values(usage.fn_name, x)
+    x = np.linspace(lo, hi, 401, dtype=np.float32)
+    curve = evaluate_functions([usage.fn_name], x)[0].numpy()
     styles = (("at initialisation", "#1f77b4"), ("after training", "#ff7f0e"))
     for i, (_, init, trained) in enumerate(panels):
         r, c = 1 + i // columns, 1 + i % columns

@@ -110,11 +110,11 @@ def ship_search(ledger_path: str | os.PathLike, target: str | os.PathLike, *,
     for path in sorted(ledger_path.parent.glob(f"{prefix.stem}*{ledger_path.suffix}")):
         twins[f"transfer:{path.stem.removeprefix(prefix.stem)}"] = path
     twin_configs: dict[str, dict] = {}
+    import pandas as pd
+
     for phase, path in twins.items():
         if not path.is_file():
             continue
-        import pandas as pd
-
         with SearchLedger(path) as twin:
             twin_configs[phase] = twin.meta("config") or {}
             twin_table = export_results(twin)

@@ -4,22 +4,27 @@ figures' panels."""
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from aquasurf_core.figures.discovered_functions import (
     fig8_functions,
     fig9_usage,
-    function_values,
     nearest_baselines,
     novel_functions,
 )
 from aquasurf_core.search.usage import ActivationUsage
+from aquasurf_core.space.activation import ActivationFunction
 from aquasurf_core.space.inputs import normal_inputs
 
 
+def _values(name):
+    with torch.no_grad():
+        return ActivationFunction(name)(torch.as_tensor(np.asarray(normal_inputs()))).numpy()
+
+
 def _rms(f, g):
-    x = np.asarray(normal_inputs())
-    a = np.clip(np.nan_to_num(function_values(f, x), nan=10.0), -10, 10).astype(float)
-    b = np.clip(np.nan_to_num(function_values(g, x), nan=10.0), -10, 10).astype(float)
+    a = np.clip(np.nan_to_num(_values(f), nan=10.0), -10, 10).astype(float)
+    b = np.clip(np.nan_to_num(_values(g), nan=10.0), -10, 10).astype(float)
     return float(np.sqrt(np.mean((a - b) ** 2)))
 
 
