@@ -2,10 +2,12 @@
 
     aquasurf space count SCHEMA... [--operators paper|coatnet] [--json]
     aquasurf space build SCHEMA... [--operators ...] [--out DIR] [--json]
+    aquasurf space map [--space 3-node|4-node] [--out DIR] [--pca 50] [--seed 0] [--limit N]
     aquasurf fim --arch NAME --fn NAME [--device cpu|cuda] [--batch-size N] [--seed S] [--json]
     aquasurf bench build --arch cnn|resnet|vit [--seeds 0 1 2] [--workers 2] [--limit N] ...
     aquasurf bench status --arch cnn|resnet|vit [--ledger PATH]
     aquasurf search run --task NAME [--evaluations 50] [--features 2000] [--workers 2]
+                        [--space 3-node|4-node] [--operators paper|coatnet]
                         [--scheduler-address ADDR] [--ledger PATH]
     aquasurf search status|export [--task NAME | --ledger PATH] [--out FILE]
     aquasurf search compare --task NAME [--ledger PATH] [--top 3] [--seeds 0 1 2]
@@ -70,6 +72,33 @@ def _space_build(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         print(f"{store.n_functions:,} functions, {store.n_unique:,} unique -> {store.path}")
+    return 0
+
+
+def _space_map(args: argparse.Namespace) -> int:
+    from aquasurf_core.embedding.space_map import (
+        SpaceMapError, fit_space_map, shipped_map_dir, write_space_map)
+    from aquasurf_core.space.schemas import FOUR_NODE_SCHEMAS, THREE_NODE_SCHEMA
+    from aquasurf_core.space.store import SpaceStoreError, build_space
+
+    out = args.out or (shipped_map_dir() if args.space == "4-node" else None)
+    if out is None:
+        return _error("space map", ValueError("--out is required for the 3-node map (only the "
+                                              "4-node map ships with the package)"))
+    try:
+        store = build_space(FOUR_NODE_SCHEMAS if args.space == "4-node" else THREE_NODE_SCHEMA,
+                            progress=True)
+        pca = None if args.pca == 0 else args.pca
+        print(f"aquasurf space map: embedding {args.limit or store.n_unique:,} functions of the "
+              f"{args.space} space by their outputs (PCA {pca}, UMAP; long: see the module "
+              "docstring of aquasurf_core.embedding.space_map)", file=sys.stderr)
+        space_map = fit_space_map(store, pca_components=pca, seed=args.seed, limit=args.limit)
+        path = write_space_map(space_map, out)
+    except (SpaceMapError, SpaceStoreError, ValueError) as err:
+        return _error("space map", err)
+    print(f"{len(space_map):,} functions mapped in {space_map.manifest['seconds']['total']:.0f} s "
+          f"(variance kept by the projection {space_map.manifest['explained_variance']:.5f}) "
+          f"-> {path}")
     return 0
 
 
@@ -159,8 +188,16 @@ def _search_run(args: argparse.Namespace) -> int:
     from aquasurf_core.search.tasks import TaskError
 
     try:
+        extended = {}
+        if args.operators == "coatnet":  # Table 3: the extended operators and 13 baselines
+            from aquasurf_core.space import COATNET_BASELINES
+
+            extended = {"operators": "coatnet",
+                        # ReLU first: the task check's ReLU run is kept as its result
+                        "baselines": tuple(sorted(COATNET_BASELINES.values(),
+                                                  key=lambda n: n != "relu(x)"))}
         config = SearchConfig(evaluations=args.evaluations, features=args.features,
-                              space=args.space, seed=args.seed)
+                              space=args.space, seed=args.seed, **extended)
         status = run_search(args.task, _ledger_for(args), config, workers=args.workers,
                             scheduler_address=args.scheduler_address,
                             progress=not args.quiet)
@@ -290,6 +327,17 @@ def _add_space(commands) -> None:
         if name == "build":
             cmd.add_argument("--out", default=None, help="output directory (default: cache)")
         cmd.set_defaults(func=handler)
+    cmd = sub.add_parser("map", help="embed a whole space by its outputs (UMAP; the appendix "
+                                     "map), written as a space map")
+    cmd.add_argument("--space", default="4-node", choices=["3-node", "4-node"])
+    cmd.add_argument("--out", default=None,
+                     help="output directory (default for 4-node: the map shipped in the package)")
+    cmd.add_argument("--pca", type=int, default=50,
+                     help="principal components kept before UMAP (0: no projection)")
+    cmd.add_argument("--seed", type=int, default=0)
+    cmd.add_argument("--limit", type=int, default=None,
+                     help="map only the first LIMIT functions (trials)")
+    cmd.set_defaults(func=_space_map)
 
 
 def _add_fim(commands) -> None:
@@ -336,6 +384,8 @@ def _add_search(commands) -> None:
     run.add_argument("--features", type=int, default=2000,
                      help="functions with Fisher features before the surrogate is used")
     run.add_argument("--space", default="4-node", choices=["3-node", "4-node"])
+    run.add_argument("--operators", default="paper", choices=["paper", "coatnet"],
+                     help="coatnet: the extended operator set and its 13 baselines (Table 3)")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--workers", type=int, default=2, help="local dask workers (default 2)")
     run.add_argument("--scheduler-address", default=None,

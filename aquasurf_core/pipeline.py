@@ -182,7 +182,7 @@ NOTEBOOKS: list[Notebook] = [
                "transfer": {"digits-cnn": "mnist1d-resnet"}, "transfer_seeds": [0, 1, 2]},
         full={"source": "run", "tasks": ["digits-cnn", "mnist1d-hard-resnet", "mnist1d-hard-vit"],
               "space": "4-node", "evaluations": 50, "features": 2000},
-        outputs=("05_fig7_searches", "05_discoveries", "05_verdicts", "05_table1",
+        outputs=("05_fig7_searches", "05_map", "05_discoveries", "05_verdicts", "05_table1",
                  "05_table1_verdicts", "05_table2", "05_table2_verdicts",
                  "05_fig8_functions", "05_novel_functions",
                  "05_fig9_usage", "05_usage_table"),

@@ -15,6 +15,10 @@ finished), ``class_id``, ``name``, ``baseline`` (the baseline's name or ""), ``s
   (:func:`aquasurf_core.search.engine.median_over_seeds`), and a verdict: does the best
   discovery beat every baseline? With the search's recipe, or (``final=True``, Table 1) with
   the longer final training (the rows of phase "final").
+* The map (:func:`fig_space_map`, the paper's appendix figure): the whole space embedded by
+  outputs (:mod:`aquasurf_core.embedding.space_map`) drawn as a density (log count per cell:
+  428k points are too many for a figure file) with every search's evaluated functions on top,
+  WebGL markers coloured by validation accuracy.
 """
 
 from __future__ import annotations
@@ -26,13 +30,18 @@ import pandas as pd
 
 from aquasurf_core.search.engine import choose_for_comparison, median_over_seeds
 
-__all__ = ["discoveries_table", "fig7_searches", "search_curve"]
+__all__ = ["discoveries_table", "fig7_searches", "fig_space_map", "map_overlay", "search_curve"]
 
 
 def search_curve(results: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
-    """The search's runs (``seed``) in the order they finished, numbered from 1, with the
-    best validation accuracy so far (failed runs, NaN, count as not improving)."""
-    runs = results[results["seed"] == seed].sort_values("order", kind="stable")
+    """The search's runs (``seed``; of phase "search" when the table has phases: the later
+    comparison, final and transfer runs are not evaluations of the search) in the order they
+    finished, numbered from 1, with the best validation accuracy so far (failed runs, NaN,
+    count as not improving)."""
+    keep = results["seed"] == seed
+    if "phase" in results:
+        keep &= results["phase"] == "search"
+    runs = results[keep].sort_values("order", kind="stable")
     runs = runs.reset_index(drop=True).copy()
     runs.insert(0, "evaluation", np.arange(1, len(runs) + 1))
     runs["best_so_far"] = np.fmax.accumulate(runs["val_acc"].to_numpy(dtype=float))
@@ -123,3 +132,65 @@ def discoveries_table(searches: Mapping[str, pd.DataFrame], *, top: int = 3, see
                          "beats ReLU": ("yes" if best["median test acc"] > relu.iloc[0]
                                         else "no") if len(relu) else "no ReLU run"})
     return pd.concat(tables, ignore_index=True), pd.DataFrame(verdicts)
+
+
+def map_overlay(space_map, searches: Mapping[str, pd.DataFrame], *,
+                seed: int = 0) -> pd.DataFrame:
+    """Every function each search evaluated (its own seed, search runs) with its place on
+    ``space_map`` (:func:`aquasurf_core.embedding.space_map.locate`): columns ``task``, ``name``,
+    ``baseline``, ``val_acc``, ``class_id``, ``x``, ``y``; ``x``/``y`` NaN where the map does not
+    hold the function (e.g. a search of another space)."""
+    from aquasurf_core.embedding.space_map import locate
+
+    parts = []
+    for task, results in searches.items():
+        runs = search_curve(results, seed)
+        placed = locate(space_map, runs["name"])
+        parts.append(pd.DataFrame({"task": task, "name": runs["name"].to_numpy(),
+                                   "baseline": runs["baseline"].to_numpy(),
+                                   "val_acc": runs["val_acc"].to_numpy(dtype=float),
+                                   "class_id": placed["class_id"].to_numpy(),
+                                   "x": placed["x"].to_numpy(), "y": placed["y"].to_numpy()}))
+    columns = ["task", "name", "baseline", "val_acc", "class_id", "x", "y"]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+
+
+def fig_space_map(space_map, overlay: pd.DataFrame, *, bins: int = 400):
+    """The map figure: the log10 count of functions per cell of a ``bins`` x ``bins`` grid over
+    the map (grey), and the ``overlay`` rows (:func:`map_overlay`) that have coordinates,
+    one marker symbol per task, coloured by validation accuracy; baselines outlined."""
+    import plotly.graph_objects as go
+
+    xy = space_map.coords[["x", "y"]].to_numpy(dtype=float)
+    counts, xe, ye = np.histogram2d(xy[:, 0], xy[:, 1], bins=bins)
+    with np.errstate(divide="ignore"):
+        density = np.where(counts > 0, np.log10(counts), np.nan)
+    fig = go.Figure(go.Heatmap(
+        x=(xe[:-1] + xe[1:]) / 2, y=(ye[:-1] + ye[1:]) / 2, z=density.T,
+        colorscale=[[0, "#eeeeee"], [1, "#444444"]], showscale=False,
+        hovertemplate="log10 functions %{z:.1f}<extra></extra>", name="all functions"))
+    shown = overlay.dropna(subset=["x", "y"])
+    symbols = ["circle", "diamond", "square", "triangle-up", "cross", "x"]
+    lo, hi = (float(shown["val_acc"].min()), float(shown["val_acc"].max())) if len(shown) \
+        else (0.0, 1.0)
+    for i, (task, rows) in enumerate(shown.groupby("task", sort=False)):
+        base = rows["baseline"] != ""
+        fig.add_trace(go.Scattergl(
+            x=rows["x"], y=rows["y"], mode="markers", name=task,
+            text=np.where(base, rows["baseline"], rows["name"]),
+            customdata=rows["val_acc"],
+            hovertemplate="%{text}<br>val acc %{customdata:.3f}<extra>" + task + "</extra>",
+            marker={"symbol": symbols[i % len(symbols)], "size": np.where(base, 11, 7),
+                    "color": rows["val_acc"], "cmin": lo, "cmax": hi, "colorscale": "Viridis",
+                    "line": {"width": np.where(base, 1.5, 0.3), "color": "#d62728"},
+                    "colorbar": {"title": "val acc", "x": 1.02} if i == 0 else None,
+                    "showscale": i == 0}))
+    n = len(space_map)
+    fig.update_layout(
+        title=f"The {n:,} unique functions embedded by outputs (grey: density), with the "
+              "searched functions",
+        width=900, height=760, template="plotly_white",
+        xaxis={"title": "UMAP 1", "showgrid": False}, yaxis={"title": "UMAP 2",
+                                                              "showgrid": False},
+        legend={"orientation": "h", "y": -0.08})
+    return fig

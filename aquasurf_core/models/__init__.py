@@ -16,6 +16,9 @@ the Fisher features on CPU:
 * ``vit`` -- MobileViT-style: conv stem, MV2 block, depthwise local mixing, one transformer
   block with multi-head self-attention from ``nn.Linear`` layers (:mod:`.small_vit`; stem
   16, token width 32, 2 heads, 12,026 parameters).
+* ``coatnet`` -- CoAtNet-style hybrid: conv stem, one MBConv block, two transformer blocks
+  (:mod:`.small_coatnet`; 21,786 parameters), for the paper's Table 3 search with the
+  extended operator set.
 
 The widths are small on purpose: the Act-Bench-Mini benchmarks train each of them with all
 2,902 unique 3-node functions on a 2-core CPU (see :mod:`aquasurf_core.training`).
@@ -54,6 +57,7 @@ from aquasurf_core.models.mobilevitv2 import MobileViTv2
 from aquasurf_core.models.preact_resnet import PreActResNet
 from aquasurf_core.models.resnet50 import resnet50
 from aquasurf_core.models.resnet_v2 import ResNetV2
+from aquasurf_core.models.small_coatnet import SmallCoAtNet
 from aquasurf_core.models.small_vit import SmallMobileViT
 from aquasurf_core.space.names import canonical_name
 
@@ -87,6 +91,9 @@ ARCHITECTURES: dict[str, ArchSpec] = {
                  "pre-activation 1-D ResNet (3 stages x 1 basic block) for MNIST-1D", "small"),
         ArchSpec("vit", (1, 40), 10, partial(SmallMobileViT, stem=16, dim=32, heads=2),
                  "MobileViT-style 1-D conv + transformer model for MNIST-1D", "small"),
+        ArchSpec("coatnet", (1, 40), 10, partial(SmallCoAtNet, stem=16, conv=24, dim=32,
+                                                   heads=2, blocks=2),
+                 "CoAtNet-style 1-D conv + transformer hybrid for MNIST-1D (Table 3)", "small"),
         ArchSpec("digits-cnn", (1, 8, 8), 10, partial(AllCNN, widths=(16, 32), dims=2,
                                                       dropout=0.0, last_padding=1),
                  "All-CNN-C-style 2-D all-convolutional net for scikit-learn's 8x8 digits",

@@ -68,6 +68,11 @@ class SearchConfig:
     baselines: tuple[str, ...] = ("relu(x)", "elu(x)", "selu(x)", "sigmoid(x)",
                                   "softplus(x)", "softsign(x)", "swish(x)", "tanh(x)")
     retries: int = 2
+    #: the operator set of the space: "paper", or "coatnet" (the paper's Table 3: ELiSH, GELU,
+    #: Leaky ReLU and Mish added to the unary operators; give the 13 baselines of
+    #: :data:`aquasurf_core.space.COATNET_BASELINES` with it, as ``aquasurf search run
+    #: --operators coatnet`` does)
+    operators: str = "paper"
 
     def __post_init__(self) -> None:
         for name in ("evaluations", "features", "feature_batch"):
@@ -76,6 +81,8 @@ class SearchConfig:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
         if self.space not in ("3-node", "4-node"):
             raise ValueError(f"space must be '3-node' or '4-node', got {self.space!r}")
+        if self.operators not in ("paper", "coatnet"):
+            raise ValueError(f"operators must be 'paper' or 'coatnet', got {self.operators!r}")
 
     def to_dict(self) -> dict:
         return {**asdict(self), "baselines": list(self.baselines)}
@@ -141,18 +148,18 @@ class _Run:
     pending: dict = field(default_factory=dict)  # future -> (kind, payload)
 
 
-def space_store(space: str):
-    """The :class:`aquasurf_core.space.store.SpaceStore` of ``"3-node"`` or ``"4-node"``
-    (built once, then read from the cache)."""
+def space_store(space: str, operators: str = "paper"):
+    """The :class:`aquasurf_core.space.store.SpaceStore` of ``"3-node"`` or ``"4-node"`` with
+    the operator set ``operators`` (built once, then read from the cache)."""
     from aquasurf_core.space.schemas import FOUR_NODE_SCHEMAS, THREE_NODE_SCHEMA
     from aquasurf_core.space.store import build_space
 
     return build_space(THREE_NODE_SCHEMA if space == "3-node" else FOUR_NODE_SCHEMAS,
-                       progress=False)
+                       operators, progress=False)
 
 
-def _space_names(space: str) -> tuple[list[str], object]:
-    store = space_store(space)
+def _space_names(space: str, operators: str = "paper") -> tuple[list[str], object]:
+    store = space_store(space, operators)
     return [str(n) for n in store.unique["representative"]], store
 
 
@@ -234,13 +241,18 @@ def run_search(task: str | Task, ledger_path: str | Path, config: SearchConfig |
     task_obj = get_task(task)
     # built-in tasks travel by name (each worker builds its own); others pickled (cloudpickle)
     task_ref = task_obj.name if task_obj.name in builtin_tasks() else task_obj
-    names, store = _space_names(config.space)
+    names, store = _space_names(config.space, config.operators)
     session = uuid.uuid4().hex[:12]
     ledger = SearchLedger(ledger_path)
     try:
         stored = ledger.meta("config")
         if stored is not None and stored.get("task") != task_obj.name:
             raise ValueError(f"{ledger.path} belongs to a search of task {stored.get('task')!r}")
+        for key, default in (("space", "4-node"), ("operators", "paper")):
+            if stored is not None and stored.get(key, default) != getattr(config, key):
+                raise ValueError(f"{ledger.path} holds a search of the {key} "
+                                 f"{stored.get(key, default)!r}, not {getattr(config, key)!r}; "
+                                 "resume it with its own settings or use another ledger")
         baseline_ids = store.class_of(list(config.baselines))
         ledger.add_functions(names, config.seed, first=[int(c) for c in baseline_ids if c >= 0])
         released = ledger.release(keep_owner=session)
@@ -449,7 +461,8 @@ def compare_with_baselines(task: str | Task, ledger_path: str | Path, *, top: in
     task_ref = task_obj.name if task_obj.name in builtin_tasks() else task_obj
     with SearchLedger(ledger_path) as ledger:
         config = ledger.meta("config") or {}
-        names, store = _space_names(config.get("space", "4-node"))
+        names, store = _space_names(config.get("space", "4-node"),
+                                    config.get("operators", "paper"))
         baseline_names = list(config.get("baselines", SearchConfig().baselines))
         baselines = {int(c): n for c, n in zip(store.class_of(baseline_names), baseline_names,
                                                strict=True) if c >= 0}

@@ -148,7 +148,7 @@ def ship_search(ledger_path: str | os.PathLike, target: str | os.PathLike, *,
 
 
 def _baseline_classes(config: dict) -> list[int]:
-    store = space_store(config.get("space", "4-node"))
+    store = space_store(config.get("space", "4-node"), config.get("operators", "paper"))
     return [int(c) for c in store.class_of(list(config.get("baselines", [])))]
 
 

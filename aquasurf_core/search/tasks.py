@@ -31,7 +31,7 @@ All-CNN-C-style ``digits-cnn`` network), the MNIST-1D benchmark tasks ``mnist1d-
 ``mnist1d-resnet``, ``mnist1d-vit``, and the harder MNIST-1D of the Section 6 experiments
 (:data:`aquasurf_core.training.data.HARD_MNIST1D`: 10,000 samples, stronger noise and shear;
 1,000 validation examples) with the ResNet- and ViT-style networks, ``mnist1d-hard-resnet`` and
-``mnist1d-hard-vit``. The full-size tasks of the paper are registered the same way and read
+``mnist1d-hard-vit``, and with the CoAtNet-style hybrid of Table 3, ``mnist1d-hard-coatnet``. The full-size tasks of the paper are registered the same way and read
 their data from disk when first trained (:func:`loader_task`): ``cifar100-all-cnn-c``,
 ``cifar100-resnet-56`` (CIFAR-100 under ``$AQUASURF_DATA/cifar-100-python``), ``imagenet-mobilevitv2-0.5``
 and ``imagenet-resnet-50`` (an ImageNet-style folder under ``$AQUASURF_DATA/imagenet``).
@@ -301,6 +301,9 @@ def builtin_tasks() -> tuple[str, ...]:
     specs += [(f"mnist1d-hard-{a}", a, _load_hard_mnist1d,
                f"harder MNIST-1D (10,000 samples, stronger noise and shear: HARD_MNIST1D) with "
                f"the Act-Bench-Mini {a} network and recipe") for a in ("resnet", "vit")]
+    specs += [("mnist1d-hard-coatnet", "coatnet", _load_hard_mnist1d,
+               "harder MNIST-1D (HARD_MNIST1D) with the CoAtNet-style hybrid of Table 3 "
+               "(search it with the extended operators: --operators coatnet)")]
     builtins: dict[str, Callable[[], Task]] = {}
     for name, arch, data, description in specs:
         builtins[name] = (lambda n=name, a=arch, d=data, t=description: arch_task(

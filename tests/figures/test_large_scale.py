@@ -25,6 +25,40 @@ def test_search_curve_counts_the_search_seed_only_and_keeps_the_best():
     assert curve["best_so_far"].tolist() == [0.6, 0.7, 0.7, 0.7, 0.8, 0.8]  # NaN never wins
 
 
+def test_search_curve_leaves_out_later_phases_of_the_same_seed():
+    """Final and transfer runs with seed 0 come after the search; they are not evaluations."""
+    results = _results().assign(phase="search")
+    later = results[results["seed"] == 0].head(3).assign(
+        phase=["final", "transfer:x", "compare"], order=[20, 21, 22], val_acc=0.99)
+    curve = search_curve(pd.concat([results, later], ignore_index=True))
+    assert curve["evaluation"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert curve["best_so_far"].max() == 0.8
+
+
+def test_map_overlay_places_searched_functions_and_draws_them():
+    from aquasurf_core.embedding.space_map import SpaceMap
+    from aquasurf_core.figures.large_scale import fig_space_map, map_overlay
+
+    valid = {"f": "exp(x)", "g": "erf(x)", "h": "abs(x)", "k": "cosh(x)"}
+    results = _results().replace({"name": valid})
+    coords = pd.DataFrame({"class_id": [0, 1, 2, 3],
+                           "representative": ["exp(x)", "abs(x)", "cosh(x)", "sinh(x)"],
+                           "x": [0.0, 1.0, 2.0, 3.0], "y": [0.0, 1.0, 0.5, 2.0]})
+    space_map = SpaceMap(coords, {"extra": {"relu(x)": 3}})
+    results.loc[0, "name"] = "relu(x)"  # a baseline placed through the map's extra names
+    overlay = map_overlay(space_map, {"toy": results})
+    assert overlay["name"].tolist() == ["relu(x)", "tanh(x)", *valid.values()]
+    assert overlay["class_id"].tolist() == [3, -1, 0, -1, 1, 2]
+    assert overlay.loc[4, ["x", "y"]].tolist() == [1.0, 1.0]
+    fig = fig_space_map(space_map, overlay, bins=4)
+    (density,) = [t for t in fig.data if t.type == "heatmap"]
+    assert np.nansum(10 ** np.asarray(density.z, dtype=float)) == pytest.approx(4)
+    (marks,) = [t for t in fig.data if t.type == "scattergl"]
+    # tanh and erf are not on the map; a baseline is named as a baseline
+    assert list(marks.text) == ["relu(x)", "exp(x)", "abs(x)", "cosh(x)"]
+    assert list(marks.customdata) == [0.60, 0.50, 0.80, 0.65]
+
+
 def test_discoveries_against_baselines_with_a_verdict():
     table, verdicts = discoveries_table({"toy": _results()}, top=2)
     assert table["function"].tolist() == ["h", "tanh(x)", "k", "relu(x)"]

@@ -32,6 +32,7 @@ SITES = {
     "resnet": 2 * 3 + 1, "preact-resnet-56": 2 * 27 + 1,  # two per basic block + final
     "resnet-56": 1 + (3 * 18 - 1) + 1,       # stem, three per bottleneck (two in the first), final
     "vit": 5,                                 # stem, 2 in MV2, local, MLP
+    "coatnet": 3 + 2,                         # stem, 2 in MBConv, 2 transformer MLPs
     "mobilevitv2-0.5": 1 + 2 * 6 + 3 + (2 + 4 + 3),  # stem, 6 MV2, 3 local, 9 FFN
     "resnet-50": 1 + 16,                      # stem + one (3-site) module per bottleneck
 }
@@ -210,7 +211,8 @@ def test_resnet50_parameter_count(resnet50_relu):
     assert _param_count(resnet50_relu) == 25_557_032  # torchvision's documented count
 
 
-@pytest.mark.parametrize("arch, count", [("cnn", 13_898), ("resnet", 7_378), ("vit", 12_026)])
+@pytest.mark.parametrize("arch, count", [("cnn", 13_898), ("resnet", 7_378), ("vit", 12_026),
+                                         ("coatnet", 21_786)])
 def test_small_models_are_small(arch, count):
     # the counts documented in aquasurf_core/models/__init__.py (sized for the benchmark builds)
     assert arch in SMALL

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,7 @@ from aquasurf_core.search.tasks import (
     registered_tasks,
 )
 from aquasurf_core.space.activation import ActivationFunction
+from aquasurf_core.space.schemas import THREE_NODE_SCHEMA
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -159,6 +161,13 @@ def test_a_whole_search_on_a_tiny_task(tmp_path, capsys, client):
     again = run_search(tiny_task(), ledger_path, config, client=client, progress=False,
                        log=lambda *_: None)
     assert again["evaluated"] == 12
+    # resuming with another space or operator set is refused, naming the difference
+    with pytest.raises(ValueError, match="operators 'paper', not 'coatnet'"):
+        run_search(tiny_task(), ledger_path, replace(config, operators="coatnet"),
+                   client=client, progress=False, log=lambda *_: None)
+    with pytest.raises(ValueError, match="space '3-node', not '4-node'"):
+        run_search(tiny_task(), ledger_path, replace(config, space="4-node"), client=client,
+                   progress=False, log=lambda *_: None)
     # the best discovered function against the baselines, over two seeds
     table = compare_with_baselines(tiny_task(), ledger_path, top=1, seeds=(0, 1),
                                    client=client)
@@ -185,8 +194,6 @@ def test_a_whole_search_on_a_tiny_task(tmp_path, capsys, client):
     tests = [r["metrics"]["test_acc"] for r in runs if r["class_id"] == discovered["class_id"]]
     assert discovered["median test acc"] == pytest.approx(float(np.median(tests)))
     # the final comparison (Table 1): the same choice, trained longer, in the -final ledger
-    from dataclasses import replace
-
     longer = replace(tiny_task(), name="tiny-cnn-final")
     final = compare_with_baselines(tiny_task(), ledger_path, top=1, seeds=(0,), client=client,
                                    final_task=longer)
@@ -204,6 +211,32 @@ def test_a_whole_search_on_a_tiny_task(tmp_path, capsys, client):
         assert len(opened.results(None)) == 9
         assert opened.meta("config")["transfer_of"] == "tiny-cnn"
     assert len(_results(ledger_path)) == 21  # the search's ledger is untouched
+
+
+def test_a_search_with_the_extended_operators_and_13_baselines(tmp_path, client):
+    """Table 3's setting: the CoAtNet operator set (31 unary operators) and its 13 baselines,
+    on the 3-node space (6,727 functions)."""
+    from aquasurf_core.space import COATNET_BASELINES
+    from aquasurf_core.space.store import build_space
+
+    with pytest.raises(ValueError, match="operators must be 'paper' or 'coatnet'"):
+        SearchConfig(operators="extended")
+    baselines = tuple(sorted(COATNET_BASELINES.values(), key=lambda n: n != "relu(x)"))
+    config = SearchConfig(evaluations=1, features=40, space="3-node", feature_batch=8,
+                          operators="coatnet", baselines=baselines)
+    status = run_search(tiny_task(), tmp_path / "coat.sqlite", config, client=client,
+                        progress=False, log=lambda *_: None)
+    store = build_space(THREE_NODE_SCHEMA, "coatnet", progress=False)
+    assert status["functions"] == store.n_unique > 2_902
+    assert status["evaluated"] == 13 + 1
+    with SearchLedger(tmp_path / "coat.sqlite") as ledger:
+        table = export_results(ledger)
+    ids = store.class_of(baselines)
+    assert (ids >= 0).all() and set(ids) <= set(table["class_id"])  # all 13 evaluated
+    reps = store.unique.set_index("class_id")["representative"]
+    named = dict(zip(baselines, ids, strict=True))
+    for op in ("gelu", "mish", "elish", "leaky_relu"):  # in the space, as their own classes
+        assert op in reps[named[f"{op}(x)"]]
 
 
 def _results(path: Path) -> list[dict]:
