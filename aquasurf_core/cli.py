@@ -92,7 +92,8 @@ def _space_map(args: argparse.Namespace) -> int:
         print(f"aquasurf space map: embedding {args.limit or store.n_unique:,} functions of the "
               f"{args.space} space by their outputs (PCA {pca}, UMAP; long: see the module "
               "docstring of aquasurf_core.embedding.space_map)", file=sys.stderr)
-        space_map = fit_space_map(store, pca_components=pca, seed=args.seed, limit=args.limit)
+        space_map = fit_space_map(store, pca_components=pca, seed=args.seed, limit=args.limit,
+                                  verbose=True)
         path = write_space_map(space_map, out)
     except (SpaceMapError, SpaceStoreError, ValueError) as err:
         return _error("space map", err)

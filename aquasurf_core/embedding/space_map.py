@@ -17,7 +17,7 @@ scikit-learn's randomised PCA, seeded), which keeps Euclidean distances up to th
 variance. The share of variance kept is recorded in the manifest (``explained_variance``): it
 is the measured size of that approximation. ``pca_components=None`` skips the projection.
 UMAP then runs with the paper's output settings (:data:`OUTPUT_SETTINGS`: 15 neighbours,
-``min_dist`` 0.1).
+``min_dist`` 0.1), initialised from the principal components (:data:`INIT`).
 
 Stored form
 -----------
@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aquasurf_core.embedding.umap_models import OUTPUT_SETTINGS, UmapSettings, fit
+from aquasurf_core.embedding.umap_models import OUTPUT_SETTINGS, UmapSettings, load_umap
 from aquasurf_core.features.outputs import OUTPUT_CLIP, clean_outputs
 from aquasurf_core.space.baselines import BASELINES
 from aquasurf_core.space.names import canonical_name
@@ -58,6 +58,10 @@ COORDS_FILE = "coords.parquet"
 MANIFEST_FILE = "manifest.json"
 #: Where the 4-node map ships, inside the package.
 SHIPPED_MAP = ("aquasurf_core", "data", "space_map", "4-node")
+#: UMAP's initial layout: the data's own principal components. umap's default, a spectral
+#: layout of the neighbour graph, ran ARPACK (``eigsh``) on the 4-node graph, which has many
+#: components, for over 25 minutes of CPU without finishing here.
+INIT = "pca"
 
 
 class SpaceMapError(RuntimeError):
@@ -103,7 +107,7 @@ def project_outputs(outputs: np.ndarray, components: int | None, seed: int,
 
 def fit_space_map(store, *, pca_components: int | None = 50,
                   settings: UmapSettings = OUTPUT_SETTINGS, seed: int = 0,
-                  limit: int | None = None) -> SpaceMap:
+                  limit: int | None = None, verbose: bool = False) -> SpaceMap:
     """Embed every class of ``store`` (a :class:`~aquasurf_core.space.store.SpaceStore`) in 2-D
     by its outputs (module docstring).
 
@@ -113,6 +117,7 @@ def fit_space_map(store, *, pca_components: int | None = 50,
         settings: UMAP settings (Euclidean, as Eq. 3 asks); ``seed`` replaces theirs.
         seed: seeds the PCA and UMAP.
         limit: embed only the first ``limit`` classes (for tests and trials).
+        verbose: umap's own progress messages (stages and epochs).
 
     Returns a :class:`SpaceMap`. Raises ``ValueError`` for a metric other than Euclidean or a
     ``pca_components`` that is not a positive integer below the output length.
@@ -130,8 +135,9 @@ def fit_space_map(store, *, pca_components: int | None = 50,
     started = time.perf_counter()
     rows, kept = project_outputs(store.outputs[:n], pca_components, seed)
     projected_s = time.perf_counter() - started
-    model = fit(rows, settings)
-    xy = np.asarray(model.embedding_, dtype=np.float32)
+    umap_module = load_umap()
+    model = umap_module.UMAP(**settings.umap_kwargs(), init=INIT, n_jobs=1, verbose=verbose)
+    xy = np.asarray(model.fit_transform(rows), dtype=np.float32)
     seconds = time.perf_counter() - started
     unique = store.unique.iloc[:n]
     coords = pd.DataFrame({"class_id": unique["class_id"].to_numpy(np.int64),
@@ -148,8 +154,8 @@ def fit_space_map(store, *, pca_components: int | None = 50,
                   "operators": store.manifest.get("operators"),
                   "unique": store.n_unique, "functions": store.n_functions},
         "classes": n,
-        "settings": {"umap": settings.to_dict(), "pca_components": pca_components,
-                     "clip": OUTPUT_CLIP},
+        "settings": {"umap": settings.to_dict(), "init": INIT,
+                     "pca_components": pca_components, "clip": OUTPUT_CLIP},
         "explained_variance": round(kept, 6),
         "extra": extra,
         "seconds": {"projection": round(projected_s, 1), "total": round(seconds, 1)},
