@@ -62,6 +62,16 @@ def test_auc_and_results_table_against_direct_computation():
     assert knr["evaluations to beat ReLU (median)"] == f"{np.median(first):g}"
     assert knr["95% CI to beat ReLU"].startswith("[")
     assert table[table["method"] == "RS"]["trials to within 0.005 of best"].iloc[0] == "0%"
+    # random search ignores the feature: a copy of its runs under another feature is one row
+    twice = pd.concat([results, results[results["method"] == "random"].assign(feature="fim")])
+    again = fs.results_table(twice, REFERENCE, checkpoints=(10, 30))
+    assert (again["method"] == "RS").sum() == 2 and len(again) == len(table)
+    card = fs.scorecard(twice, REFERENCE, regressors=("knr", "svr"))
+    assert card.iloc[0]["comparisons"] == 2 * 5 and card.iloc[0]["evidence"].count("a RS:") == 1
+    # interval ends are on the grid of medians of whole numbers (halves), not 14.5125
+    for text in again["95% CI to beat ReLU"]:
+        for end in text.strip("[]").split(", "):
+            assert end.startswith(">") or (float(end) * 2).is_integer()
 
 
 def test_scorecard_verdicts_follow_the_results():
