@@ -77,7 +77,11 @@ def _space_build(args: argparse.Namespace) -> int:
 
 def _space_map(args: argparse.Namespace) -> int:
     from aquasurf_core.embedding.space_map import (
-        SpaceMapError, fit_space_map, shipped_map_dir, write_space_map)
+        SpaceMapError,
+        fit_space_map,
+        shipped_map_dir,
+        write_space_map,
+    )
     from aquasurf_core.space.schemas import FOUR_NODE_SCHEMAS, THREE_NODE_SCHEMA
     from aquasurf_core.space.store import SpaceStoreError, build_space
 

@@ -144,7 +144,8 @@ def fit_space_map(store, *, pca_components: int | None = 50,
                            "representative": unique["representative"].astype(str).to_numpy(),
                            "x": xy[:, 0], "y": xy[:, 1]})
     baseline_ids = store.class_of(list(BASELINES.values()))
-    extra = {name: int(i) for name, i in zip(BASELINES.values(), baseline_ids) if 0 <= i < n}
+    extra = {name: int(i) for name, i in zip(BASELINES.values(), baseline_ids, strict=True)
+             if 0 <= i < n}
     import torch
     import umap
 

@@ -14,10 +14,10 @@ from scipy.spatial.distance import pdist
 
 from aquasurf_core.embedding.space_map import (
     SpaceMapError,
-    project_outputs,
     fit_space_map,
     load_space_map,
     locate,
+    project_outputs,
     shipped_map_dir,
     write_space_map,
 )
