@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from aquasurf_core.paths import shipped_data_dir
 from aquasurf_core.search.engine import SearchConfig, space_store
 from aquasurf_core.search.ledger import SearchLedger
 from aquasurf_core.search.shipped import ShippedSearchError, load_search, ship_search
@@ -117,3 +118,20 @@ def test_damage_is_named(ledger_path, tmp_path):
     with pytest.raises(FileExistsError, match="not a shipped search"):
         ship_search(ledger_path, precious)
     assert (precious / "notes.txt").read_text() == "keep"
+
+
+@pytest.mark.parametrize("directory", sorted(p.name for p in shipped_data_dir("searches").iterdir()
+                                              if p.is_dir()))
+def test_every_shipped_search_is_whole(directory):
+    """What the paper profile of notebook 05 reads: every shipped search passes its checksums,
+    belongs to the task it is named after, and holds a finished search: every baseline and the
+    configured evaluations beyond them at the search's seed, each function once."""
+    shipped = load_search(shipped_data_dir("searches", directory))
+    config = shipped.manifest["config"]
+    assert shipped.manifest["task"] == config["task"] == directory
+    runs = shipped.results[(shipped.results["phase"] == "search")
+                           & (shipped.results["seed"] == config["seed"])]
+    assert runs["class_id"].is_unique
+    assert set(runs.loc[runs["baseline"] != "", "baseline"]) == set(config["baselines"])
+    assert (runs["baseline"] == "").sum() == config["evaluations"]
+    assert runs["val_acc"].between(0, 1).all()
