@@ -195,12 +195,9 @@ def _search_run(args: argparse.Namespace) -> int:
     try:
         extended = {}
         if args.operators == "coatnet":  # Table 3: the extended operators and 13 baselines
-            from aquasurf_core.space import COATNET_BASELINES
+            from aquasurf_core.search.engine import EXTENDED_BASELINES
 
-            extended = {"operators": "coatnet",
-                        # ReLU first: the task check's ReLU run is kept as its result
-                        "baselines": tuple(sorted(COATNET_BASELINES.values(),
-                                                  key=lambda n: n != "relu(x)"))}
+            extended = {"operators": "coatnet", "baselines": EXTENDED_BASELINES}
         config = SearchConfig(evaluations=args.evaluations, features=args.features,
                               space=args.space, seed=args.seed, **extended)
         status = run_search(args.task, _ledger_for(args), config, workers=args.workers,

@@ -48,10 +48,18 @@ from aquasurf_core.search.cluster import dask_client
 from aquasurf_core.search.ledger import SearchLedger
 from aquasurf_core.search.searcher import Searcher
 from aquasurf_core.search.tasks import Task, builtin_tasks, check_task, get_task
+from aquasurf_core.space.baselines import COATNET_BASELINES
 
-__all__ = ["SearchConfig", "choose_for_comparison", "compare_with_baselines",
+__all__ = ["EXTENDED_BASELINES", "SearchConfig", "choose_for_comparison", "compare_with_baselines",
            "default_ledger_path", "final_ledger_path", "evaluate_job", "export_results", "features_job",
            "median_over_seeds", "run_search", "search_status", "space_store"]
+
+
+#: The baselines of a search with the extended operators (Table 3): the 13 of
+#: :data:`aquasurf_core.space.COATNET_BASELINES`, ReLU first (the task check's ReLU run is kept
+#: as ReLU's baseline result).
+EXTENDED_BASELINES: tuple[str, ...] = tuple(sorted(COATNET_BASELINES.values(),
+                                                   key=lambda name: name != "relu(x)"))
 
 
 @dataclass(frozen=True)
@@ -70,8 +78,8 @@ class SearchConfig:
     retries: int = 2
     #: the operator set of the space: "paper", or "coatnet" (the paper's Table 3: ELiSH, GELU,
     #: Leaky ReLU and Mish added to the unary operators; give the 13 baselines of
-    #: :data:`aquasurf_core.space.COATNET_BASELINES` with it, as ``aquasurf search run
-    #: --operators coatnet`` does)
+    #: :data:`EXTENDED_BASELINES` with it, as ``aquasurf search run --operators coatnet``
+    #: does)
     operators: str = "paper"
 
     def __post_init__(self) -> None:

@@ -216,12 +216,14 @@ def test_a_whole_search_on_a_tiny_task(tmp_path, capsys, client):
 def test_a_search_with_the_extended_operators_and_13_baselines(tmp_path, client):
     """Table 3's setting: the CoAtNet operator set (31 unary operators) and its 13 baselines,
     on the 3-node space (6,727 functions)."""
+    from aquasurf_core.search.engine import EXTENDED_BASELINES
     from aquasurf_core.space import COATNET_BASELINES
     from aquasurf_core.space.store import build_space
 
     with pytest.raises(ValueError, match="operators must be 'paper' or 'coatnet'"):
         SearchConfig(operators="extended")
-    baselines = tuple(sorted(COATNET_BASELINES.values(), key=lambda n: n != "relu(x)"))
+    baselines = EXTENDED_BASELINES
+    assert baselines[0] == "relu(x)" and set(baselines) == set(COATNET_BASELINES.values())
     config = SearchConfig(evaluations=1, features=40, space="3-node", feature_batch=8,
                           operators="coatnet", baselines=baselines)
     status = run_search(tiny_task(), tmp_path / "coat.sqlite", config, client=client,
