@@ -87,7 +87,7 @@ class SpaceMap:
 
 
 def project_outputs(outputs: np.ndarray, components: int | None, seed: int,
-               chunk: int = 50_000) -> tuple[np.ndarray, float]:
+                    chunk: int = 50_000) -> tuple[np.ndarray, float]:
     """The rows of ``outputs`` cleaned (:func:`~aquasurf_core.features.outputs.clean_outputs`,
     in chunks of ``chunk`` rows, so a memory-mapped array is read once) and projected on their
     ``components`` leading principal components (``None``: not projected); returns
@@ -230,11 +230,9 @@ def locate(space_map: SpaceMap, names) -> pd.DataFrame:
     for i, w in enumerate(wanted):
         if rows[i] < 0 and w in extra:
             rows[i] = by_class.get_loc(extra[w])
-    x = space_map.coords["x"].to_numpy()
-    y = space_map.coords["y"].to_numpy()
-    ids = space_map.coords["class_id"].to_numpy()
-    hit = rows >= 0
+    hit, row = rows >= 0, np.maximum(rows, 0)
+    coords = space_map.coords
     return pd.DataFrame({"name": names,
-                         "class_id": np.where(hit, ids[np.maximum(rows, 0)], -1),
-                         "x": np.where(hit, x[np.maximum(rows, 0)], np.nan),
-                         "y": np.where(hit, y[np.maximum(rows, 0)], np.nan)})
+                         "class_id": np.where(hit, coords["class_id"].to_numpy()[row], -1),
+                         "x": np.where(hit, coords["x"].to_numpy()[row], np.nan),
+                         "y": np.where(hit, coords["y"].to_numpy()[row], np.nan)})

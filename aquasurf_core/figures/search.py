@@ -173,12 +173,12 @@ def results_table(results: pd.DataFrame, reference: Mapping[str, Mapping[str, fl
     beat = _evaluations_to(results, {b: r["relu"] for b, r in reference.items()}, budget, True)
     near = _evaluations_to(results, {b: r["best"] - within for b, r in reference.items()},
                            budget, False)
-    rows = []
+    rows, seen = [], set()
     for (bench, method, feature), group in results.groupby(["benchmark", "method", "feature"],
                                                            sort=False):
-        if any(r["benchmark"] == bench and r["method"] == _label(method, feature)
-               for r in rows):
+        if (bench, _label(method, feature)) in seen:
             continue  # random search does not depend on the feature: one row per benchmark
+        seen.add((bench, _label(method, feature)))
         row = {"benchmark": bench, "method": _label(method, feature),
                "trials": group["trial"].nunique()}
         for n in checkpoints:
