@@ -20,7 +20,9 @@ LOCK_ENV := .lock-env
 # no stamp, so the next make installs again. A virtualenv without a working pip (e.g. an
 # interrupted `python -m venv`) is recreated. A new lock or pyproject.toml reinstalls.
 # The lock is the whole dependency closure with hashes, so pip installs it with --no-deps and
-# checks every file; the project itself goes in editable, without dependencies.
+# checks every file; the project itself goes in editable, without dependencies. --no-cache-dir:
+# the CUDA build of torch and its libraries are several GB, and a second copy of them in pip's
+# cache can fill a small disk.
 $(STAMP): $(LOCK) pyproject.toml
 	@rm -f $(STAMP)
 	@if ! $(PY) -m pip --version >/dev/null 2>&1; then \
@@ -29,7 +31,7 @@ $(STAMP): $(LOCK) pyproject.toml
 	fi
 	@$(PY) -c 'import sys; v = "%d.%d" % sys.version_info[:2]; v == "$(LOCK_PYTHON)" or print( \
 	  f"warning: $(VENV) runs Python {v}; $(LOCK) was resolved for $(LOCK_PYTHON)", file=sys.stderr)'
-	$(PY) -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(PY) -m pip install --quiet --no-cache-dir --require-hashes --no-deps -r $(LOCK)
 	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m pip check
 	@touch $(STAMP)
