@@ -78,15 +78,6 @@ def _reported(method):
     return wrapper
 
 
-def _publish(figure: go.FigureWidget) -> None:
-    """Make ``figure``'s synced state its current state. A FigureWidget sends edits as
-    messages that only the views existing then apply; a view created later starts from the
-    state synced at construction. Voila renders the page after the notebook ran, so without
-    this the page would show the plot as constructed, empty. (Plotly-internal, 6.x-7.x.)"""
-    figure._widget_data = copy.deepcopy(figure._data)
-    figure._widget_layout = copy.deepcopy(figure._layout_obj._props)
-
-
 def _show(output: widgets.Output, figure: dict) -> None:
     """Show a static plotly figure (``{"data": [...], "layout": {...}}``) in ``output``,
     rendered by the plotly MIME renderer of JupyterLab and Voila. Only the main plot is a
@@ -189,7 +180,7 @@ class Inspector:
                                                     layout={"width": "80px"}),
                                      "aq-search-button")
         self.message = classed(widgets.HTML(), "aq-message")
-        self.figure = go.FigureWidget(
+        self.figure = self._wired(go.FigureWidget(
             [go.Scatter(mode="markers", name="functions", hoverinfo="text", showlegend=False,
                         marker={"size": 7, "colorscale": "Viridis", "showscale": True,
                                 "colorbar": {"title": {"text": "val. acc."}},
@@ -201,12 +192,8 @@ class Inspector:
                     "margin": {"l": 40, "r": 10, "t": 75, "b": 40},
                     "legend": {"x": 0, "y": 1.01, "yanchor": "bottom", "orientation": "h"},
                     "xaxis": {"title": {"text": "UMAP 1"}, "zeroline": False},
-                    "yaxis": {"title": {"text": "UMAP 2"}, "zeroline": False}})
-        for trace in self.figure.data:
-            trace.on_click(self._on_click)
-        self.figure.data[0].on_selection(self._on_selection)
-        self.figure.data[0].on_deselect(lambda trace, points: self.select([]))
-        plot = classed(widgets.Box([self.figure]), "aq-plot")
+                    "yaxis": {"title": {"text": "UMAP 2"}, "zeroline": False}}))
+        self.plot = plot = classed(widgets.Box([self.figure]), "aq-plot")
 
         self.detail_name_html = classed(widgets.HTML("<i>Click a point or find a function to "
                                                      "see it here.</i>"), "aq-detail-name")
@@ -253,6 +240,30 @@ class Inspector:
         self.search_box.observe(lambda change: self.search(change["new"]), "value")
         self.search_button.on_click(lambda button: self.search(self.search_box.value))
         self.sort_select.observe(lambda change: self._render_selection(), "value")
+
+    def _wired(self, figure: go.FigureWidget) -> go.FigureWidget:
+        """``figure`` with the plot's handlers: a click opens a detail, a lasso or box
+        selects, a double-click clears the selection."""
+        for trace in figure.data:
+            trace.on_click(self._on_click)
+        figure.data[0].on_selection(self._on_selection)
+        figure.data[0].on_deselect(lambda trace, points: self.select([]))
+        return figure
+
+    def _renew_figure(self, figure: go.Figure) -> None:
+        """Show ``figure`` on the plot as a new FigureWidget and close the old one.
+
+        The shown FigureWidget is not edited in place. In Voila, on a loaded machine, the page
+        can draw the plot while the notebook is still executing (it logs "voila is still
+        executing..."), and that view then misses every edit the kernel sends later (plotly
+        7.1, anywidget 0.11; README, "Known problems"); a widget opened after the page is up
+        is drawn whole from its own state. A zoom the user set stays (the kernel holds it in
+        the old widget's layout, which ``figure`` copies). It costs one send of the whole
+        figure (a few hundred kB at 2,913 points) per search or redraw."""
+        old = self.figure
+        self.figure = self._wired(go.FigureWidget(figure))
+        self.plot.children = (self.figure,)
+        old.close()
 
     def _say(self, text: str, level: str = "info") -> None:
         """Show ``text`` (plain text; may span lines) in the message line."""
@@ -334,41 +345,42 @@ class Inspector:
             note = f" It has no {LABELS[kind]} embedding (no Fisher features)."
             kind = "outputs"
             self._set_quietly(self.feature_select, kind)
-        keep = ((self.highlight_name, self._highlight), (self.detail_name, self.show))
+        starred, detail = (None if name is None else int(benchmark.rows_of([name])[0])
+                           for name in (self.highlight_name, self.detail_name))
         self.bench, self.feature = bench, kind
         self.benchmark, self.embedding = benchmark, embeddings[kind]
-        self._draw_points()
+        self._draw_points(starred if starred is not None and starred >= 0 else None)
         self.select([])
         n, total = len(self.embedding.rows), len(benchmark)
         left = (f" (the other {total - n:,} have an invalid Fisher spectrum)"
                 if n < total else "")
         self._say(f"{bench}: {n:,} of {total:,} functions embedded by {LABELS[kind]}{left}."
                   f"{note} Click a point, find a function by name, or lasso a group.")
-        for name, action in keep:  # the same function, in this benchmark
-            if name is not None:
-                row = int(benchmark.rows_of([name])[0])
-                action(row if row >= 0 else None)
+        if detail is not None:  # the same function, in this benchmark
+            self.show(detail if detail >= 0 else None)
 
     def _hover(self, rows: np.ndarray) -> list[str]:
         table = self.benchmark.table
         return [f"<b>{html.escape(table['fn_name'].iloc[r])}</b><br>validation accuracy "
                 f"{_fmt(table['val_acc'].iloc[r])}" for r in rows]
 
-    def _draw_points(self) -> None:
+    def _draw_points(self, starred: int | None) -> None:
+        """Draw the current embedding, with a star on row ``starred`` (``None``: none)."""
         emb, table = self.embedding, self.benchmark.table
         acc = table["val_acc"].to_numpy(dtype=np.float64)[emb.rows]
         finite = acc[np.isfinite(acc)]
         low = float(finite.min()) if len(finite) else 0.0
-        with self.figure.batch_update():
-            points = self.figure.data[0]
-            points.x, points.y = emb.coords[:, 0].tolist(), emb.coords[:, 1].tolist()
-            points.marker.color = np.where(np.isfinite(acc), acc, low).tolist()
-            points.text = self._hover(emb.rows)
-            points.selectedpoints = None
-        self.figure.layout.title = {
+        figure = go.Figure(self.figure)
+        points = figure.data[0]
+        points.x, points.y = emb.coords[:, 0].tolist(), emb.coords[:, 1].tolist()
+        points.marker.color = np.where(np.isfinite(acc), acc, low).tolist()
+        points.text = self._hover(emb.rows)
+        points.selectedpoints = None
+        figure.layout.title = {
             "text": f"{self.bench}: {LABELS[emb.kind]} embedding, {len(emb.rows):,} functions "
                     "(colour: validation accuracy)", "font": {"size": 14}}
-        self._highlight(None)  # publishes the figure
+        figure.layout.xaxis.autorange = figure.layout.yaxis.autorange = True  # new coordinates
+        self._highlight(starred, figure)
 
     # ------------------------------------------------------------------------- handlers
     @_reported
@@ -488,21 +500,23 @@ class Inspector:
             "title": {"text": CDF_TITLE + invalid, "font": {"size": 12}}}}
         _show(self.cdf_output, self.cdf_plot)
 
-    def _highlight(self, row: int | None) -> None:
-        """Star the current benchmark's row ``row`` on the plot (``None``: remove the star)."""
-        star = self.figure.data[1]
+    def _highlight(self, row: int | None, figure: go.Figure | None = None) -> None:
+        """Star the current benchmark's row ``row`` on the plot (``None``: remove the star)
+        and show the plot anew (:meth:`_renew_figure`); ``figure``: the figure to star
+        instead of the one shown (a redraw's)."""
+        figure = go.Figure(self.figure) if figure is None else figure
+        star = figure.data[1]
         pos = -1 if row is None else self.embedding.position(row)
-        with self.figure.batch_update():
-            if pos < 0:
-                star.x, star.y, star.text, star.name = [], [], [], "search"
-                star.showlegend = False
-            else:
-                star.x, star.y = [float(self.embedding.coords[pos, 0])], \
-                    [float(self.embedding.coords[pos, 1])]
-                star.text = self._hover(np.array([row]))
-                star.name = f"★ {self.embedding.names[pos]}"
-                star.showlegend = True
-        _publish(self.figure)
+        if pos < 0:
+            star.x, star.y, star.text, star.name = [], [], [], "search"
+            star.showlegend = False
+        else:
+            star.x, star.y = [float(self.embedding.coords[pos, 0])], \
+                [float(self.embedding.coords[pos, 1])]
+            star.text = self._hover(np.array([row]))
+            star.name = f"\u2605 {self.embedding.names[pos]}"
+            star.showlegend = True
+        self._renew_figure(figure)
         self.highlight_name = None if pos < 0 else self.embedding.names[pos]
 
     @_reported

@@ -326,6 +326,30 @@ class InspectorPage:
             arg=[before, name], polling="raf", timeout=self.timeout_ms)
         return self.message()
 
+    def plot_title(self) -> str:
+        """The main plot's title as drawn ("" before the plot is)."""
+        title = self.page.locator(".aq-plot .gtitle")
+        return (title.first.text_content() or "").strip() if title.count() else ""
+
+    def switch_feature(self, label: str) -> float:
+        """Click the feature button ``label`` ("FIM", "outputs" or "both") and wait until the
+        plot is redrawn with that embedding (its title names it); seconds taken. Raises
+        ``TimeoutError`` with the title and the message line when it is not."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        start = time.perf_counter()
+        self.page.locator(".aq-feature button", has_text=label).click()
+        try:
+            self.page.wait_for_function(
+                "(text) => { const e = document.querySelector('.aq-plot .gtitle');"
+                " return e !== null && e.textContent.includes(text); }",
+                arg=f": {label} embedding", polling="raf", timeout=self.timeout_ms)
+        except PlaywrightTimeout as err:
+            raise TimeoutError(f"the plot was not redrawn with the {label} embedding within "
+                               f"{self.timeout_ms / 1000:.0f} s; title: {self.plot_title()!r}; "
+                               f"message: {self.message()!r}") from err
+        return time.perf_counter() - start
+
     def star_label(self) -> str:
         """The legend entry of the star (``★ <name>``), "" when there is no star."""
         if not self.page.locator(self.STAR).count():

@@ -104,6 +104,28 @@ def test_first_view_draws_embedded_functions_coloured_by_accuracy(inspector):
     assert len(inspector.figure._widget_data[0]["x"]) == len(NAMES) - 1
 
 
+def test_a_star_shows_a_new_figure_widget_and_keeps_the_zoom(inspector):
+    """The plot is never edited in place (README, "Known problems"): a search puts a new
+    FigureWidget into the plot's box, drawn whole from its own synced state, and closes the
+    old one; a zoom the user set (synced from the page into the layout) is kept, and a
+    redraw on another embedding lets the axes fit the new coordinates again."""
+    old = inspector.figure
+    old.layout.xaxis.range = [0.5, 2.5]  # what a zoom in the page syncs back
+    inspector.search("tanh(x)")
+    new = inspector.figure
+    assert new is not old and inspector.plot.children == (new,)
+    assert old.comm is None and new.comm is not None  # the old widget is closed
+    assert [t["name"] for t in new._widget_data] == ["functions", "\u2605 tanh(x)"]
+    assert len(new._widget_data[0]["x"]) == len(NAMES) - 1
+    assert tuple(new.layout.xaxis.range) == (0.5, 2.5)
+    # the handlers are wired to the new widget's traces
+    assert new.data[0]._click_callbacks and new.data[1]._click_callbacks
+    inspector.feature_select.value = "fim"  # a redraw: one new widget, the star kept
+    assert inspector.figure.layout.xaxis.autorange is True
+    pos = inspector.embedding.position(inspector.benchmark.rows_of(["tanh(x)"])[0])
+    assert inspector.figure._widget_data[1]["x"] == [inspector.embedding.coords[pos, 0]]
+
+
 def test_click_opens_the_detail_panel(inspector):
     row = inspector.click(index_of(inspector, RELU))
     assert row == NAMES.index(RELU) and inspector.detail_name == RELU
