@@ -16,19 +16,20 @@ PACKAGE = ROOT / "aquasurf_core"
 
 #: Each top-level part of the package and the parts it may import (besides itself). The
 #: stages follow the paper's flow: space -> models -> features -> training -> bench ->
-#: embedding -> search -> figures; infrastructure (paths, storage, paper) is below everything;
-#: export, pipeline and cli are above.
+#: embedding -> search -> figures; infrastructure (paths, storage, paper, machine) is below
+#: everything; export, pipeline and cli are above.
 ALLOWED = {
     "paths": set(),
     "storage": set(),
     "paper": set(),
+    "machine": set(),
     "space": {"paths", "storage"},
     "models": {"space"},
     "features": {"space", "models"},
     "training": {"paths", "space", "models"},
-    "bench": {"paths", "storage", "space", "models", "features", "training"},
-    "embedding": {"paths", "storage", "space", "features", "bench"},
-    "search": {"paths", "storage", "space", "models", "features", "training", "bench",
+    "bench": {"paths", "storage", "machine", "space", "models", "features", "training"},
+    "embedding": {"paths", "storage", "machine", "space", "features", "bench"},
+    "search": {"paths", "storage", "machine", "space", "models", "features", "training", "bench",
                "embedding"},
     "figures": {"paper", "space", "models", "features", "training", "bench", "embedding",
                 "search"},

@@ -54,6 +54,7 @@ from aquasurf_core.bench.ledger import Ledger, default_ledger_path, utc_now
 from aquasurf_core.bench.table import Benchmark, make_table, save_benchmark, shipped_dir
 from aquasurf_core.features.fim import DEFAULT_BATCH_SIZE, FimLayout, Invalidity, invalidity_counts
 from aquasurf_core.features.outputs import output_features
+from aquasurf_core.machine import describe_machine
 from aquasurf_core.space.schemas import THREE_NODE_SCHEMA
 from aquasurf_core.training.recipes import Recipe, get_recipe
 from aquasurf_core.training.results import RunResult
@@ -285,8 +286,7 @@ def median_run(runs: pd.DataFrame) -> pd.Series:
 def _machine() -> dict:
     import torch
 
-    return {"platform": platform.platform(), "processor": platform.processor() or
-            platform.machine(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
+    return {**describe_machine(), "platform": platform.platform(),
             "torch": torch.__version__, "numpy": np.__version__, "pandas": pd.__version__,
             "device": "cpu"}
 

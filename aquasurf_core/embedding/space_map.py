@@ -46,6 +46,7 @@ import pandas as pd
 
 from aquasurf_core.embedding.umap_models import OUTPUT_SETTINGS, UmapSettings, load_umap
 from aquasurf_core.features.outputs import OUTPUT_CLIP, clean_outputs
+from aquasurf_core.machine import describe_machine
 from aquasurf_core.space.baselines import BASELINES
 from aquasurf_core.space.names import canonical_name
 from aquasurf_core.storage import atomic_directory, file_entry, first_file_problem
@@ -162,8 +163,7 @@ def fit_space_map(store, *, pca_components: int | None = 50,
         "seconds": {"projection": round(projected_s, 1), "total": round(seconds, 1)},
         "versions": {"umap": umap.__version__, "torch": torch.__version__,
                      "numpy": np.__version__, "python": platform.python_version()},
-        "machine": {"system": platform.system(), "machine": platform.machine(),
-                    "cpus": os.cpu_count()},
+        "machine": describe_machine(),
     }
     return SpaceMap(coords, manifest)
 

@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 
+from aquasurf_core.machine import describe_machine
 from aquasurf_core.search.engine import (
     export_results,
     final_ledger_path,
@@ -67,22 +67,6 @@ class ShippedSearch:
         """The search's own evaluations (phase "search"), in the order they finished."""
         runs = self.results[self.results["phase"] == "search"]
         return runs.sort_values("order").reset_index(drop=True)
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def _machine() -> dict:
-    return {"system": platform.system(), "machine": platform.machine(), "cpu": _cpu_model(),
-            "cpus": os.cpu_count(), "python": platform.python_version()}
 
 
 def ship_search(ledger_path: str | os.PathLike, target: str | os.PathLike, *,
@@ -129,7 +113,7 @@ def ship_search(ledger_path: str | os.PathLike, target: str | os.PathLike, *,
         "format": SHIPPED_FORMAT, "task": config.get("task"), "config": config,
         "status": {k: v for k, v in status.items() if k != "ledger"},
         "versions": [v for v in versions if v],  # the check run of ReLU records none
-        "machine": _machine(),
+        "machine": describe_machine(),
         "command": command, "sessions": len(sessions),
         "seconds": {"search": (round(max(finished) - started, 1)
                                if finished and started is not None else None)},
