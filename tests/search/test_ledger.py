@@ -80,6 +80,7 @@ while True:
     if not batch:
         break
     got += [c for c, _ in batch]
+    time.sleep(0.002)  # the work a real claimant does between claims
 print(json.dumps(got), flush=True)
 """
 
@@ -87,9 +88,10 @@ print(json.dumps(got), flush=True)
 @pytest.mark.parametrize("claimants", [2, 8])
 def test_concurrent_claimants_never_share_a_function(tmp_path, claimants):
     path = tmp_path / "l.sqlite"
-    # enough functions that claiming them all takes far longer than a claimant's start-up
-    # (about 0.3 s at 12,000 claims/s): on a loaded machine 600 could all go to one process
-    n = 4000
+    # Each claimant pauses between claims, as real ones do (they compute features): without
+    # it, one process can take every claim while the other sleeps in SQLite's busy-wait
+    # back-off (seen once in 4,000 claims with 2 claimants). All start before anyone claims.
+    n = 1000
     with SearchLedger(path) as ledger:
         ledger.add_functions([f"g{i}(x)" for i in range(n)], seed=1)
     go = tmp_path / "go"
