@@ -307,7 +307,7 @@ def ablation_table(results: pd.DataFrame, baseline: str) -> pd.DataFrame:
     """KNR variants against a baseline variant (``results["feature"]`` names the variant, e.g.
     ``"both, 5-D"``), per benchmark: mean AUC and final best with 95% intervals, and the paired
     AUC difference to ``baseline`` on common trials with a two-sided Wilcoxon test,
-    Holm-corrected over the table."""
+    Holm-corrected over the table (p-values to two significant digits)."""
     aucs = auc_table(results)
     rows, pvalues = [], []
     for (bench, variant), group in aucs.groupby(["benchmark", "feature"], sort=False):
@@ -332,5 +332,6 @@ def ablation_table(results: pd.DataFrame, baseline: str) -> pd.DataFrame:
     adjusted = np.full(len(pvalues), np.nan)
     if tested.any():
         adjusted[tested] = holm(np.asarray(pvalues)[tested])
-    table["p (Holm)"] = adjusted
+    # two significant digits: what a p-value means does not hang on the third
+    table["p (Holm)"] = [float(f"{p:.2g}") if np.isfinite(p) else p for p in adjusted]
     return table

@@ -106,3 +106,5 @@ def test_figure6_and_ablation_table():
     variant = table[(table["benchmark"] == "a") & (table["variant"] == "variant")].iloc[0]
     assert variant["ΔAUC vs baseline"] < 0 and variant["p (Holm)"] < 0.05
     assert np.isnan(table[table["variant"] == "base"]["p (Holm)"]).all()
+    tested = table["p (Holm)"].dropna()
+    assert len(tested) and all(p == float(f"{p:.2g}") for p in tested)  # two digits
