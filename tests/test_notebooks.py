@@ -12,16 +12,11 @@ import pytest
 
 from aquasurf_core.pipeline import NOTEBOOKS, NOTEBOOKS_DIR, output_paths, run_pipeline
 
-# TODO(lead): set to False once every registered notebook is written; a registered notebook
-# that does not exist then fails here (the runner itself always refuses one).
-ALLOW_NOT_YET_WRITTEN = False
-
 
 @pytest.mark.slow
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
 def test_notebook_runs_under_smoke_profile(notebook, tmp_path):
-    if ALLOW_NOT_YET_WRITTEN and not (NOTEBOOKS_DIR / notebook.filename).is_file():
-        pytest.skip(f"{notebook.filename} is registered but not written yet")
+    assert (NOTEBOOKS_DIR / notebook.filename).is_file(), f"{notebook.filename} is missing"
     manifest = run_pipeline("smoke", only=[notebook.filename], output_root=tmp_path,
                             progress=False)
     runs_dir, figures_dir = output_paths("smoke", tmp_path)
