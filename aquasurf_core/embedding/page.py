@@ -298,19 +298,27 @@ class InspectorPage:
                                         t => t.endsWith(name + ': invalid spectrum'))))); }""",
             arg=[name, whole], polling="raf", timeout=self.timeout_ms)
 
-    def central_points(self, k: int) -> list[int]:
-        """Indices of the ``k`` points nearest the middle of the plot area (away from the
-        toolbar, the legend and the colour bar)."""
+    def central_points(self, k: int, min_gap: float = 15.0) -> list[int]:
+        """Indices of ``k`` points near the middle of the plot area (away from the toolbar,
+        the legend and the colour bar), nearest first, each at least ``min_gap`` pixels from
+        the others chosen: points on top of each other would show one function twice."""
         return self.page.evaluate(
-            """([sel, k]) => {
+            """([sel, k, gap]) => {
               const boxes = Array.from(document.querySelectorAll(sel),
                                        p => p.getBoundingClientRect());
               const xs = boxes.map(b => b.x + b.width / 2), ys = boxes.map(b => b.y + b.height / 2);
               const cx = (Math.min(...xs) + Math.max(...xs)) / 2;
               const cy = (Math.min(...ys) + Math.max(...ys)) / 2;
-              const d = xs.map((x, i) => [(x - cx) ** 2 + (ys[i] - cy) ** 2, i]);
-              return d.sort((a, b) => a[0] - b[0]).slice(0, k).map(p => p[1]); }""",
-            [self.POINTS, k])
+              const order = xs.map((x, i) => [(x - cx) ** 2 + (ys[i] - cy) ** 2, i])
+                              .sort((a, b) => a[0] - b[0]).map(p => p[1]);
+              const chosen = [];
+              for (const i of order) {
+                if (chosen.length === k) break;
+                if (chosen.every(j => (xs[i] - xs[j]) ** 2 + (ys[i] - ys[j]) ** 2 >= gap * gap))
+                  chosen.push(i);
+              }
+              return chosen; }""",
+            [self.POINTS, k, min_gap])
 
     def search(self, name: str) -> str:
         """Type ``name`` in the search box, press Enter and return the message that answers

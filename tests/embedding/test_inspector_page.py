@@ -116,6 +116,7 @@ def test_page_in_headless_chromium(chromium, inspect_url, tmp_path):
             assert "functions embedded by both" in driver.message()
 
             # a click opens the detail panel of the point under the mouse (its hover label)
+            clicked = []
             for index in driver.central_points(3):
                 name, title_s, full_s = driver.click_point(index)
                 print(f"click -> detail: {title_s:.3f} s (curve and CDFs drawn: {full_s:.3f} s)"
@@ -124,6 +125,8 @@ def test_page_in_headless_chromium(chromium, inspect_url, tmp_path):
                 assert name in page.locator(".aq-curve .gtitle").text_content()
                 accuracy = page.locator(".aq-accuracy").inner_text()
                 assert all(bench in accuracy for bench in ("cnn", "resnet", "vit"))
+                clicked.append(name)
+            assert len(set(clicked)) == 3  # three points apart: three functions
 
             # a name found by its outputs: the kernel stars it, and its detail is shown
             message = driver.search("relu(x)")
