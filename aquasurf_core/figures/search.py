@@ -176,11 +176,11 @@ def results_table(results: pd.DataFrame, reference: Mapping[str, Mapping[str, fl
     rows, seen = [], set()
     for (bench, method, feature), group in results.groupby(["benchmark", "method", "feature"],
                                                            sort=False):
-        if (bench, _label(method, feature)) in seen:
+        name = _label(method, feature)
+        if (bench, name) in seen:
             continue  # random search does not depend on the feature: one row per benchmark
-        seen.add((bench, _label(method, feature)))
-        row = {"benchmark": bench, "method": _label(method, feature),
-               "trials": group["trial"].nunique()}
+        seen.add((bench, name))
+        row = {"benchmark": bench, "method": name, "trials": group["trial"].nunique()}
         for n in checkpoints:
             at = group[group["step"] == min(n, budget)]["best_val_so_far"]
             mean, lo, hi = _t_interval(at.to_numpy())
