@@ -85,6 +85,8 @@ def _space_map(args: argparse.Namespace) -> int:
     from aquasurf_core.space.schemas import FOUR_NODE_SCHEMAS, THREE_NODE_SCHEMA
     from aquasurf_core.space.store import SpaceStoreError, build_space
 
+    if args.limit is not None and args.limit < 1:
+        return _error("space map", ValueError(f"--limit must be >= 1, got {args.limit}"))
     out = args.out or (shipped_map_dir() if args.space == "4-node" else None)
     if out is None:
         return _error("space map", ValueError("--out is required for the 3-node map (only the "
@@ -217,7 +219,7 @@ def _search_status(args: argparse.Namespace) -> int:
         path = _existing_ledger(args)
     except FileNotFoundError as err:
         return _error("search status", err)
-    with SearchLedger(path) as ledger:
+    with SearchLedger(path, readonly=True) as ledger:
         print(json.dumps(search_status(ledger), indent=2, default=str))
     return 0
 
@@ -230,14 +232,20 @@ def _search_export(args: argparse.Namespace) -> int:
         path = _existing_ledger(args)
     except FileNotFoundError as err:
         return _error("search export", err)
-    with SearchLedger(path) as ledger:
+    import io
+
+    from aquasurf_core.storage import atomic_write_bytes, atomic_write_text
+
+    with SearchLedger(path, readonly=True) as ledger:
         table = export_results(ledger)
     if args.out is None:
         print(table.to_csv(index=False), end="")
-    elif str(args.out).endswith(".parquet"):
-        table.to_parquet(args.out, index=False)
+    elif str(args.out).endswith(".parquet"):  # replaced atomically: never a file cut mid-row
+        buffer = io.BytesIO()
+        table.to_parquet(buffer, index=False)
+        atomic_write_bytes(args.out, buffer.getvalue())
     else:
-        table.to_csv(args.out, index=False)
+        atomic_write_text(args.out, table.to_csv(index=False))
     return 0
 
 
@@ -263,9 +271,10 @@ def _search_compare(args: argparse.Namespace) -> int:
 
 def _search_ship(args: argparse.Namespace) -> int:
     from aquasurf_core.paths import shipped_data_dir
+    from aquasurf_core.search.engine import check_path_name
     from aquasurf_core.search.shipped import ShippedSearchError, ship_search
 
-    out = args.out or shipped_data_dir("searches", args.task)
+    out = args.out or shipped_data_dir("searches", check_path_name(args.task))
     try:
         target = ship_search(_ledger_for(args), out, command=args.command)
     except (FileNotFoundError, FileExistsError, ShippedSearchError, ValueError) as err:
@@ -466,9 +475,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The failures a user can fix (a missing, damaged or wrong-kind file, a read-only or full disk,
+#: an unreachable scheduler, a bad value): one line naming the problem, exit 2, no traceback.
+EXPECTED_FAILURES: tuple[type[BaseException], ...] = (OSError, ValueError, LookupError,
+                                                      TimeoutError)
+
+
+def _expected_failures() -> tuple[type[BaseException], ...]:
+    import sqlite3
+
+    return (*EXPECTED_FAILURES, sqlite3.Error)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    command = " ".join(str(v) for k, v in vars(args).items()
+                       if k == "command" or k.endswith("_command"))
+    try:
+        return int(args.func(args))
+    except _expected_failures() as err:
+        return _error(command, f"{type(err).__name__}: {err}" if isinstance(err, OSError)
+                      and not str(err) else err)
 
 
 if __name__ == "__main__":

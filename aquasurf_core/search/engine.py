@@ -21,9 +21,12 @@ What one search does (:func:`run_search`), the paper's recipe with our safeguard
 Faults. Every result and every feature batch is written to the ledger at once. Claiming a
 function claims its whole class in one transaction, so nothing is evaluated twice; a dask
 worker that dies has its task run again elsewhere (``retries``); a driver that is killed, even
-with ``SIGKILL``, and started again with the same ledger releases what the dead session had
-claimed and carries on: no finished evaluation lost, no function recorded twice, nothing left
-"running" by a process that is gone. The searcher itself is rebuilt from the ledger whenever
+with ``SIGKILL``, and started again with the same ledger takes back what the dead session had
+claimed once its lease expires (``lease_seconds``: a live driver renews its claims every third
+of it) and carries on: no finished evaluation lost, no function recorded twice, nothing left
+"running" by a process that is gone. Two drivers on one ledger share the work and one budget
+(counted in the ledger, in each claim's transaction) and never take each other's claims.
+Every evaluation of a search with ``seed`` N is trained and recorded with seed N. The searcher itself is rebuilt from the ledger whenever
 it is asked, so it has no state of its own to lose.
 
 Workers: a ``LocalCluster`` of single-threaded processes by default; ``scheduler_address``
@@ -50,8 +53,9 @@ from aquasurf_core.search.searcher import Searcher
 from aquasurf_core.search.tasks import Task, builtin_tasks, check_task, get_task
 from aquasurf_core.space.baselines import COATNET_BASELINES
 
-__all__ = ["EXTENDED_BASELINES", "SearchConfig", "choose_for_comparison", "compare_with_baselines",
-           "default_ledger_path", "final_ledger_path", "evaluate_job", "export_results", "features_job",
+__all__ = ["EXTENDED_BASELINES", "SearchConfig", "check_path_name", "choose_for_comparison",
+           "compare_with_baselines", "default_ledger_path", "final_ledger_path",
+           "transfer_ledger_path", "evaluate_job", "export_results", "features_job",
            "median_over_seeds", "run_search", "search_status", "space_store"]
 
 
@@ -81,12 +85,22 @@ class SearchConfig:
     #: :data:`EXTENDED_BASELINES` with it, as ``aquasurf search run --operators coatnet``
     #: does)
     operators: str = "paper"
+    #: seconds a claim lives without the driver's heartbeat (module docstring)
+    lease_seconds: float = 30.0
 
     def __post_init__(self) -> None:
-        for name in ("evaluations", "features", "feature_batch"):
+        for name, least in (("evaluations", 0), ("features", 0), ("feature_batch", 1),
+                            ("seed", 0), ("k", 1), ("retries", 0)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+        for name in ("refit_growth", "lease_seconds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                    not np.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if not self.baselines or len(set(self.baselines)) != len(self.baselines):
+            raise ValueError(f"baselines must be distinct function names, got {self.baselines!r}")
         if self.space not in ("3-node", "4-node"):
             raise ValueError(f"space must be '3-node' or '4-node', got {self.space!r}")
         if self.operators not in ("paper", "coatnet"):
@@ -171,9 +185,11 @@ def _space_names(space: str, operators: str = "paper") -> tuple[list[str], objec
     return [str(n) for n in store.unique["representative"]], store
 
 
-def _evaluated(ledger: SearchLedger, baselines: dict[int, str]) -> tuple[int, dict[int, float]]:
-    """(evaluations beyond the baselines, {class_id: val_acc} of every seed-0 result)."""
-    done = {r["class_id"]: r["val_acc"] for r in ledger.results(0)}
+def _evaluated(ledger: SearchLedger, baselines: dict[int, str],
+               seed: int = 0) -> tuple[int, dict[int, float]]:
+    """(evaluations beyond the baselines, {class_id: val_acc} of every result of the search's
+    ``seed``)."""
+    done = {r["class_id"]: r["val_acc"] for r in ledger.results(seed)}
     return sum(1 for c in done if c not in baselines), done
 
 
@@ -208,7 +224,7 @@ def _embed(run: _Run, store) -> None:
 def _next_candidate(run: _Run, running: set[int]) -> int | None:
     """Claim and return the unevaluated, unclaimed function with valid features that KNR
     predicts best (at random while there are no coordinates or no result to learn from)."""
-    _, done = _evaluated(run.ledger, run.baselines)
+    _, done = _evaluated(run.ledger, run.baselines, run.config.seed)
     names = [str(i) for i in run.coord_ids]
     if not names:
         return None
@@ -221,18 +237,68 @@ def _next_candidate(run: _Run, running: set[int]) -> int | None:
         if str(class_id) in searcher.index:
             searcher.reserve(str(class_id))
     while asked := searcher.ask():
-        if run.ledger.claim_evaluation([int(asked[0])], run.session):
+        if _claim(run, int(asked[0])):
             return int(asked[0])
+        if run.ledger.spent(run.baselines) >= run.config.evaluations:
+            return None  # the budget is used up (another driver on this ledger spent it)
         searcher.release(asked[0])
         searcher.reserve(asked[0])  # taken meanwhile: skip it
     return None
 
 
+def _claim(run: _Run, class_id: int) -> bool:
+    """Claim one function for evaluation within the search's budget (counted in the ledger)."""
+    return bool(run.ledger.claim_evaluation([class_id], run.session,
+                                            budget=run.config.evaluations,
+                                            exclude=run.baselines))
+
+
+def check_path_name(name: str, what: str = "task name") -> str:
+    """``name`` if it can be one component of a path; ``ValueError`` when it is empty, ``.``,
+    ``..`` or holds a path separator or NUL (it would write outside its folder)."""
+    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name \
+            or "\0" in name:
+        raise ValueError(f"{what} {name!r} cannot name a folder (no '/', '\\', '..' or empty)")
+    return name
+
+
 def default_ledger_path(task_name: str) -> Path:
-    """``<cache>/search/<task>/ledger.sqlite`` (:func:`aquasurf_core.paths.cache_dir`)."""
+    """``<cache>/search/<task>/ledger.sqlite`` (:func:`aquasurf_core.paths.cache_dir`);
+    ``ValueError`` for a task name that is not one path component."""
     from aquasurf_core.paths import cache_dir
 
-    return cache_dir("search", task_name, "ledger.sqlite")
+    return cache_dir("search", check_path_name(task_name), "ledger.sqlite")
+
+
+def _check_workers(workers: int, scheduler_address, client) -> None:
+    if client is None and scheduler_address is None and (
+            isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+
+
+def _check_ledger_config(ledger: SearchLedger, task_name: str, config: SearchConfig) -> None:
+    """Refuse a ledger of another task, space, operator set or seed (cheap: before any work)."""
+    stored = ledger.meta("config")
+    if stored is None:
+        return
+    if stored.get("task") != task_name:
+        raise ValueError(f"{ledger.path} belongs to a search of task {stored.get('task')!r}, "
+                         f"not {task_name!r}")
+    for key, default in (("space", "4-node"), ("operators", "paper"), ("seed", 0)):
+        if stored.get(key, default) != getattr(config, key):
+            raise ValueError(f"{ledger.path} holds a search of the {key} "
+                             f"{stored.get(key, default)!r}, not {getattr(config, key)!r}; "
+                             "resume it with its own settings or use another ledger")
+
+
+def _baseline_ids(store, baselines: Sequence[str]) -> list[int]:
+    """The class ids of ``baselines`` in the space; ``ValueError`` naming any not found."""
+    ids = [int(c) for c in store.class_of(list(baselines))]
+    missing = [n for n, c in zip(baselines, ids, strict=True) if c < 0]
+    if missing:
+        raise ValueError(f"baseline(s) {', '.join(missing)} are not functions of this space "
+                         "(or its cache is damaged); a search needs every baseline")
+    return ids
 
 
 def run_search(task: str | Task, ledger_path: str | Path, config: SearchConfig | None = None,
@@ -246,38 +312,31 @@ def run_search(task: str | Task, ledger_path: str | Path, config: SearchConfig |
     from tqdm.auto import tqdm
 
     config = config or SearchConfig()
+    _check_workers(workers, scheduler_address, client)
     task_obj = get_task(task)
     # built-in tasks travel by name (each worker builds its own); others pickled (cloudpickle)
     task_ref = task_obj.name if task_obj.name in builtin_tasks() else task_obj
-    names, store = _space_names(config.space, config.operators)
     session = uuid.uuid4().hex[:12]
     ledger = SearchLedger(ledger_path)
     try:
-        stored = ledger.meta("config")
-        if stored is not None and stored.get("task") != task_obj.name:
-            raise ValueError(f"{ledger.path} belongs to a search of task {stored.get('task')!r}")
-        for key, default in (("space", "4-node"), ("operators", "paper")):
-            if stored is not None and stored.get(key, default) != getattr(config, key):
-                raise ValueError(f"{ledger.path} holds a search of the {key} "
-                                 f"{stored.get(key, default)!r}, not {getattr(config, key)!r}; "
-                                 "resume it with its own settings or use another ledger")
-        baseline_ids = store.class_of(list(config.baselines))
-        ledger.add_functions(names, config.seed, first=[int(c) for c in baseline_ids if c >= 0])
-        released = ledger.release(keep_owner=session)
+        _check_ledger_config(ledger, task_obj.name, config)  # before the space is built
+        names, store = _space_names(config.space, config.operators)
+        baseline_ids = _baseline_ids(store, config.baselines)
+        ledger.add_functions(names, config.seed, first=baseline_ids)
+        released = ledger.release(keep_owner=session, stale_after=config.lease_seconds)
         ledger.set_meta("config", {**config.to_dict(), "task": task_obj.name,
                                    "task_info": task_obj.info, "functions": len(names)})
         sessions = ledger.meta("sessions", [])
         ledger.set_meta("sessions", [*sessions, {"session": session, "started": time.time(),
                                                  "host": socket.gethostname()}])
-        baselines = {int(c): n for c, n in zip(baseline_ids, config.baselines, strict=True)
-                     if c >= 0}
+        baselines = dict(zip(baseline_ids, config.baselines, strict=True))
         log(f"search {task_obj.name}: {len(names):,} functions in {ledger.path}; "
             f"released {released} stale claims")
         run = _Run(config, ledger, task_ref, session, baselines, log)
-        relu = int(baseline_ids[0])  # the check trains ReLU: keep it as ReLU's baseline
-        if not ledger.results(0):
+        relu = int(baseline_ids[0])  # the check trains ReLU (seed 0): keep it as ReLU's
+        if not ledger.results(config.seed):  # baseline when the search's seed is 0
             metrics = check_task(task_obj)
-            if relu >= 0 and config.baselines[0] == "relu(x)" and \
+            if config.seed == 0 and config.baselines[0] == "relu(x)" and \
                     ledger.claim_evaluation([relu], session):
                 ledger.record_result(relu, 0, metrics, seconds=0.0, worker="check",
                                      session=session)
@@ -292,7 +351,7 @@ def run_search(task: str | Task, ledger_path: str | Path, config: SearchConfig |
                     for future in run.pending:
                         future.cancel()
         finally:
-            ledger.release(keep_owner=None)
+            ledger.release_own(session)
         return search_status(ledger)
     finally:
         ledger.close()
@@ -311,7 +370,7 @@ def _submit_features(run: _Run, client) -> bool:
 def _submit_evaluation(run: _Run, client, class_id: int) -> None:
     run.ledger.start(class_id, run.session)
     future = client.submit(evaluate_job, run.task_ref, class_id, run.ledger.name_of(class_id),
-                           0, pure=False, retries=run.config.retries)
+                           run.config.seed, pure=False, retries=run.config.retries)
     run.pending[future] = ("evaluation", class_id)
 
 
@@ -322,7 +381,7 @@ def _fill(run: _Run, client, slots: int, done: dict, running: set[int], store) -
         evaluated = sum(1 for c in done if c not in run.baselines)
         in_flight = evaluated + sum(1 for c in running if c not in run.baselines)
         todo = [c for c in run.baselines if c not in done and c not in running]
-        if todo and ledger.claim_evaluation([todo[0]], run.session):
+        if todo and _claim(run, todo[0]):
             _submit_evaluation(run, client, todo[0])
             running.add(todo[0])
             continue
@@ -362,20 +421,29 @@ def _record(run: _Run, kind: str, result: dict) -> int:
 
 def _loop(run: _Run, store, client, slots: int, progress: bool, tqdm, wait, first) -> None:
     config, ledger = run.config, run.ledger
-    evaluated, _ = _evaluated(ledger, run.baselines)
+    beat = config.lease_seconds / 3
+    evaluated, _ = _evaluated(ledger, run.baselines, config.seed)
     bar_f = tqdm(total=config.features, desc="features", unit="fn", disable=not progress,
                  initial=min(config.features, ledger.feature_counts()[0]))
     bar_e = tqdm(total=config.evaluations, desc="evaluations", unit="fn",
                  disable=not progress, initial=min(config.evaluations, evaluated))
     while True:
-        evaluated, done = _evaluated(ledger, run.baselines)
+        ledger.heartbeat(run.session)
+        ledger.release(keep_owner=run.session, stale_after=config.lease_seconds)
+        evaluated, done = _evaluated(ledger, run.baselines, config.seed)
         running = {p for kind, p in run.pending.values() if kind == "evaluation"}
         if evaluated >= config.evaluations and not (running - set(run.baselines)):
             break
         _fill(run, client, slots, done, running, store)
         if not run.pending:
+            if ledger.claims_of_others(run.session) and evaluated < config.evaluations:
+                time.sleep(beat)  # another driver's claims: wait for them (or their lease)
+                continue
             break
-        finished, _ = wait(list(run.pending), return_when=first)
+        try:
+            finished, _ = wait(list(run.pending), timeout=beat, return_when=first)
+        except TimeoutError:  # dask raises the built-in one
+            continue  # nothing finished: renew the lease and look again
         for future in finished:
             kind, _ = run.pending.pop(future)
             gained = _record(run, kind, future.result())
@@ -391,7 +459,8 @@ def search_status(ledger: SearchLedger) -> dict:
     search, seed 0), runs (every seed, including comparisons), failed, the best so far, and
     throughput (features per second and evaluations per minute over the
     recorded times)."""
-    results = ledger.results(0)
+    seed = int((ledger.meta("config") or {}).get("seed", 0))
+    results = ledger.results(seed)
     valid = [r for r in results if np.isfinite(r["val_acc"])]
     best = max(valid, key=lambda r: r["val_acc"]) if valid else None
     times = ledger.feature_times()
@@ -443,6 +512,7 @@ def transfer_ledger_path(ledger_path: str | Path, task: str) -> Path:
     """Where a search's discoveries trained on another ``task`` go (Table 2): beside the
     search's ledger, ``<stem>-transfer-<task>.sqlite``."""
     ledger_path = Path(ledger_path)
+    task = check_path_name(task)
     return ledger_path.with_name(f"{ledger_path.stem}-transfer-{task}{ledger_path.suffix}")
 
 
@@ -464,16 +534,27 @@ def compare_with_baselines(task: str | Task, ledger_path: str | Path, *, top: in
     :func:`transfer_ledger_path`. Raises ``ValueError`` when both are given."""
     if final_task is not None and transfer_task is not None:
         raise ValueError("give final_task or transfer_task, not both")
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise ValueError(f"top must be an integer >= 1, got {top!r}")
+    seeds = list(seeds)
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds) \
+            or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct integers >= 0, got {seeds!r}")
+    _check_workers(workers, scheduler_address, client)
+    search_task = get_task(task).name
     other = final_task if final_task is not None else transfer_task
     task_obj = get_task(other if other is not None else task)
     task_ref = task_obj.name if task_obj.name in builtin_tasks() else task_obj
-    with SearchLedger(ledger_path) as ledger:
+    with SearchLedger(ledger_path, readonly=True) as ledger:
         config = ledger.meta("config") or {}
+        if config.get("task") != search_task:
+            raise ValueError(f"{ledger.path} holds a search of task {config.get('task')!r}, "
+                             f"not {search_task!r}; compare it with --task "
+                             f"{config.get('task')} or name the ledger of {search_task}")
         names, store = _space_names(config.get("space", "4-node"),
                                     config.get("operators", "paper"))
         baseline_names = list(config.get("baselines", SearchConfig().baselines))
-        baselines = {int(c): n for c, n in zip(store.class_of(baseline_names), baseline_names,
-                                               strict=True) if c >= 0}
+        baselines = dict(zip(_baseline_ids(store, baseline_names), baseline_names, strict=True))
         chosen = choose_for_comparison(export_results(ledger), baselines, top,
                                        seed=int(config.get("seed", 0)))
     if other is None:
@@ -484,6 +565,10 @@ def compare_with_baselines(task: str | Task, ledger_path: str | Path, *, top: in
         target_path, session = transfer_ledger_path(ledger_path, task_obj.name), "transfer"
     target = SearchLedger(target_path)
     try:
+        stored = target.meta("config")
+        if other is not None and stored is not None and stored.get("task") != task_obj.name:
+            raise ValueError(f"{target.path} holds runs of task {stored.get('task')!r}, not "
+                             f"{task_obj.name!r}")
         if other is not None:
             target.add_functions(names, int(config.get("seed", 0)))
             target.set_meta("config", {**config, "task": task_obj.name,

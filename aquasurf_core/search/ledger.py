@@ -21,10 +21,18 @@ Claims
 ------
 Claiming takes rows by status in one ``BEGIN IMMEDIATE`` transaction, so two claimants -- threads
 or processes -- never get the same function; a class is one row, so claiming it claims every
-name of the class. Each claim records its ``owner`` (a session id). When a driver starts it
-calls :meth:`SearchLedger.release` for claims of other sessions: whatever a process that is gone
-left ``featuring`` goes back to ``new``, and ``queued``/``running`` back to ``features`` (or
-``new``), so nothing stays claimed by a dead process. Finished results are never touched.
+name of the class. Each claim records its ``owner`` (a session id) and is a *lease*: the owner
+renews it (:meth:`SearchLedger.heartbeat`) while it lives, and another session may take it back
+(:meth:`SearchLedger.release`) only once it has not been renewed for ``stale_after`` seconds --
+whatever a process that is gone left ``featuring`` goes back to ``new``, and
+``queued``/``running`` back to ``features`` (or ``new``), so nothing stays claimed by a dead
+process, and a live driver's claims are never taken from it. A session gives back its own claims
+with :meth:`SearchLedger.release_own`. The evaluation budget is counted in the ledger, in the
+claim's own transaction (``budget`` of :meth:`SearchLedger.claim_evaluation`), so two drivers on
+one ledger together never exceed it. Finished results are never touched.
+
+Opening with ``readonly=True`` (``mode=ro``) never writes, not even the schema; a file that is a
+SQLite database of another kind (a benchmark ledger, say) is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -43,7 +51,10 @@ import numpy as np
 if TYPE_CHECKING:  # the ledger itself stays light to import (no torch)
     from aquasurf_core.features.fim import Invalidity
 
-__all__ = ["STATUSES", "SearchLedger"]
+__all__ = ["LEASE_SECONDS", "STATUSES", "SearchLedger"]
+
+#: How long a claim lives without a heartbeat before another session may release it.
+LEASE_SECONDS = 30.0
 
 STATUSES = ("new", "featuring", "features", "queued", "running", "done", "failed")
 LEDGER_FORMAT = 1
@@ -70,19 +81,36 @@ class SearchLedger:
     """The ledger at ``path`` (created when missing). Methods that change it are single
     transactions; see the module docstring for statuses and claims."""
 
-    def __init__(self, path: str | os.PathLike, *, timeout: float = 60.0):
+    def __init__(self, path: str | os.PathLike, *, timeout: float = 60.0,
+                 readonly: bool = False):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None,
-                                  check_same_thread=False)
+        self.readonly = readonly
+        if readonly:
+            if not self.path.is_file():
+                raise FileNotFoundError(f"no search ledger at {self.path}")
+            self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                      timeout=timeout, isolation_level=None,
+                                      check_same_thread=False)
+        else:
+            if self.path.is_dir():
+                raise ValueError(f"{self.path}: is a directory, not a search ledger")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None,
+                                      check_same_thread=False)
         try:
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(_SCHEMA)
+            tables = {name for (name,) in self.db.execute(
+                "SELECT name FROM sqlite_master WHERE type='table'")}
+            if (tables or readonly) and not {"meta", "functions", "results"} <= tables:
+                raise ValueError("it is not a search ledger (tables: "
+                                 f"{', '.join(sorted(tables)) or 'none'})")
+            if not readonly:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.executescript(_SCHEMA)
             found = self.meta("format")
             if found is not None and found != LEDGER_FORMAT:
                 raise ValueError(f"ledger format {found}, this version reads {LEDGER_FORMAT}")
-            if found is None:
+            if found is None and not readonly:
                 self.set_meta("format", LEDGER_FORMAT)
         except (sqlite3.DatabaseError, ValueError) as err:
             self.db.close()
@@ -115,17 +143,17 @@ class SearchLedger:
         """Fill an empty ledger with the space's unique functions (``class_id`` = index in
         ``names``) in a random feature order drawn with ``seed``, the class ids ``first`` (the
         baselines) ahead of all others. Refuses a ledger that already holds another list."""
-        count = self.count()
-        if count:
-            if count != len(names) or self.name_of(0) != names[0] or \
-                    self.name_of(len(names) - 1) != names[-1]:
-                raise ValueError(f"{self.path} holds another space ({count} functions, "
-                                 f"requested {len(names)})")
-            return
         rank = np.random.default_rng(seed).permutation(len(names))
         for position, class_id in enumerate(first):
             rank[int(class_id)] = position - len(first)
-        with self._write():
+        with self._write():  # counted and filled in one transaction: two drivers may start
+            count = self.count()
+            if count:
+                if count != len(names) or self.name_of(0) != names[0] or \
+                        self.name_of(len(names) - 1) != names[-1]:
+                    raise ValueError(f"{self.path} holds another space ({count} functions, "
+                                     f"requested {len(names)})")
+                return
             self.db.executemany("INSERT INTO functions (class_id, name, rank) VALUES (?,?,?)",
                                 ((i, str(n), int(r)) for i, (n, r) in enumerate(zip(
                                     names, rank, strict=True))))
@@ -162,18 +190,52 @@ class SearchLedger:
                                 ((owner, time.time(), c) for c, _ in rows))
         return [(int(c), n) for c, n in rows]
 
-    def claim_evaluation(self, class_ids: Iterable[int], owner: str) -> list[int]:
+    def claim_evaluation(self, class_ids: Iterable[int], owner: str, *,
+                         budget: int | None = None, exclude: Iterable[int] = ()) -> list[int]:
         """The given functions that are free (``new`` or ``features``), now ``queued`` by
-        ``owner``; the others (claimed, evaluated) are left alone and not returned."""
+        ``owner``; the others (claimed, evaluated) are left alone and not returned.
+
+        With ``budget``, a function not in ``exclude`` (the baselines) is claimed only while
+        fewer than ``budget`` functions outside ``exclude`` are queued, running, done or
+        failed, counted in the same transaction, so concurrent drivers share one budget."""
         claimed = []
+        exclude = {int(c) for c in exclude}
         with self._write():
+            spent = None if budget is None else self.spent(exclude)
             for c in class_ids:
+                counted = spent is not None and int(c) not in exclude
+                if counted and spent >= budget:
+                    continue
                 cur = self.db.execute("UPDATE functions SET status='queued', owner=?, "
                                       "claimed_at=? WHERE class_id=? AND status IN "
                                       "('new', 'features')", (owner, time.time(), int(c)))
                 if cur.rowcount:
                     claimed.append(int(c))
+                    spent = spent + 1 if counted else spent
         return claimed
+
+    def spent(self, exclude: Iterable[int] = ()) -> int:
+        """How many functions not in ``exclude`` are queued, running, done or failed (what an
+        evaluation budget counts)."""
+        exclude = sorted({int(c) for c in exclude})
+        marks = ",".join("?" * len(exclude))
+        return int(self.db.execute(
+            "SELECT COUNT(*) FROM functions WHERE status IN ('queued', 'running', 'done', "
+            "'failed')" + (f" AND class_id NOT IN ({marks})" if exclude else ""),
+            exclude).fetchone()[0])
+
+    def heartbeat(self, owner: str) -> int:
+        """Renew every claim of ``owner`` (module docstring); returns how many it holds."""
+        with self._write():
+            return int(self.db.execute(
+                "UPDATE functions SET claimed_at=? WHERE owner=? AND status IN ('featuring', "
+                "'queued', 'running')", (time.time(), owner)).rowcount)
+
+    def claims_of_others(self, owner: str) -> int:
+        """How many functions other sessions hold claimed (live or not yet expired)."""
+        return int(self.db.execute(
+            "SELECT COUNT(*) FROM functions WHERE status IN ('featuring', 'queued', 'running') "
+            "AND owner IS NOT ?", (owner,)).fetchone()[0])
 
     def start(self, class_id: int, owner: str) -> None:
         """A queued function's evaluation started."""
@@ -181,17 +243,27 @@ class SearchLedger:
             self.db.execute("UPDATE functions SET status='running' WHERE class_id=? AND "
                             "status='queued' AND owner=?", (int(class_id), owner))
 
-    def release(self, keep_owner: str | None = None) -> int:
-        """Give back every claim not held by ``keep_owner`` (module docstring); returns how
-        many functions were released."""
+    def release(self, keep_owner: str | None = None, *,
+                stale_after: float = LEASE_SECONDS) -> int:
+        """Give back every claim not held by ``keep_owner`` whose lease was last renewed more
+        than ``stale_after`` seconds ago (module docstring; ``0`` takes every other claim);
+        returns how many functions were released."""
+        cutoff = time.time() - stale_after
+        where = "(owner IS NOT ? OR ? IS NULL) AND (claimed_at IS NULL OR claimed_at <= ?)"
+        args = (keep_owner, keep_owner, cutoff)
+        return self._release(where, args)
+
+    def release_own(self, owner: str) -> int:
+        """Give back every claim of ``owner`` (a driver that stops); returns how many."""
+        return self._release("owner = ?", (owner,))
+
+    def _release(self, where: str, args: tuple) -> int:
         with self._write():
             a = self.db.execute("UPDATE functions SET status='new', owner=NULL, claimed_at=NULL "
-                                "WHERE status='featuring' AND (owner IS NOT ? OR ? IS NULL)",
-                                (keep_owner, keep_owner)).rowcount
+                                f"WHERE status='featuring' AND {where}", args).rowcount
             b = self.db.execute("UPDATE functions SET status=CASE WHEN cdf IS NULL THEN 'new' "
                                 "ELSE 'features' END, owner=NULL, claimed_at=NULL WHERE status "
-                                "IN ('queued', 'running') AND (owner IS NOT ? OR ? IS NULL)",
-                                (keep_owner, keep_owner)).rowcount
+                                f"IN ('queued', 'running') AND {where}", args).rowcount
         return int(a + b)
 
     # ---------------------------------------------------------------- recording

@@ -37,6 +37,7 @@ import json
 import os
 import platform
 import time
+import warnings
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -69,7 +70,12 @@ from aquasurf_core.space.schemas import (
     parse_schemas,
     resolve_operator_set,
 )
-from aquasurf_core.storage import atomic_directory, file_entry, first_file_problem
+from aquasurf_core.storage import (
+    atomic_directory,
+    atomic_write_text,
+    file_entry,
+    first_file_problem,
+)
 
 STORE_FORMAT = 2  # 2: representatives ignore zero/one/identity
 NAMES_FILE = "names.parquet"
@@ -77,6 +83,9 @@ UNIQUE_FILE = "unique.parquet"
 OUTPUTS_FILE = "outputs.npy"
 LINSPACE_FILE = "outputs_linspace.npy"
 MANIFEST_FILE = "manifest.json"
+#: sizes and modification times of a store's files when their checksums last matched: a cached
+#: store whose files still have them is opened without hashing again; any other is verified
+VERIFIED_FILE = "verified.json"
 DATA_FILES = (NAMES_FILE, UNIQUE_FILE, OUTPUTS_FILE, LINSPACE_FILE)
 #: Operators that make a name longer but not more complex: constants and the identity.
 TRIVIAL_OPERATORS = ("zero", "one", "identity")
@@ -451,16 +460,42 @@ def build_space(
     if target.exists() and (target / MANIFEST_FILE).exists():
         if not rebuild:
             try:
-                store = load_space(target, verify=False)
+                store = _load_verified(target)
                 if store.manifest.get("key") == key:
                     return store
-            except SpaceStoreError:
-                pass  # damaged or different: rebuild below
+                warnings.warn(f"space store {target} holds another space; rebuilding it",
+                              stacklevel=2)
+            except SpaceStoreError as err:  # damaged: say so, rebuild below
+                warnings.warn(f"{err}; rebuilding it", stacklevel=2)
     parsed = parse_schemas(schemas)
     with atomic_directory(target, marker=MANIFEST_FILE, kind="space store",
                           error=SpaceStoreError) as tmp:
         _write_store(tmp, parsed, operators, signed_zero_distinct, progress, request, key)
-    return load_space(target, verify=False)
+    return _load_verified(target)
+
+
+def _file_stats(directory: Path) -> dict[str, list[int]]:
+    return {name: [(directory / name).stat().st_size, (directory / name).stat().st_mtime_ns]
+            for name in (MANIFEST_FILE, *DATA_FILES)}
+
+
+def _load_verified(target: Path) -> SpaceStore:
+    """:func:`load_space` with checksums unless the files are as they were when they last
+    matched (:data:`VERIFIED_FILE`); records a successful verification. A file changed in place
+    gets a new modification time and is hashed again; damage that keeps the size and the time
+    (a disk's bit rot) is found only by ``load_space(path, verify=True)``."""
+    stamp = target / VERIFIED_FILE
+    try:
+        known = json.loads(stamp.read_text()) == _file_stats(target)
+    except (OSError, ValueError):
+        known = False
+    store = load_space(target, verify=not known)
+    if not known:
+        try:
+            atomic_write_text(stamp, json.dumps(_file_stats(target)))
+        except OSError:  # a read-only store: it is verified again next time
+            pass
+    return store
 
 
 def count_space(schemas: str | Iterable[str], operators: str = "paper", *,

@@ -61,7 +61,8 @@ def test_a_new_driver_releases_what_a_dead_one_left_claimed(tmp_path):
         queued = ledger.claim_evaluation([featuring[0][0], 40], "dead")
         ledger.start(40, "dead")
         mine = ledger.claim_features(2, "alive")
-        assert ledger.release(keep_owner="alive") == 2 + 2
+        assert ledger.release(keep_owner="alive") == 0  # their leases are fresh: kept
+        assert ledger.release(keep_owner="alive", stale_after=0) == 2 + 2
         assert ledger.status_of(featuring[1][0]) == "new"
         assert ledger.status_of(queued[0]) == "features" and ledger.status_of(40) == "new"
         assert all(ledger.status_of(c) == "featuring" for c, _ in mine)
@@ -112,3 +113,53 @@ def test_a_damaged_file_is_named(tmp_path):
     path.write_bytes(b"not a database" * 200)
     with pytest.raises(ValueError, match="not a usable search ledger"):
         SearchLedger(path)
+
+
+def test_leases_a_live_claim_is_never_taken_an_expired_one_is(tmp_path):
+    with SearchLedger(tmp_path / "l.sqlite") as ledger:
+        ledger.add_functions(NAMES, seed=0)
+        live = ledger.claim_features(2, "live")
+        dead = ledger.claim_features(2, "dead")
+        ledger.db.execute("UPDATE functions SET claimed_at=claimed_at-100 WHERE owner IS NOT NULL")
+        assert ledger.heartbeat("live") == 2  # the live driver renews its claims
+        assert ledger.release(keep_owner="new", stale_after=30) == 2  # only the dead one's
+        assert all(ledger.status_of(c) == "featuring" for c, _ in live)
+        assert all(ledger.status_of(c) == "new" for c, _ in dead)
+        assert ledger.release_own("live") == 2 and ledger.count("featuring") == 0
+
+
+def test_the_budget_is_counted_in_the_claim_s_transaction(tmp_path):
+    with SearchLedger(tmp_path / "l.sqlite") as ledger:
+        ledger.add_functions(NAMES, seed=0)
+        assert ledger.claim_evaluation([0, 1], "a", budget=3, exclude=[0, 1]) == [0, 1]
+        assert ledger.claim_evaluation([2, 3], "a", budget=3, exclude=[0, 1]) == [2, 3]
+        assert ledger.claim_evaluation([4, 5], "b", budget=3, exclude=[0, 1]) == [4]
+        assert ledger.claim_evaluation([6], "b", budget=3, exclude=[0, 1]) == []
+        assert ledger.spent([0, 1]) == 3
+
+
+def test_reading_never_writes_and_another_kind_of_database_is_refused(tmp_path):
+    import sqlite3
+
+    other = tmp_path / "bench.sqlite"
+    db = sqlite3.connect(other)
+    db.execute("CREATE TABLE runs (x INTEGER)")
+    db.commit()
+    db.close()
+    before = other.read_bytes()
+    for readonly in (True, False):
+        with pytest.raises(ValueError, match="not a search ledger"):
+            SearchLedger(other, readonly=readonly)
+    assert other.read_bytes() == before  # no table added
+    with pytest.raises(FileNotFoundError):
+        SearchLedger(tmp_path / "none.sqlite", readonly=True)
+    assert not (tmp_path / "none.sqlite").exists()
+    path = tmp_path / "l.sqlite"
+    with SearchLedger(path) as ledger:
+        ledger.add_functions(NAMES, seed=0)
+    stamp = path.stat().st_mtime_ns, path.read_bytes()
+    with SearchLedger(path, readonly=True) as ledger:
+        assert ledger.count() == len(NAMES)
+        with pytest.raises(Exception, match="readonly"):
+            ledger.set_meta("x", 1)
+    assert (path.stat().st_mtime_ns, path.read_bytes()) == stamp
