@@ -26,7 +26,8 @@ Two kinds of activation site are found:
 In-place operations after a replaced site could overwrite a tensor that the searched
 function's backward needs, so every module with a boolean ``inplace`` attribute that is
 ``True`` (``nn.Dropout``, ``nn.Hardsigmoid`` left out by ``types`` ...) gets ``inplace=False``;
-each such change is reported as a site of kind ``"inplace"``.
+each such change is reported as a site of kind ``"inplace"``. In-place tensor operations
+written in a ``forward`` (``x.add_(y)``, ``F.dropout(x, inplace=True)``) are left as they are.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ ACTIVATION_MODULES: tuple[type[nn.Module], ...] = (
     nn.Sigmoid, nn.LeakyReLU, nn.SELU, nn.Softplus, nn.Hardsigmoid,
 )
 
-#: Activation functions replaced where ``forward`` calls them (``types=None``).
+#: Activation functions replaced where ``forward`` calls them (``types=None``). ``F.tanh`` and
+#: ``F.sigmoid`` call the tensor methods, so their sites read ``Tensor.tanh``/``Tensor.sigmoid``.
 ACTIVATION_FUNCTIONS: tuple[Callable, ...] = (
     F.relu, F.relu_, torch.relu, torch.relu_, F.relu6, F.gelu, F.silu, F.hardswish, F.mish,
     F.elu, F.elu_, torch.selu, F.selu, F.celu, torch.tanh, F.tanh, torch.sigmoid, F.sigmoid,
@@ -264,6 +266,8 @@ def make_searchable(model: nn.Module, name: str, *, types: Iterable | None = Non
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     make = activation_factory(name, normalize)
     types_t = None if types is None else tuple(types)
+    if types_t is not None:  # F.tanh and F.sigmoid trace as the tensor methods they call
+        types_t += tuple(t.__name__ for t in types_t if t is F.tanh or t is F.sigmoid)
     names_l = None if names is None else [str(n) for n in names]
     traceable = functional is not False
     if traceable:

@@ -264,3 +264,44 @@ def test_factory_as_timm_act_layer():
     block = ConvNormAct(3, 8, 3, act_layer=activation_factory("swish(x)"))
     assert count_modules(block, ActivationFunction) == 1
     block(torch.randn(2, 3, 8, 8)).sum().backward()
+
+
+class Inner(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(4, 4)
+
+    def forward(self, x):
+        y = F.leaky_relu(self.a(x), 0.2, inplace=True)
+        return F.sigmoid(y) + y.tanh() + F.gelu(y, approximate="tanh")
+
+
+class Outer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = Inner()
+
+    def forward(self, x):
+        return torch.relu(self.inner(x)).sigmoid()
+
+
+def test_nested_calls_methods_and_extra_arguments():
+    model = Outer()
+    x = torch.randn(3, 4, requires_grad=True)
+    out, sites = make_searchable(model, "relu(x)")
+    assert [(s.name, s.original) for s in sites] == [
+        ("inner.leaky_relu", "torch.nn.functional.leaky_relu"),
+        ("inner.sigmoid", "Tensor.sigmoid"),  # F.sigmoid calls the method
+        ("inner.tanh", "Tensor.tanh"),
+        ("inner.gelu", "torch.nn.functional.gelu"),
+        ("relu", "torch.relu"),
+        ("sigmoid_1", "Tensor.sigmoid")]  # fx node names are unique in the whole graph
+    y = out(x)
+    a = torch.relu(model.inner.a(x))
+    torch.testing.assert_close(y, torch.relu(3 * a))
+    y.sum().backward()
+    assert set_activation(out, "tanh(x)") == 6
+    _, only = make_searchable(Outer(), "relu(x)", names=["inner.*"], types=["tanh", F.gelu])
+    assert [s.name for s in only] == ["inner.tanh", "inner.gelu"]
+    _, only = make_searchable(Outer(), "relu(x)", types=[F.sigmoid])
+    assert [s.name for s in only] == ["inner.sigmoid", "sigmoid_1"]
