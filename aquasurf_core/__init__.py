@@ -23,7 +23,7 @@ paper's reported numbers), :mod:`~aquasurf_core.export` (figure/table files),
 The most used names are available here directly (imported on first use, so that
 ``import aquasurf_core`` and ``aquasurf --help`` stay fast): ``parse``,
 ``ActivationFunction``, ``build_space``, ``output_features``, ``fim_features``,
-``kfac_factors``, ``build_model``, ``Benchmark``, ``load_benchmark``...
+``kfac_factors``, ``build_model``, ``make_searchable``, ``Benchmark``, ``load_benchmark``...
 """
 
 from __future__ import annotations
@@ -47,6 +47,9 @@ _EXPORTS = {
     "fim_distance": "aquasurf_core.features.fim",
     "kfac_factors": "aquasurf_core.features.fisher",
     "build_model": "aquasurf_core.models",
+    "make_searchable": "aquasurf_core.models",
+    "set_activation": "aquasurf_core.models",
+    "activation_factory": "aquasurf_core.models",
     "Benchmark": "aquasurf_core.bench.table",
     "load_benchmark": "aquasurf_core.bench.table",
     "load_actbench": "aquasurf_core.bench.actbench",

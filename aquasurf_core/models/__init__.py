@@ -5,6 +5,15 @@ Public API::
     ARCHITECTURES: dict[str, ArchSpec]
     build_model(arch, fn_name, *, seed=0, num_classes=None, normalize=False,
                 init="variance") -> nn.Module
+    activation_factory(fn_name, normalize=False) -> factory(inplace=False) -> nn.Module
+    make_searchable(model, fn_name, *, types=None, names=None, functional=None,
+                    normalize=False) -> (nn.Module, list[Site])
+    set_activation(model, fn_name, *, normalize=None) -> int
+
+Your own model (a torchvision or timm network): :func:`make_searchable` replaces its
+activation modules and functional activation calls by the searched function and lists the
+sites; :func:`set_activation` swaps the function afterwards; :func:`activation_factory` can be
+passed as torchvision's ``activation_layer=`` or timm's ``act_layer=`` (:mod:`.searchable`).
 
 Small MNIST-1D models (input ``1 x 40``; ``(N, 40)`` is accepted too), for the benchmark and
 the Fisher features on CPU:
@@ -57,11 +66,18 @@ from aquasurf_core.models.mobilevitv2 import MobileViTv2
 from aquasurf_core.models.preact_resnet import PreActResNet
 from aquasurf_core.models.resnet50 import resnet50
 from aquasurf_core.models.resnet_v2 import ResNetV2
+from aquasurf_core.models.searchable import (
+    FunctionalSitesError,
+    Site,
+    make_searchable,
+    set_activation,
+)
 from aquasurf_core.models.small_coatnet import SmallCoAtNet
 from aquasurf_core.models.small_vit import SmallMobileViT
 from aquasurf_core.space.names import canonical_name
 
-__all__ = ["ARCHITECTURES", "INITS", "ArchSpec", "build_model"]
+__all__ = ["ARCHITECTURES", "INITS", "ArchSpec", "FunctionalSitesError", "Site",
+           "activation_factory", "build_model", "make_searchable", "set_activation"]
 
 #: ``builder(act_factory, *, in_channels, num_classes) -> nn.Module``.
 Builder = Callable[..., nn.Module]

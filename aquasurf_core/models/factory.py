@@ -9,8 +9,10 @@ from torch import nn
 
 from aquasurf_core.space.activation import ActivationFunction
 
-#: Builds one new activation module per call (one module instance per activation site).
-ActivationFactory = Callable[[], nn.Module]
+#: Builds one new activation module per call (one module instance per activation site);
+#: accepts (and ignores) ``inplace=`` as torchvision's ``activation_layer`` and timm's
+#: ``act_layer`` pass it.
+ActivationFactory = Callable[..., nn.Module]
 
 
 def activation_factory(fn_name: str, normalize: bool = False) -> ActivationFactory:
@@ -20,12 +22,19 @@ def activation_factory(fn_name: str, normalize: bool = False) -> ActivationFacto
     so a bad name raises :class:`aquasurf_core.space.InvalidFunctionName` before any layer is
     built; every call then returns a deep copy, i.e. a separate module per site (sharing the
     immutable parsed tree).
+
+    The factory takes an optional ``inplace`` argument and ignores it, so it can be passed as
+    torchvision's ``activation_layer=`` (called as ``activation_layer(inplace=True)`` or with
+    no arguments) and timm's ``act_layer=``::
+
+        Conv2dNormActivation(3, 8, activation_layer=activation_factory("swish(x)"))
     """
     prototype = ActivationFunction(fn_name, normalize=normalize)
 
-    def make() -> nn.Module:
+    def make(inplace: bool = False) -> nn.Module:
         return copy.deepcopy(prototype, memo={id(prototype.tree): prototype.tree})
 
+    make.__name__ = make.__qualname__ = f"ActivationFunction[{prototype.name}]"
     return make
 
 

@@ -59,11 +59,26 @@ class ActivationFunction(nn.Module):
     Works on any device and floating dtype and supports autograd. With ``normalize=True`` the
     output is shifted and scaled to zero mean and unit second moment under N(0, 1) inputs
     (see the module docstring for how, and what happens when that is impossible).
+
+    ``inplace`` is accepted and ignored (the output is always a new tensor), so the class can
+    stand where torchvision and timm construct ``nn.ReLU(inplace=True)``.
+    :meth:`set_function` swaps the function of an existing module.
     """
 
-    def __init__(self, name: str, normalize: bool = False):
+    def __init__(self, name: str, normalize: bool = False, *, inplace: bool = False):
         super().__init__()
-        self.tree = parse(name)
+        self.set_function(name, normalize)
+
+    def set_function(self, name: str, normalize: bool | None = None) -> None:
+        """Make this module compute ``name`` (``normalize=None`` keeps the current setting).
+
+        Raises :class:`aquasurf_core.space.InvalidFunctionName` for a bad name (the module is
+        then unchanged).
+        """
+        tree = parse(name)
+        if normalize is None:
+            normalize = getattr(self, "normalize", False)
+        self.tree = tree
         self.name = str(self.tree)
         self.normalize = bool(normalize)
         self.normalizable = True
