@@ -53,9 +53,15 @@ def listed_file_problem(directory: Path, name: str, files: dict, verify: bool) -
     a digest of the bytes after a header): ``None`` if nothing, else ``"not listed"``,
     ``"missing"``, ``"corrupt (size N, manifest says M)"`` or ``"corrupt (checksum
     mismatch)"`` (checksums only when ``verify``)."""
-    if name not in files:
+    if not isinstance(files, dict) or name not in files:
         return "not listed"
     entry, file = files[name], directory / name
+    if not isinstance(entry, dict) or isinstance(entry.get("bytes"), bool) or \
+            not isinstance(entry.get("bytes"), int) or not (
+                isinstance(entry.get("sha256"), str) or (
+                    isinstance(entry.get("data_sha256"), str)
+                    and isinstance(entry.get("data_offset"), int))):
+        return f"corrupt (its manifest entry is not {{bytes, sha256}}: {str(entry)[:80]})"
     if not file.is_file():
         return "missing"
     if file.stat().st_size != entry["bytes"]:

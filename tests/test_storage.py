@@ -2,7 +2,7 @@
 
 import hashlib
 
-from aquasurf_core.storage import replace_directory, sha256_file
+from aquasurf_core.storage import listed_file_problem, replace_directory, sha256_file
 
 
 def test_sha256_file_with_offset(tmp_path):
@@ -109,3 +109,11 @@ def test_atomic_write_text(tmp_path):
 
     path = atomic_write_text(tmp_path / "a" / "f.json", "{}")
     assert path.read_text() == "{}" and sorted(p.name for p in path.parent.iterdir()) == ["f.json"]
+
+
+def test_a_manifest_entry_of_the_wrong_type_is_named_not_raised(tmp_path):
+    (tmp_path / "a.bin").write_bytes(b"abc")
+    for entry in ("oops", {"bytes": "3", "sha256": "x"}, {"bytes": 3}, None, [3]):
+        problem = listed_file_problem(tmp_path, "a.bin", {"a.bin": entry}, verify=True)
+        assert problem.startswith("corrupt (its manifest entry"), (entry, problem)
+    assert listed_file_problem(tmp_path, "a.bin", ["a.bin"], verify=True) == "not listed"

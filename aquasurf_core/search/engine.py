@@ -512,7 +512,8 @@ def transfer_ledger_path(ledger_path: str | Path, task: str) -> Path:
     """Where a search's discoveries trained on another ``task`` go (Table 2): beside the
     search's ledger, ``<stem>-transfer-<task>.sqlite``."""
     ledger_path = Path(ledger_path)
-    task = check_path_name(task)
+    if task:  # "" gives the common prefix of every transfer ledger
+        check_path_name(task)
     return ledger_path.with_name(f"{ledger_path.stem}-transfer-{task}{ledger_path.suffix}")
 
 

@@ -151,7 +151,11 @@ def load_search(directory: str | os.PathLike, *, verify: bool = True) -> Shipped
         found = manifest.get("format") if isinstance(manifest, dict) else None
         raise ShippedSearchError(f"{directory} is shipped-search format {found!r}; this "
                                  f"version reads format {SHIPPED_FORMAT}")
-    problem = first_file_problem(directory, _FILES, manifest.get("files", {}), verify)
+    for key, kind in (("task", str), ("files", dict)):
+        if not isinstance(manifest.get(key), kind):
+            raise ShippedSearchError(f"{directory}/manifest.json: {key!r} must be a "
+                                     f"{kind.__name__}, got {manifest.get(key)!r:.80}")
+    problem = first_file_problem(directory, _FILES, manifest["files"], verify)
     if problem:
         raise ShippedSearchError(f"{directory}/{problem[0]}: {problem[1]}")
     try:
