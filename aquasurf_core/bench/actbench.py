@@ -133,7 +133,10 @@ class _Entry:
             if special is None:
                 raise self.error(f"{what} must be a number, got the string {_short(value)}", key)
             return special
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            raise self.error(f"{what} is too large for a float: {_short(value)}", key) from None
 
     def metric(self, key: str) -> float:
         value = self.number(key, self.get(key))
@@ -178,7 +181,10 @@ class _Entry:
             raise self.error(f"must be a list of numbers or null, got {type(value).__name__}",
                              CDF_KEY)
         if set(map(type, value)) <= {float, int}:  # the common case, fast (bool excluded)
-            return np.array(value, dtype=np.float64)
+            try:
+                return np.array(value, dtype=np.float64)
+            except OverflowError:  # an integer too large for a float: named below
+                pass
         return np.array([self.number(CDF_KEY, v, f"element {i}")
                          for i, v in enumerate(value)], dtype=np.float64)
 
