@@ -70,6 +70,14 @@ def _real(value: float | None) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
+def _check_kind(path: Path, tables: set[str], readonly: bool = False) -> None:
+    """Refuse, before anything is written, a database that is not a build ledger (a search
+    ledger, say): one with tables, but not those of a build ledger."""
+    if (tables or readonly) and not {"meta", "runs", "features", "sessions"} <= tables:
+        raise LedgerMismatch(f"{path} is not a benchmark build ledger (tables: "
+                             f"{', '.join(sorted(tables)) or 'none'})")
+
+
 def default_ledger_path(arch: str) -> Path:
     """``<cache>/bench/<arch>/ledger.sqlite`` (:func:`aquasurf_core.paths.cache_dir`)."""
     return cache_dir("bench", arch, "ledger.sqlite")
@@ -102,6 +110,7 @@ class Ledger:
     def _check_format(self) -> None:
         tables = {n for (n,) in self.db.execute("SELECT name FROM sqlite_master WHERE "
                                                 "type='table'")}
+        _check_kind(self.path, tables)
         if "features" in tables:
             columns = {row[1] for row in self.db.execute("PRAGMA table_info(features)")}
             if "invalid_kind" not in columns:
@@ -235,8 +244,13 @@ def read_summary(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no ledger at {path}")
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
+        try:
+            _check_kind(path, {n for (n,) in db.execute(
+                "SELECT name FROM sqlite_master WHERE type='table'")}, readonly=True)
+        except sqlite3.DatabaseError as err:
+            raise ValueError(f"{path}: not a usable build ledger ({err})") from err
         return _summary(db, path)
     finally:
         db.close()

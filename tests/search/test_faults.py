@@ -218,6 +218,10 @@ def _bad_inputs(tmp: Path) -> list[tuple[list[str], str]]:
         (["search", "compare", "--task", "digits-cnn", "--ledger", "other.sqlite",
           "--workers", "-1"], "workers must be"),
         (["space", "map", "--limit", "-5", "--out", "map"], "--limit must be"),
+        (["bench", "status", "--arch", "cnn", "--ledger", "other.sqlite"],
+         "not a benchmark build ledger"),
+        (["search", "ship", "--task", "t", "--ledger", "bench.sqlite", "--out", "shipped"],
+         "not a search ledger"),
     ]
 
 
