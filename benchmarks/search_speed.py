@@ -1,10 +1,15 @@
 """How long the benchmark searches of notebook 04 take.
 
     python benchmarks/search_speed.py [--benchmark cnn] [--trials 8] [--budget 100]
+                                      [--evaluated 100] [--no-dask]
 
-1. Per-step cost of each surrogate: one ``ask`` after 50 evaluations on the shipped
-   benchmark's 2-D union embedding (fit on the evaluated functions, score every open
-   candidate), median over repeats, in one process with one thread.
+1. Per-step cost of each surrogate: one ``ask`` after ``--evaluated`` evaluations on the
+   shipped benchmark's 2-D union embedding (fit on the evaluated functions, score every open
+   candidate: 2,902 of cnn's after 100), median over repeats, in one process with one thread.
+   For ``"rfr"`` also the random forest alone on that step's data, scikit-learn's
+   ``RandomForestRegressor`` against :func:`~aquasurf_core.search.forest.forest_predict`
+   (which the surrogate uses; the two predictions are checked to be identical), side by
+   side, with their ratio.
 2. The total those costs imply for the paper profile of notebook 04 (3 benchmarks x 3 features
    x 7 methods x 100 trials x 92 surrogate steps, plus the KNR ablations), on 1 and 2 workers.
 3. Measured trials per second on a dask ``LocalCluster`` with 1 and 2 single-threaded workers
@@ -29,16 +34,21 @@ def main() -> None:
     parser.add_argument("--benchmark", default="cnn")
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--budget", type=int, default=100)
+    parser.add_argument("--evaluated", type=int, default=100)
+    parser.add_argument("--no-dask", action="store_true", help="skip part 3")
     args = parser.parse_args()
 
     import torch
 
     torch.set_num_threads(1)
+    import numpy as np
+
     from aquasurf_core import paths
     from aquasurf_core.bench import load
     from aquasurf_core.embedding import embed
     from aquasurf_core.search import SURROGATES, Searcher
     from aquasurf_core.search.benchmark_search import problem_from, run_experiment
+    from aquasurf_core.search.forest import forest_predict, sklearn_forest_predict
 
     bench = load(args.benchmark)
     problem = problem_from(bench, embed(bench, "both", log=lambda *_: None))
@@ -48,9 +58,13 @@ def main() -> None:
         coords = None if method.startswith("random") else problem.coords
         searcher = Searcher(problem.names, coords, valid=problem.valid, surrogate=method,
                             first=[problem.first], seed=0)
-        for _ in range(50):
+        for _ in range(args.evaluated):
             (name,) = searcher.ask()
             searcher.tell(name, float(problem.val_acc[searcher.index[name]]))
+        if method == "rfr":
+            forest_times = [forest_comparison(searcher, problem, np, forest_predict,
+                                              sklearn_forest_predict, n)
+                            for n in (None, len(problem.names))]
         times = []
         for _ in range(7):
             start = time.perf_counter()
@@ -58,13 +72,21 @@ def main() -> None:
             times.append(time.perf_counter() - start)
             searcher.release(name)
         per_step[method] = statistics.median(times)
-    print(f"\n{'method':<14} {'ms per step':>11} {'s per trial':>11}")
+    print(f"\n{'method':<14} {'ms per step':>11} {'s per trial':>11}   (after "
+          f"{args.evaluated} evaluations)")
     for method, seconds in per_step.items():
         print(f"{method:<14} {1000 * seconds:>11.1f} {seconds * STEPS:>11.2f}")
     total = sum(per_step.values()) * STEPS * MAIN + per_step["knr"] * STEPS * ABLATION_KNR_TRIALS
     print(f"\nimplied paper-profile search time: {total / 60:.1f} min on 1 worker, "
           f"{total / 120:.1f} min on 2 (of which RFR {per_step['rfr'] * STEPS * MAIN / 60:.1f}"
           " min on 1)")
+    print(f"\nrfr forest alone, fit on {args.evaluated} evaluated, predicting (identical "
+          "predictions checked):")
+    for candidates, old, new in forest_times:
+        print(f"  {candidates:>5} candidates: RandomForestRegressor {1000 * old:6.1f} ms, "
+              f"forest_predict {1000 * new:6.1f} ms, {old / new:.1f}x faster")
+    if args.no_dask:
+        return
 
     print(f"\n{'method':<8} {'workers':>7} {'trials':>6} {'seconds':>8} {'trials/s':>9}")
     for method in ("knr", "rfr"):
@@ -78,6 +100,31 @@ def main() -> None:
             print(f"{method:<8} {workers:>7} {args.trials:>6} {seconds:>8.1f} "
                   f"{args.trials / seconds:>9.2f}")
     print("(the dask runs include starting the local cluster, ~2-4 s)")
+
+
+def forest_comparison(searcher, problem, np, fast, reference, n_candidates=None,
+                      repeats: int = 7):
+    """``(candidates, sklearn seconds, fast seconds)`` of the random forest of the next
+    ``"rfr"`` step (the searcher's evaluated functions and open candidates; with
+    ``n_candidates``, those repeated cyclically to that many, e.g. the benchmark's size),
+    medians over ``repeats`` alternating runs; raises ``AssertionError`` if the predictions
+    differ."""
+    rows = [r for r, _ in searcher.history if problem.valid[r]]
+    y = np.array([acc for r, acc in searcher.history if problem.valid[r]])
+    open_rows = np.setdiff1d(np.flatnonzero(problem.valid), rows)
+    x, candidates = problem.coords[rows], problem.coords[open_rows]
+    if n_candidates is not None:
+        candidates = np.resize(candidates, (n_candidates, candidates.shape[1]))
+    old, new = [], []
+    for seed in range(repeats):
+        start = time.perf_counter()
+        expected = reference(x, y, candidates, seed)
+        old.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        got = fast(x, y, candidates, seed)
+        new.append(time.perf_counter() - start)
+        assert np.array_equal(got, expected), "forest_predict differs from sklearn"
+    return len(candidates), statistics.median(old), statistics.median(new)
 
 
 if __name__ == "__main__":

@@ -270,7 +270,12 @@ def run_experiment(problems: Sequence[SearchProblem], methods: Sequence[str],
         start = time.perf_counter()
         if todo:
             with dask_client(client, scheduler_address, workers) as running:
-                by_key = {(p.benchmark, p.feature): running.scatter(p, broadcast=True)
+                # hash=False: a key of its own for each call's copy. Content-hashed, two
+                # calls in a row with the same problem on one client (notebook 04's ablation
+                # arms) shared one key, and the first call's release of it could remove the
+                # data the second had just scattered ("lost dependencies").
+                by_key = {(p.benchmark, p.feature): running.scatter(p, broadcast=True,
+                                                                     hash=False)
                           for p in problems}
                 futures = {running.submit(_run_keyed, by_key[key[:2]], key[2], key[3], budget,
                                           k, pure=False): key for key in todo}

@@ -7,7 +7,9 @@ candidate; the search evaluates the highest-scoring candidates next.
 * ``"knr"`` -- k-nearest-neighbour regression, ``k = 3``, inverse-distance weights
   (``KNeighborsRegressor(n_neighbors=3, weights="distance")``; with fewer evaluated functions than
   ``k``, all of them);
-* ``"rfr"`` -- ``RandomForestRegressor()`` with scikit-learn's defaults (100 trees), seeded;
+* ``"rfr"`` -- ``RandomForestRegressor()`` with scikit-learn's defaults (100 trees), seeded,
+  computed by :func:`aquasurf_core.search.forest.forest_predict` (the same trees and
+  predictions, bit for bit, without scikit-learn's per-tree overhead);
 * ``"svr"`` -- ``SVR()`` with scikit-learn's defaults (RBF kernel, ``C = 1``, ``epsilon = 0.1``);
   the three are the paper's "out of the box" regressors, scored by their predicted accuracy;
 * ``"gpr-ei"`` / ``"gpr-ucb"`` -- Gaussian process regression, scored by expected improvement
@@ -34,6 +36,8 @@ from collections.abc import Callable
 import numpy as np
 from scipy.stats import norm
 
+from aquasurf_core.search.forest import forest_predict
+
 __all__ = ["SURROGATES", "USES_FILTER", "USES_COORDINATES", "score_candidates"]
 
 SURROGATES = ("knr", "rfr", "svr", "gpr-ei", "gpr-ucb", "random", "random-filter")
@@ -53,10 +57,8 @@ def _knr(x, y, candidates, rng, k, metric="minkowski"):
 
 
 def _rfr(x, y, candidates, rng, k):
-    from sklearn.ensemble import RandomForestRegressor
-
-    model = RandomForestRegressor(random_state=int(rng.integers(2**31 - 1)))
-    return model.fit(x, y).predict(candidates)
+    # RandomForestRegressor(random_state=seed).fit(x, y).predict(candidates), bit for bit
+    return forest_predict(x, y, candidates, int(rng.integers(2**31 - 1)))
 
 
 def _svr(x, y, candidates, rng, k):
