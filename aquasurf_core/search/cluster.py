@@ -11,7 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["dask_client"]
+__all__ = ["CONNECT_TIMEOUT", "dask_client"]
+
+#: seconds to wait for a scheduler before a search gives up with a message naming its address
+CONNECT_TIMEOUT = 10.0
 
 
 @contextmanager
@@ -19,7 +22,9 @@ def dask_client(client=None, scheduler_address: str | None = None,
                 workers: int = 2) -> Iterator:
     """Yield ``client`` when given (left open); else a client of the cluster at
     ``scheduler_address``, else of a new ``LocalCluster`` of ``workers`` single-threaded
-    processes -- both closed when the block ends, however it ends."""
+    processes -- both closed when the block ends, however it ends. Raises
+    ``ConnectionError`` naming the address when no scheduler answers within
+    :data:`CONNECT_TIMEOUT` seconds."""
     if client is not None:
         yield client
         return
@@ -29,7 +34,14 @@ def dask_client(client=None, scheduler_address: str | None = None,
     if scheduler_address is None:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                dashboard_address=None)
-    own = Client(scheduler_address or cluster)
+    try:
+        own = Client(scheduler_address or cluster, timeout=CONNECT_TIMEOUT)
+    except (OSError, TimeoutError) as err:
+        if cluster is not None:
+            cluster.close()
+        raise ConnectionError(f"no dask scheduler answers at {scheduler_address or cluster!s} "
+                              f"within {CONNECT_TIMEOUT:g} s ({type(err).__name__}: {err})"
+                              ) from err
     try:
         yield own
     finally:

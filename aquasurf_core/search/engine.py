@@ -333,17 +333,18 @@ def run_search(task: str | Task, ledger_path: str | Path, config: SearchConfig |
         log(f"search {task_obj.name}: {len(names):,} functions in {ledger.path}; "
             f"released {released} stale claims")
         run = _Run(config, ledger, task_ref, session, baselines, log)
-        relu = int(baseline_ids[0])  # the check trains ReLU (seed 0): keep it as ReLU's
-        if not ledger.results(config.seed):  # baseline when the search's seed is 0
-            metrics = check_task(task_obj)
-            if config.seed == 0 and config.baselines[0] == "relu(x)" and \
-                    ledger.claim_evaluation([relu], session):
-                ledger.record_result(relu, 0, metrics, seconds=0.0, worker="check",
-                                     session=session)
-        else:
-            check_task(task_obj, train=False)
+        relu = int(baseline_ids[0])
+        check_task(task_obj, train=False)  # cheap checks first: the model, K-FAC
         try:
             with dask_client(client, scheduler_address, workers) as running:
+                # the cluster is reachable: now the check's training run (ReLU, seed 0), kept
+                # as ReLU's baseline when the search's seed is 0
+                if not ledger.results(config.seed):
+                    metrics = check_task(task_obj)
+                    if config.seed == 0 and config.baselines[0] == "relu(x)" and \
+                            ledger.claim_evaluation([relu], session):
+                        ledger.record_result(relu, 0, metrics, seconds=0.0, worker="check",
+                                             session=session)
                 slots = max(1, len(running.scheduler_info().get("workers", {})) or workers)
                 try:
                     _loop(run, store, running, slots, progress, tqdm, wait, "FIRST_COMPLETED")

@@ -244,3 +244,48 @@ def test_bad_inputs_through_the_real_command_line(tmp_path):
     assert not failures, failures
     assert _tree(tmp_path) == before  # no existing file changed, nothing new written
     assert not (ROOT.parent / "evil").exists()
+
+
+def test_an_unreachable_scheduler_is_found_before_any_training(tmp_path):
+    import socket
+
+    with socket.socket() as sock:  # a loopback port that nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "AQUASURF_CACHE": str(tmp_path / "cache")}
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "aquasurf_core", "search", "run", "--task",
+                           "digits-cnn", "--space", "3-node", "--ledger", "l.sqlite",
+                           "--scheduler-address", f"tcp://127.0.0.1:{port}"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert f"no dask scheduler answers at tcp://127.0.0.1:{port}" in done.stderr
+    assert not _results(tmp_path / "l.sqlite")  # ReLU was not trained first
+    print(f"unreachable scheduler refused after {time.perf_counter() - start:.1f} s")
+
+
+def test_a_full_disk_keeps_the_previous_export(tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs",
+                                            str(disk)], capture_output=True).returncode:
+        pytest.skip("needs root to mount a small tmpfs")
+    try:
+        ledger_path = tmp_path / "l.sqlite"
+        with SearchLedger(ledger_path) as ledger:
+            ledger.add_functions([f"f{i}(x)" for i in range(400)], seed=0)
+            for c in range(400):
+                ledger.record_result(c, 0, {"val_acc": 0.5, "note": "x" * 200}, seconds=1.0)
+        previous = disk / "r.csv"
+        previous.write_text("order,class_id\n0,0\n")
+        (disk / "filler").write_bytes(b"\0" * (40 << 10))  # the export no longer fits
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        done = subprocess.run([sys.executable, "-m", "aquasurf_core", "search", "export",
+                               "--ledger", str(ledger_path), "--out", str(previous)],
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and "No space left" in done.stderr, done.stderr[-1500:]
+        assert "Traceback" not in done.stderr
+        assert previous.read_text() == "order,class_id\n0,0\n"  # untouched
+        assert sorted(p.name for p in disk.iterdir()) == ["filler", "r.csv"]  # no temp left
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
