@@ -232,20 +232,14 @@ def _search_export(args: argparse.Namespace) -> int:
         path = _existing_ledger(args)
     except FileNotFoundError as err:
         return _error("search export", err)
-    import io
-
-    from aquasurf_core.storage import atomic_write_bytes, atomic_write_text
+    from aquasurf_core.search.engine import write_table
 
     with SearchLedger(path, readonly=True) as ledger:
         table = export_results(ledger)
     if args.out is None:
         print(table.to_csv(index=False), end="")
-    elif str(args.out).endswith(".parquet"):  # replaced atomically: never a file cut mid-row
-        buffer = io.BytesIO()
-        table.to_parquet(buffer, index=False)
-        atomic_write_bytes(args.out, buffer.getvalue())
     else:
-        atomic_write_text(args.out, table.to_csv(index=False))
+        write_table(table, args.out)
     return 0
 
 

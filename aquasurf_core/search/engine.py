@@ -55,7 +55,7 @@ from aquasurf_core.space.baselines import COATNET_BASELINES
 
 __all__ = ["EXTENDED_BASELINES", "SearchConfig", "check_path_name", "choose_for_comparison",
            "compare_with_baselines", "default_ledger_path", "final_ledger_path",
-           "transfer_ledger_path", "evaluate_job", "export_results", "features_job",
+           "transfer_ledger_path", "write_table", "evaluate_job", "export_results", "features_job",
            "median_over_seeds", "run_search", "search_status", "space_store"]
 
 
@@ -500,6 +500,22 @@ def export_results(ledger: SearchLedger):
                      "status": metrics.pop("status", "ok"), "seconds": r["seconds"],
                      "worker": r["worker"], "metrics": json.dumps(metrics, default=float)})
     return pd.DataFrame(rows)
+
+
+def write_table(table, path: str | Path) -> Path:
+    """Write a results ``table`` (:func:`export_results`) to ``path``, Parquet when its name
+    ends in ``.parquet`` and CSV otherwise, replacing any file there atomically
+    (:func:`aquasurf_core.storage.atomic_write_bytes`): a full disk or a crash leaves the old
+    file, never one cut mid-row. Returns the path."""
+    import io
+
+    from aquasurf_core.storage import atomic_write_bytes
+
+    if str(path).endswith(".parquet"):
+        buffer = io.BytesIO()
+        table.to_parquet(buffer, index=False)
+        return atomic_write_bytes(path, buffer.getvalue())
+    return atomic_write_bytes(path, table.to_csv(index=False).encode("utf-8"))
 
 
 def final_ledger_path(ledger_path: str | Path) -> Path:
