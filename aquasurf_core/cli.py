@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 
 ARCHS = ("cnn", "resnet", "vit")
@@ -264,8 +265,7 @@ def _search_compare(args: argparse.Namespace) -> int:
 
 
 def _search_ship(args: argparse.Namespace) -> int:
-    from aquasurf_core.paths import shipped_data_dir
-    from aquasurf_core.search.engine import check_path_name
+    from aquasurf_core.paths import check_path_name, shipped_data_dir
     from aquasurf_core.search.shipped import ShippedSearchError, ship_search
 
     out = args.out or shipped_data_dir("searches", check_path_name(args.task))
@@ -472,13 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
 #: The failures a user can fix (a missing, damaged or wrong-kind file, a read-only or full disk,
 #: an unreachable scheduler, a bad value): one line naming the problem, exit 2, no traceback.
 EXPECTED_FAILURES: tuple[type[BaseException], ...] = (OSError, ValueError, LookupError,
-                                                      TimeoutError)
-
-
-def _expected_failures() -> tuple[type[BaseException], ...]:
-    import sqlite3
-
-    return (*EXPECTED_FAILURES, sqlite3.Error)
+                                                      TimeoutError, sqlite3.Error)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -487,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
                        if k == "command" or k.endswith("_command"))
     try:
         return int(args.func(args))
-    except _expected_failures() as err:
+    except EXPECTED_FAILURES as err:
         return _error(command, f"{type(err).__name__}: {err}" if isinstance(err, OSError)
                       and not str(err) else err)
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["ENV_CACHE", "ENV_DATA", "cache_dir", "data_dir", "repo_root", "set_cache_dir",
-           "shipped_data_dir"]
+__all__ = ["ENV_CACHE", "ENV_DATA", "cache_dir", "check_path_name", "data_dir", "repo_root",
+           "set_cache_dir", "shipped_data_dir"]
 
 ENV_CACHE = "AQUASURF_CACHE"
 ENV_DATA = "AQUASURF_DATA"
@@ -59,3 +59,12 @@ def data_dir(*parts: str) -> Path:
     env = os.environ.get(ENV_DATA)
     base = Path(env).expanduser().resolve() if env else cache_dir("data")
     return base.joinpath(*parts)
+
+
+def check_path_name(name: str, what: str = "task name") -> str:
+    """``name`` if it can be one component of a path; ``ValueError`` when it is empty, ``.``,
+    ``..`` or holds a path separator or NUL (it would write outside its folder)."""
+    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name \
+            or "\0" in name:
+        raise ValueError(f"{what} {name!r} cannot name a folder (no '/', '\\', '..' or empty)")
+    return name

@@ -26,8 +26,9 @@ claimed once its lease expires (``lease_seconds``: a live driver renews its clai
 of it) and carries on: no finished evaluation lost, no function recorded twice, nothing left
 "running" by a process that is gone. Two drivers on one ledger share the work and one budget
 (counted in the ledger, in each claim's transaction) and never take each other's claims.
-Every evaluation of a search with ``seed`` N is trained and recorded with seed N. The searcher itself is rebuilt from the ledger whenever
-it is asked, so it has no state of its own to lose.
+Every evaluation of a search with ``seed`` N is trained and recorded with seed N. The
+searcher itself is rebuilt from the ledger whenever it is asked, so it has no state of its own
+to lose.
 
 Workers: a ``LocalCluster`` of single-threaded processes by default; ``scheduler_address``
 (or a ``client``) runs on an existing cluster -- e.g. SLURM or PBS through ``dask-jobqueue``,
@@ -53,7 +54,7 @@ from aquasurf_core.search.searcher import Searcher
 from aquasurf_core.search.tasks import Task, builtin_tasks, check_task, get_task
 from aquasurf_core.space.baselines import COATNET_BASELINES
 
-__all__ = ["EXTENDED_BASELINES", "SearchConfig", "check_path_name", "choose_for_comparison",
+__all__ = ["EXTENDED_BASELINES", "SearchConfig", "choose_for_comparison",
            "compare_with_baselines", "default_ledger_path", "final_ledger_path",
            "transfer_ledger_path", "write_table", "evaluate_job", "export_results", "features_job",
            "median_over_seeds", "run_search", "search_status", "space_store"]
@@ -64,6 +65,12 @@ __all__ = ["EXTENDED_BASELINES", "SearchConfig", "check_path_name", "choose_for_
 #: as ReLU's baseline result).
 EXTENDED_BASELINES: tuple[str, ...] = tuple(sorted(COATNET_BASELINES.values(),
                                                    key=lambda name: name != "relu(x)"))
+
+
+def _check_count(name: str, value, least: int) -> None:
+    """``ValueError`` unless ``value`` is an integer (not a bool) of at least ``least``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -91,9 +98,7 @@ class SearchConfig:
     def __post_init__(self) -> None:
         for name, least in (("evaluations", 0), ("features", 0), ("feature_batch", 1),
                             ("seed", 0), ("k", 1), ("retries", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+            _check_count(name, getattr(self, name), least)
         for name in ("refit_growth", "lease_seconds"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or \
@@ -253,27 +258,17 @@ def _claim(run: _Run, class_id: int) -> bool:
                                             exclude=run.baselines))
 
 
-def check_path_name(name: str, what: str = "task name") -> str:
-    """``name`` if it can be one component of a path; ``ValueError`` when it is empty, ``.``,
-    ``..`` or holds a path separator or NUL (it would write outside its folder)."""
-    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name \
-            or "\0" in name:
-        raise ValueError(f"{what} {name!r} cannot name a folder (no '/', '\\', '..' or empty)")
-    return name
-
-
 def default_ledger_path(task_name: str) -> Path:
     """``<cache>/search/<task>/ledger.sqlite`` (:func:`aquasurf_core.paths.cache_dir`);
     ``ValueError`` for a task name that is not one path component."""
-    from aquasurf_core.paths import cache_dir
+    from aquasurf_core.paths import cache_dir, check_path_name
 
     return cache_dir("search", check_path_name(task_name), "ledger.sqlite")
 
 
 def _check_workers(workers: int, scheduler_address, client) -> None:
-    if client is None and scheduler_address is None and (
-            isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    if client is None and scheduler_address is None:
+        _check_count("workers", workers, 1)
 
 
 def _check_ledger_config(ledger: SearchLedger, task_name: str, config: SearchConfig) -> None:
@@ -423,14 +418,17 @@ def _record(run: _Run, kind: str, result: dict) -> int:
 def _loop(run: _Run, store, client, slots: int, progress: bool, tqdm, wait, first) -> None:
     config, ledger = run.config, run.ledger
     beat = config.lease_seconds / 3
+    renewed = -np.inf
     evaluated, _ = _evaluated(ledger, run.baselines, config.seed)
     bar_f = tqdm(total=config.features, desc="features", unit="fn", disable=not progress,
                  initial=min(config.features, ledger.feature_counts()[0]))
     bar_e = tqdm(total=config.evaluations, desc="evaluations", unit="fn",
                  disable=not progress, initial=min(config.evaluations, evaluated))
     while True:
-        ledger.heartbeat(run.session)
-        ledger.release(keep_owner=run.session, stale_after=config.lease_seconds)
+        if time.monotonic() - renewed >= beat:  # at most ~2 beats apart: within the lease
+            renewed = time.monotonic()
+            ledger.heartbeat(run.session)
+            ledger.release(keep_owner=run.session, stale_after=config.lease_seconds)
         evaluated, done = _evaluated(ledger, run.baselines, config.seed)
         running = {p for kind, p in run.pending.values() if kind == "evaluation"}
         if evaluated >= config.evaluations and not (running - set(run.baselines)):
@@ -509,13 +507,13 @@ def write_table(table, path: str | Path) -> Path:
     file, never one cut mid-row. Returns the path."""
     import io
 
-    from aquasurf_core.storage import atomic_write_bytes
+    from aquasurf_core.storage import atomic_write_bytes, atomic_write_text
 
     if str(path).endswith(".parquet"):
         buffer = io.BytesIO()
         table.to_parquet(buffer, index=False)
         return atomic_write_bytes(path, buffer.getvalue())
-    return atomic_write_bytes(path, table.to_csv(index=False).encode("utf-8"))
+    return atomic_write_text(path, table.to_csv(index=False))
 
 
 def final_ledger_path(ledger_path: str | Path) -> Path:
@@ -528,6 +526,8 @@ def final_ledger_path(ledger_path: str | Path) -> Path:
 def transfer_ledger_path(ledger_path: str | Path, task: str) -> Path:
     """Where a search's discoveries trained on another ``task`` go (Table 2): beside the
     search's ledger, ``<stem>-transfer-<task>.sqlite``."""
+    from aquasurf_core.paths import check_path_name
+
     ledger_path = Path(ledger_path)
     if task:  # "" gives the common prefix of every transfer ledger
         check_path_name(task)
@@ -552,12 +552,12 @@ def compare_with_baselines(task: str | Task, ledger_path: str | Path, *, top: in
     :func:`transfer_ledger_path`. Raises ``ValueError`` when both are given."""
     if final_task is not None and transfer_task is not None:
         raise ValueError("give final_task or transfer_task, not both")
-    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
-        raise ValueError(f"top must be an integer >= 1, got {top!r}")
+    _check_count("top", top, 1)
     seeds = list(seeds)
-    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds) \
-            or len(set(seeds)) != len(seeds):
+    if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct integers >= 0, got {seeds!r}")
+    for seed in seeds:
+        _check_count("seeds", seed, 0)
     _check_workers(workers, scheduler_address, client)
     search_task = get_task(task).name
     other = final_task if final_task is not None else transfer_task

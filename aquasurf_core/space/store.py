@@ -475,8 +475,8 @@ def build_space(
 
 
 def _file_stats(directory: Path) -> dict[str, list[int]]:
-    return {name: [(directory / name).stat().st_size, (directory / name).stat().st_mtime_ns]
-            for name in (MANIFEST_FILE, *DATA_FILES)}
+    stats = {name: (directory / name).stat() for name in (MANIFEST_FILE, *DATA_FILES)}
+    return {name: [st.st_size, st.st_mtime_ns] for name, st in stats.items()}
 
 
 def _load_verified(target: Path) -> SpaceStore:
