@@ -16,17 +16,63 @@ PyTorch's ``unfold`` order: input channel major, then kernel offsets row-major).
 
 Layers
 ------
-``nn.Linear`` (any leading dimensions; all of them are rows, "examples x positions"),
-``nn.Conv1d``/``nn.Conv2d`` with ``groups == 1`` (any kernel, stride, dilation, padding
-including ``'same'`` and every ``padding_mode``), and depthwise convolutions
-(``groups == in_channels == out_channels``). Affine normalisation layers (BatchNorm, LayerNorm,
-GroupNorm, InstanceNorm, RMSNorm) are *reported* in :attr:`KFACFactors.skipped`, never mixed
-in. Weightless modules are ignored. Any other module owning parameters (``nn.Embedding``,
-``nn.MultiheadAttention`` with its fused ``in_proj_weight``, RNNs, grouped convolutions with
-``1 < groups``, transposed convolutions, a bare ``nn.Parameter`` on a container...) raises
-:class:`UnsupportedLayerError` naming it (or, with ``on_unsupported="skip"``, is reported as
-skipped). A supported layer that is never called is reported as skipped; one called more than
-once (weight sharing) raises.
+Every module with weights becomes one or more K-FAC blocks (:class:`LayerFactors`, with a
+``kind``):
+
+* ``"dense"`` -- ``nn.Linear`` (any leading dimensions; all of them are rows, "examples x
+  positions").
+* ``"conv"`` -- ``nn.Conv1d``/``nn.Conv2d`` with ``groups == 1`` (any kernel, stride,
+  dilation, padding including ``'same'`` and every ``padding_mode``).
+* ``"depthwise"`` -- ``groups == in_channels == out_channels`` (one block, channels folded
+  into the rows; see below).
+* ``"grouped"`` -- any other ``groups > 1`` (including depthwise with a channel multiplier,
+  ``out_channels = k in_channels``): BLOCK-DIAGONAL, one Kronecker block per group,
+  ``F_g ~ Omega_g (x) Gamma_g`` with ``Omega_g`` from the patches of group ``g``'s input
+  channels and ``Gamma_g`` from its output channels' gradients; stored as ``omega``
+  ``(G, D, D)`` and ``gamma`` ``(G, I, I)``; the layer's eigenvalues are the union of the
+  groups' (``G D I = |theta_l|``). Parameters of group ``g``: rows ``g I .. (g + 1) I - 1`` of
+  ``weight``/``bias``, ordered within the group as for a convolution.
+* ``"conv_transpose"`` -- ``nn.ConvTranspose1d``/``2d`` (any stride, padding, output padding
+  or ``output_size``, dilation, groups): the equivalent stride-1 convolution of the
+  zero-inserted, re-padded input with the flipped kernel (:func:`transposed_patches`), so
+  the expanded input at each output position pairs with that position's output gradient and
+  K-FAC is that of a convolution (per group as above). Parameter order: that of the
+  equivalent weight ``W'[o, c, i, j] = weight[c, o, k_h - 1 - i, k_w - 1 - j]``.
+* ``"embedding"`` -- ``nn.Embedding``: a linear layer without bias on one-hot inputs, ``W =
+  weight^T``, so ``vec(DW)`` is ``weight.grad`` row-major. ``Omega = diag(token counts) / M``
+  is DIAGONAL and stored as its diagonal (``omega`` of shape ``(V,)``; no ``V x V`` matrix is
+  formed); ``Gamma`` is the second moment of the output gradients over the token positions.
+  ``padding_idx`` rows get zero gradient in PyTorch, so padding positions are left out of both
+  factors (their counts are 0: zero eigenvalues, exactly as in the true Fisher block).
+  ``max_norm`` (rows renormalised in the forward pass: not linear in the weights) is refused.
+* ``"attention"`` -- ``nn.MultiheadAttention``. PyTorch runs it through
+  ``F.multi_head_attention_forward`` (the fused ``in_proj_weight``, or ``q/k/v_proj_weight``
+  when ``kdim``/``vdim`` differ, and ``out_proj.weight`` through ``F.linear``, so hooks on
+  ``out_proj`` never fire). During the pass its forward is replaced by the equivalent
+  :func:`attention_forward` (restored afterwards, also on errors), whose projections are
+  tapped. Each projection is a linear layer applied to every token: K-FAC with weight
+  sharing, the "expand" variant (Eschenhagen et al. 2023): tokens are rows, ``Omega`` the sum
+  over tokens ``/ M``, ``Gamma`` the per-token gradient second moment, exactly as for a dense
+  layer on ``(M, N, d)``. Self-attention calls (``query is key is value``) with the fused
+  weight make ONE block ``name.in_proj`` (``E -> 3E``, ``Gamma`` ``3E x 3E``); other calls
+  make ``name.q_proj``, ``name.k_proj``, ``name.v_proj`` (the fused block's rows are folded
+  into those when a layer is called both ways); ``name.out_proj`` is one more block.
+  ``bias_k``/``bias_v`` are reported as skipped (kind ``"attention"``).
+
+Layers called more than once in one forward pass (shared weights) accumulate ``Omega`` and
+``Gamma`` over the calls, every call's rows being more positions (the expand variant again).
+Affine normalisation layers (BatchNorm, LayerNorm, GroupNorm, InstanceNorm, RMSNorm) are
+*reported* in :attr:`KFACFactors.skipped` (kind ``"norm"``), never mixed in. Weightless
+modules are ignored. Anything else owning parameters -- recurrent layers (``"recurrent"``),
+parameters held by a container such as ViT's ``class_token`` (``"unowned"``), any other module
+(``"other"``) -- raises :class:`UnsupportedLayerError` listing all of them, or with
+``on_unsupported="skip"`` is reported as skipped. :attr:`KFACFactors.coverage` (a
+:class:`Coverage`) gives the share of parameters covered, by kind. A supported layer that is
+never called is reported as skipped (with its own kind).
+
+Likelihoods: ``"categorical"`` (cross-entropy on logits, Eq. 6) or ``"gaussian"``
+(unit-variance Gaussian, ``0.5 sum (f - y)^2``; ``fisher="mc"`` samples ``y ~ N(f, 1)``), and
+``"auto"``, Gaussian for floating-point targets or a single output column.
 
 Scaling conventions
 -------------------
@@ -43,6 +89,8 @@ gradients.
 
   For one example at one position, ``Omega (x) Gamma`` is exactly that example's Fisher block
   ``vec(DW) vec(DW)^T``; for ``M`` examples at one position each factor is the batch mean.
+  With ``likelihood="gaussian"`` the per-example loss is ``0.5 sum (f - y)^2`` instead (its
+  gradient ``f - y``; summed over examples).
 * ``convention="official"``: as the authors' TensorFlow code: the gradient of the batch-MEAN
   loss (each row of ``G`` is ``1/M`` of the per-example one), ``Omega = P_H^T P_H / M`` and
   ``Gamma = G^T G / (M |T|)``. Hence ``Gamma_official = Gamma_per_example / M^2``.
@@ -60,7 +108,8 @@ Numerics
 --------
 The forward and backward pass run in the model's own dtype and on its device (one forward, one
 backward through input-gradients only: no parameter gradient is computed or accumulated).
-By default (``factor_dtype=torch.float64``) everything is accumulated in float64: products
+``factor_dtype="auto"`` (the default) is float64 on the CPU and float32 on CUDA (the wider
+of float32 and the model dtype). With float64 everything is accumulated in float64: products
 of float32 numbers are exact there, so the only error is the float64 summation, and
 ``torch.linalg.eigvalsh`` in float64 (values only) resolves eigenvalues down to ~1e-13 of the
 largest one. Opt-in ``factor_dtype=None``: the products of the convolutions' ``Omega``
@@ -74,7 +123,15 @@ exact null spaces: on MobileViTv2-0.5 two pointwise convolutions whose input cha
 linearly dependent lose 31 of 64 and 46 of 96 exact zero eigenvalues (25,088 Kronecker
 eigenvalues zero in float64 but not here) and one 64 x 64 ``Omega`` summed over 204,800 rows
 is off by 1.2e-3 relative; an ``n eps32 lambda_max`` floor would instead zero hundreds of
-well-resolved eigenvalues per layer. Hence float64 is the default. With ``None``, ``Gamma``
+well-resolved eigenvalues per layer. Hence float64 is the default on the CPU. float32 factors (``"auto"`` on CUDA; measured on
+the CPU in tests/features/test_fisher_layers.py, small models of
+:mod:`aquasurf_core.models`, batch 32): eigenvalues above 1e-3 (1e-4) of a factor's largest
+agree with float64 to 4.6e-5 (2.4e-4) in log, but float32 cannot resolve eigenvalues below
+``n eps32`` of the largest, so its floor zeroes some that float64 keeps (and float32
+round-off lifts some exact zeros); those moves make the Eq. 2 distance between the float32 and
+float64 features of one function up to 0.021 (tiny ViT), as large as the distance between two
+activation functions on that model: features from float32 and float64 factors are not
+interchangeable. With ``None``, ``Gamma``
 (the last layer's structural zero) and dense layers' ``Omega`` (rank-limited by the batch)
 still use exact products (they are cheap), and a float32 product that overflows is redone
 in float64. Any explicit ``factor_dtype`` is used for products, sums and the returned

@@ -446,7 +446,7 @@ def test_attention_one_token_blocks_are_exact_and_named():
     assert "forward" not in model.attn.__dict__  # restored
 
 
-def attention_brute_force(model, x, y, roles):
+def attention_brute_force(model, x, y, roles, bias=True):
     """Per-example passes through :func:`attention_forward` keeping every projection's input
     and output gradient (its equality with the module is tested above): ``role -> (Omega,
     Gamma)`` as for dense layers on tokens (expand variant)."""
@@ -469,7 +469,8 @@ def attention_brute_force(model, x, y, roles):
         model.zero_grad()
         for role, inp, out in seen:
             a = inp.reshape(-1, inp.shape[-1])
-            a = torch.cat([torch.ones(a.shape[0], 1), a], dim=1)
+            if bias:
+                a = torch.cat([torch.ones(a.shape[0], 1), a], dim=1)
             g = out.grad.reshape(-1, out.shape[-1])
             if role == "in_proj" and "in_proj" not in roles:  # folded into q/k/v
                 e = g.shape[1] // 3
@@ -487,6 +488,7 @@ def attention_brute_force(model, x, y, roles):
 
 @pytest.mark.parametrize("mode,kw,roles", [
     ("self", {}, ["in_proj", "out_proj"]),
+    ("self", dict(bias=False), ["in_proj", "out_proj"]),
     ("cross", {}, ["q_proj", "k_proj", "v_proj", "out_proj"]),
     ("cross", dict(kdim=4, vdim=4, add_bias_kv=True), ["q_proj", "k_proj", "v_proj",
                                                        "out_proj"]),
@@ -500,7 +502,7 @@ def test_attention_factors_match_brute_force(mode, kw, roles):
     result = kfac_factors(model, x, y)
     layers = {f.name: f for f in result.layers}
     assert list(layers) == [f"attn.{r}" for r in roles] + ["head"]
-    truth = attention_brute_force(model, x, y, roles)
+    truth = attention_brute_force(model, x, y, roles, kw.get("bias", True))
     for r in roles:
         f = layers[f"attn.{r}"]
         torch.testing.assert_close(f.omega, truth[r][0], rtol=1e-10, atol=1e-12)
@@ -753,3 +755,48 @@ def test_float32_factors_agree_with_float64(arch, fn):
     fa, fb = features_from_factors(lo), features_from_factors(hi)
     assert fa.valid and fb.valid
     assert fim_distance(fa.cdf, fb.cdf, fa.layout) < FLOAT32_EQ2_TOL
+
+
+def test_features_of_a_model_with_every_new_layer():
+    """Histogram features hold all |theta_l| eigenvalues of block-diagonal, diagonal and
+    attention layers (the same count as the explicit eigenvalues)."""
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(11, 8, padding_idx=0)
+            self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+            self.grouped = nn.Conv1d(8, 12, 3, groups=4, padding=1)
+            self.up = nn.ConvTranspose1d(12, 4, 2, stride=2)
+            self.head = nn.Linear(4 * 10, 3)
+
+        def forward(self, tokens):
+            h = self.emb(tokens)
+            h = torch.tanh(self.attn(h, h, h, need_weights=False)[0])
+            h = torch.tanh(self.grouped(h.transpose(1, 2)))
+            return self.head(torch.tanh(self.up(h)).flatten(1))
+
+    torch.manual_seed(0)
+    model = Net()
+    x = torch.randint(0, 11, (6, 5))
+    y = torch.randint(0, 3, (6,))
+    feats = fim_features(model, x, y, keep_eigenvalues=True, min_coverage=1.0)
+    assert feats.valid, feats.reason
+    assert [s.kind for s in feats.layers] == ["embedding", "attention", "attention", "grouped",
+                                              "conv_transpose", "dense"]
+    assert sum(feats.layer_sizes) == sum(p.numel() for p in model.parameters())
+    assert feats.coverage.fraction == 1.0
+    factors = kfac_factors(model, x, y)
+    for f, (eo, eg) in zip(factors.layers, feats.factor_eigenvalues, strict=True):
+        assert layer_eigenvalues(f).numel() == f.num_params == eo.numel() // f.groups * (
+            eg.numel())
+    assert feats.summary_dict()["coverage"]["fraction"] == 1.0
+
+
+def test_batch_forwards_min_coverage():
+    from aquasurf_core.features.fim import fim_features_batch
+
+    torch.set_default_dtype(torch.float32)
+    with pytest.raises(CoverageError, match="norm"):  # the small ViT's LayerNorms
+        fim_features_batch("vit", ["relu(x)"], batch_size=4, progress=False,
+                           min_coverage=0.9999)
