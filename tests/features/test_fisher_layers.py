@@ -661,7 +661,7 @@ def test_single_output_regression_gets_the_gaussian_fisher():
     result = kfac_factors(model, x, y)
     assert result.likelihood == "gaussian"
     loss = 0.5 * (model(x).reshape(-1) - y).pow(2).sum()
-    assert result.loss == pytest.approx(float(loss), rel=1e-12)
+    assert result.loss == pytest.approx(loss.item(), rel=1e-12)
     grads = torch.autograd.grad(loss, list(model.parameters()))
     for f, (gw, gb) in zip(result.layers, [grads[:2], grads[2:]], strict=True):
         assert_block(f.omega, f.gamma, wbar_vec(gw, gb))
