@@ -108,8 +108,9 @@ Numerics
 --------
 The forward and backward pass run in the model's own dtype and on its device (one forward, one
 backward through input-gradients only: no parameter gradient is computed or accumulated).
-``factor_dtype="auto"`` (the default) is float64 on the CPU and float32 on CUDA (the wider
-of float32 and the model dtype). With float64 everything is accumulated in float64: products
+``factor_dtype="auto"`` (the default) is float64 on every device (the wider of float64 and the
+model dtype): float32 factors were measured not to agree closely enough (below), and one
+search's workers may mix CPUs and GPUs, whose features must be interchangeable. With float64 everything is accumulated in float64: products
 of float32 numbers are exact there, so the only error is the float64 summation, and
 ``torch.linalg.eigvalsh`` in float64 (values only) resolves eigenvalues down to ~1e-13 of the
 largest one. Opt-in ``factor_dtype=None``: the products of the convolutions' ``Omega``
@@ -123,7 +124,8 @@ exact null spaces: on MobileViTv2-0.5 two pointwise convolutions whose input cha
 linearly dependent lose 31 of 64 and 46 of 96 exact zero eigenvalues (25,088 Kronecker
 eigenvalues zero in float64 but not here) and one 64 x 64 ``Omega`` summed over 204,800 rows
 is off by 1.2e-3 relative; an ``n eps32 lambda_max`` floor would instead zero hundreds of
-well-resolved eigenvalues per layer. Hence float64 is the default on the CPU. float32 factors (``"auto"`` on CUDA; measured on
+well-resolved eigenvalues per layer. Hence float64 is the default. Explicit float32 factors (``factor_dtype=torch.float32``, the
+fast choice on a GPU; measured on
 the CPU in tests/features/test_fisher_layers.py, small models of
 :mod:`aquasurf_core.models`, batch 32): eigenvalues above 1e-3 (1e-4) of a factor's largest
 agree with float64 to 4.6e-5 (2.4e-4) in log, but float32 cannot resolve eigenvalues below
@@ -131,7 +133,7 @@ agree with float64 to 4.6e-5 (2.4e-4) in log, but float32 cannot resolve eigenva
 round-off lifts some exact zeros); those moves make the Eq. 2 distance between the float32 and
 float64 features of one function up to 0.021 (tiny ViT), as large as the distance between two
 activation functions on that model: features from float32 and float64 factors are not
-interchangeable. With ``None``, ``Gamma``
+interchangeable, which is why ``"auto"`` is float64 on CUDA too. With ``None``, ``Gamma``
 (the last layer's structural zero) and dense layers' ``Omega`` (rank-limited by the batch)
 still use exact products (they are cheap), and a float32 product that overflows is redone
 in float64. Any explicit ``factor_dtype`` is used for products, sums and the returned
@@ -1028,11 +1030,10 @@ def _check_arguments(fisher: str, convention: str, on_unsupported: str, likeliho
 
 def _factor_dtypes(factor_dtype, model_dtype: torch.dtype,
                    device: torch.device) -> tuple[torch.dtype, torch.dtype]:
-    """``(dtype of the products, dtype of the sums and factors)``; ``"auto"`` is float64 on
-    the CPU and the wider of float32 and the model dtype elsewhere (CUDA)."""
+    """``(dtype of the products, dtype of the sums and factors)``; ``"auto"`` is the wider of
+    float64 and the model dtype on every ``device`` (module docstring, Numerics)."""
     if isinstance(factor_dtype, str) and factor_dtype == "auto":
-        factor_dtype = (torch.float64 if device.type == "cpu"
-                        else torch.promote_types(model_dtype, torch.float32))
+        factor_dtype = torch.promote_types(model_dtype, torch.float64)
     if factor_dtype is None:  # products in the model dtype, sums and factors in float64
         return model_dtype, torch.promote_types(model_dtype, torch.float64)
     if isinstance(factor_dtype, torch.dtype) and factor_dtype.is_floating_point:
@@ -1259,7 +1260,7 @@ def kfac_factors(
             column (``(M,)`` or ``(M, 1)``), categorical otherwise.
         seed: the global RNG is forked and seeded with it for the pass (dropout is
             reproducible, the caller's RNG state untouched).
-        factor_dtype: ``"auto"`` (float64 on the CPU, float32 on CUDA), ``None`` or a dtype
+        factor_dtype: ``"auto"`` (float64 on every device), ``None`` or a dtype
             (module docstring, Numerics).
         on_unsupported: ``"error"`` raises for any module K-FAC cannot represent, listing all
             of them; ``"skip"`` leaves them out and reports them in :attr:`KFACFactors.skipped`

@@ -702,7 +702,7 @@ def test_gaussian_multi_output_and_likelihood_errors():
 # --------------------------------------------------------------------------- factor dtype
 
 
-def test_factor_dtype_auto_is_float64_on_cpu():
+def test_factor_dtype_auto_is_float64():
     model = nn.Sequential(nn.Linear(3, 2)).float()
     f = kfac_factors(model, torch.randn(2, 3).float(), torch.tensor([0, 1])).layers[0]
     assert f.omega.dtype == f.gamma.dtype == torch.float64
@@ -722,7 +722,7 @@ FLOAT32_EQ2_TOL = 0.03
 @pytest.mark.parametrize("arch,fn", [("cnn", "relu(x)"), ("cnn", "tanh(x)"),
                                      ("vit", "relu(x)")])
 def test_float32_factors_agree_with_float64(arch, fn):
-    """float32 factors (what ``factor_dtype="auto"`` gives on CUDA) against float64, on the
+    """Explicit float32 factors (the fast choice on a GPU; not the default) against float64, on the
     CPU. Eigenvalues above 1e-3 (1e-4) of each factor's largest agree to ``FLOAT32_LOG_TOL``
     in log. Below ``n eps32`` of the largest float32 cannot resolve eigenvalues: its floor sets
     them to 0 where float64 keeps them (and the other way round for exact zeros that float32
