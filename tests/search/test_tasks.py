@@ -83,23 +83,3 @@ def test_image_folder_task_with_mixing_trains_end_to_end(tmp_path, image_folder_
     metrics = check_task(task)
     assert 0 <= metrics["val_acc"] <= 1 and metrics["epochs"] == 1
     assert task.fisher_batch(0)[0].shape == (3, 3, 32, 32)
-
-
-def test_readme_example_is_the_one_notebook_05_runs():
-    """The README's "Searching on your own model" example is run by notebook 05 (every
-    profile, tiny settings): the task definition must be the same text in both."""
-    import json
-    import re
-
-    root = paths.repo_root()
-    blocks = re.findall(r"```python\n(.*?)```", (root / "README.md").read_text(), re.S)
-    (readme,) = [b for b in blocks if 'Task("my-mlp"' in b]
-    cells = json.loads((root / "notebooks" / "05_large_scale_search.ipynb").read_text())["cells"]
-    (cell,) = ["".join(c["source"]) for c in cells if 'Task("my-mlp"' in "".join(c["source"])]
-
-    def definition(text):
-        lines = text.strip().splitlines()
-        end = next(i for i, line in enumerate(lines) if line.startswith("task = Task("))
-        return lines[:end + 1]
-
-    assert definition(readme) == definition(cell)
