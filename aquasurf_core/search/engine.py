@@ -11,9 +11,11 @@ What one search does (:func:`run_search`), the paper's recipe with our safeguard
    branch, say) is refused with the layer, the kind of invalidity and the parameters that are
    all zeros, rather than featuring the whole space for nothing; then the check trains ReLU,
    which is kept as ReLU's baseline result.
-2. The baselines (ReLU, ELU, SELU, sigmoid, Softplus, Softsign, Swish, tanh) are evaluated
-   first, while the other workers compute Fisher features for functions in the random order
-   (``feature_batch`` functions per dask task).
+2. The baselines (ReLU, ELU, SELU, sigmoid, Softplus, Softsign, Swish, tanh) lead the random
+   order, so the first feature tasks compute theirs, and each is evaluated as soon as it has
+   features (so its result is what the surrogate first learns from), while the other workers
+   compute Fisher features for functions in the random order (``feature_batch`` functions per
+   dask task).
 3. Once ``features`` functions have features, every free worker but one evaluates the function
    with the highest predicted accuracy -- KNR (k = 3) on the 2-D union UMAP embedding (FIM
    features + outputs, :mod:`aquasurf_core.embedding.umap_models`) of the functions with valid
@@ -83,6 +85,7 @@ from aquasurf_core.search.tasks import (
     check_task,
     check_training,
     get_task,
+    resolve_device,
     task_features,
     train_task,
 )
@@ -247,6 +250,8 @@ class _Run:
     coord_ids: np.ndarray | None = None
     pending: dict = field(default_factory=dict)  # future -> (kind, payload)
     proposals: dict = field(default_factory=dict)  # class_id -> (proposer, reason)
+    relu: int = -1  # ReLU's class id
+    check_metrics: dict | None = None  # the check's ReLU run, recorded once ReLU has features
 
 
 def space_store(space: str, operators: str = "paper"):
@@ -275,7 +280,7 @@ def _evaluated(ledger: SearchLedger, baselines: dict[int, str],
 MIN_EMBEDDED = 20  # below this many valid featured functions, pick at random among them
 
 #: Why a pick was random rather than the surrogate's (recorded with the result).
-TOO_FEW_EMBEDDED = f"fewer than MIN_EMBEDDED={MIN_EMBEDDED} functions with valid spectra"
+TOO_FEW_EMBEDDED = "fewer than MIN_EMBEDDED={} functions with valid spectra"
 NOTHING_LEARNED = "no results to learn from yet (no evaluated function has a valid spectrum)"
 
 
@@ -323,7 +328,7 @@ def _next_candidate(run: _Run, running: set[int]) -> int | None:
         if str(class_id) in searcher.index:
             searcher.reserve(str(class_id))
     if run.coords is None:
-        proposal = ("random", TOO_FEW_EMBEDDED)
+        proposal = ("random", TOO_FEW_EMBEDDED.format(MIN_EMBEDDED))
     elif not learned:
         proposal = ("random", NOTHING_LEARNED)
     else:
@@ -400,6 +405,7 @@ def run_search(task: str | Task, ledger_path: str | Path, config: SearchConfig |
     config = config or SearchConfig()
     _check_workers(workers, scheduler_address, client)
     task_obj = get_task(task)
+    resolve_device(config.device or task_obj.device)  # a device this machine lacks: now
     # built-in tasks travel by name (each worker builds its own); others pickled (cloudpickle)
     task_ref = task_obj.name if task_obj.name in builtin_tasks() else task_obj
     session = uuid.uuid4().hex[:12]
@@ -430,11 +436,8 @@ def run_search(task: str | Task, ledger_path: str | Path, config: SearchConfig |
                 # as ReLU's baseline when the search's seed is 0
                 if not ledger.results(config.seed):
                     metrics = check_training(task_obj, config.stage_options)
-                    if config.seed == 0 and config.baselines[0] == "relu(x)" and \
-                            ledger.claim_evaluation([relu], session):
-                        ledger.record_result(relu, 0, metrics, seconds=0.0, worker="check",
-                                             session=session, proposer="baseline",
-                                             proposer_reason="the task check's training run")
+                    if config.seed == 0 and config.baselines[0] == "relu(x)":
+                        run.relu, run.check_metrics = relu, metrics
                 slots = max(1, len(running.scheduler_info().get("workers", {})) or workers)
                 try:
                     _loop(run, store, running, slots, progress, tqdm, wait, "FIRST_COMPLETED")
@@ -475,11 +478,21 @@ def _fill(run: _Run, client, slots: int, done: dict, running: set[int], store) -
     while len(run.pending) < slots:
         evaluated = sum(1 for c in done if c not in run.baselines)
         in_flight = evaluated + sum(1 for c in running if c not in run.baselines)
-        todo = [c for c in run.baselines if c not in done and c not in running]
-        if todo and _claim(run, todo[0]):
-            run.proposals[todo[0]] = ("baseline", "a baseline: evaluated first")
-            _submit_evaluation(run, client, todo[0])
-            running.add(todo[0])
+        # a baseline is evaluated once it has features (or its features failed): claimed for
+        # evaluation first, it would never get any, and the surrogate could not learn from it
+        ready = [c for c in run.baselines if c not in done and c not in running
+                 and ledger.status_of(c) == "features"]
+        if ready and _claim(run, ready[0]):
+            run.proposals[ready[0]] = ("baseline", "a baseline: evaluated first")
+            if ready[0] == run.relu and run.check_metrics is not None:  # trained by the check
+                ledger.record_result(run.relu, 0, run.check_metrics, seconds=0.0,
+                                     worker="check", session=run.session, proposer="baseline",
+                                     proposer_reason="the task check's training run")
+                done[run.relu] = float(run.check_metrics["val_acc"])
+                run.check_metrics = None
+                continue
+            _submit_evaluation(run, client, ready[0])
+            running.add(ready[0])
             continue
         n_featured, _ = ledger.feature_counts()
         left = ledger.count("new") > 0
