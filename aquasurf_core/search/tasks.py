@@ -130,6 +130,11 @@ class StageOptions:
             kwargs["factor_dtype"] = {"float32": torch.float32,
                                       "float64": torch.float64}[self.factor_dtype]
         if self.min_coverage is not None:
+            from aquasurf_core.features.fim import fim_features
+
+            if "min_coverage" not in inspect.signature(fim_features).parameters:
+                raise TaskError("min_coverage needs Fisher features that report their "
+                                "coverage; this version's fim_features has no min_coverage")
             kwargs["min_coverage"] = float(self.min_coverage)
         return kwargs
 

@@ -204,3 +204,28 @@ def test_search_options_are_checked_and_a_ledger_keeps_its_k_fac_settings(tmp_pa
             run_search(failing_task(log, fail_training=False), tmp_path / "cuda.sqlite",
                        SearchConfig(**{**config.__dict__, "device": "cuda"}), client=client,
                        progress=False)
+
+
+def test_the_command_line_takes_the_stage_options(tmp_path, capsys, client, no_embedding):
+    import json
+
+    from aquasurf_core import cli
+    from aquasurf_core.search.tasks import register_task
+
+    log, ledger_path = tmp_path / "calls.txt", tmp_path / "l.sqlite"
+    register_task("failing-mlp", lambda: failing_task(log, fail_training=False), replace=True)
+    assert cli.main(["search", "run", "--task", "failing-mlp", "--space", "3-node",
+                     "--evaluations", "1", "--features", "8", "--quiet",
+                     "--scheduler-address", client.scheduler.address,
+                     "--ledger", str(ledger_path), "--device", "cpu", "--factor-dtype",
+                     "float32", "--on-unsupported", "skip"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    start = out.index("{")  # the log lines, then the status as JSON
+    status = json.loads("\n".join(out[start:]))
+    assert status["evaluations"]["ran"] == 1 and status["evaluations"]["baselines"] == 8
+    assert any(line.startswith("search failing-mlp: 1 of 1 requested evaluations ran")
+               for line in out[:start])
+    with SearchLedger(ledger_path, readonly=True) as ledger:
+        config = ledger.meta("config")
+    assert (config["device"], config["factor_dtype"], config["on_unsupported"],
+            config["min_coverage"]) == ("cpu", "float32", "skip", None)
