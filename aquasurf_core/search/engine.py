@@ -41,7 +41,10 @@ precision and policy it was started with (one layout, one precision per ledger).
 Faults. Every result and every feature batch is written to the ledger at once. A function
 whose features raise (a CUDA out-of-memory error, a ``build`` that fails for that name) fails
 alone: the error (type and message) is recorded for it in the ledger, the batch's other
-functions and the search go on, and no resume computes it again; a training run that raises is
+functions and the search go on, and no resume computes it again (when every one of a session's
+first :data:`FEATURE_FAILURES_TO_STOP` fails, the cause is the task or the machine, and the
+search stops with a :class:`~aquasurf_core.search.tasks.TaskError`; so it does when the task,
+its Fisher batch or the device cannot be had on a worker at all); a training run that raises is
 a failed result, which spends one evaluation of the budget and is never trained again either
 (both are counted in the end report). Claiming a
 function claims its whole class in one transaction, so nothing is evaluated twice; a dask
@@ -81,6 +84,7 @@ from aquasurf_core.search.searcher import Searcher
 from aquasurf_core.search.tasks import (
     StageOptions,
     Task,
+    TaskError,
     builtin_tasks,
     check_task,
     check_training,
@@ -187,21 +191,16 @@ def features_job(task: str | Task, items: Sequence[tuple[int, str]], seed: int,
     (:func:`~aquasurf_core.search.tasks.task_features`; a dask task). Each function fails
     alone: an exception while building or computing one (a CUDA out-of-memory, a bug in
     ``build``) becomes its entry in ``errors``, ``(class_id, "Type: message", seconds)``, and
-    the others go on; when the task or its Fisher batch cannot even be had, every item is an
-    error."""
+    the others go on. What fails for every function -- the task, its Fisher batch or the
+    device cannot be had on this worker -- raises: the job is retried, then the search stops
+    (nothing recorded for those functions)."""
     import torch
 
     torch.set_num_threads(1)
     out, errors, layout = [], [], None
-    start = time.perf_counter()
-    try:
-        task = get_task(task)
-        batch = task.fisher_batch(seed)
-    except Exception as err:
-        failed = _describe(err)
-        return {"features": [], "errors": [(c, failed, time.perf_counter() - start)
-                                           for c, _ in items],
-                "layout": None, "worker": _worker_name()}
+    task = get_task(task)
+    resolve_device((options or StageOptions()).device or task.device)
+    batch = task.fisher_batch(seed)
     for class_id, name in items:
         start = time.perf_counter()
         try:
@@ -250,6 +249,7 @@ class _Run:
     coord_ids: np.ndarray | None = None
     pending: dict = field(default_factory=dict)  # future -> (kind, payload)
     proposals: dict = field(default_factory=dict)  # class_id -> (proposer, reason)
+    feature_outcomes: list = field(default_factory=lambda: [0, 0])  # this session: [ok, failed]
     relu: int = -1  # ReLU's class id
     check_metrics: dict | None = None  # the check's ReLU run, recorded once ReLU has features
 
@@ -278,6 +278,9 @@ def _evaluated(ledger: SearchLedger, baselines: dict[int, str],
 
 
 MIN_EMBEDDED = 20  # below this many valid featured functions, pick at random among them
+#: A session whose first this many feature computations (at least two batches) all failed
+#: stops: a failure of everything is the task's or the machine's, not one function's.
+FEATURE_FAILURES_TO_STOP = 50
 
 #: Why a pick was random rather than the surrogate's (recorded with the result).
 TOO_FEW_EMBEDDED = "fewer than MIN_EMBEDDED={} functions with valid spectra"
@@ -527,6 +530,15 @@ def _record(run: _Run, kind: str, result: dict) -> int:
         if errors:
             run.log(f"search: the features of {len(errors)} function(s) failed and are "
                     f"recorded as failed, never retried (first: {errors[0][1]})")
+        run.feature_outcomes[0] += len(result["features"])
+        run.feature_outcomes[1] += len(errors)
+        ok, failed = run.feature_outcomes
+        if not ok and failed >= max(FEATURE_FAILURES_TO_STOP, 2 * run.config.feature_batch):
+            raise TaskError(
+                f"the features of all {failed} functions computed in this session failed "
+                f"(first: {errors[0][1] if errors else 'see search status'}): that is the task "
+                "or the machine, not single functions; the search stops. Those functions are "
+                "recorded as failed in the ledger: fix the cause and start a new ledger")
         return 0
     proposer, why = run.proposals.pop(result["class_id"], (None, None))
     run.ledger.record_result(result["class_id"], result["seed"], result["metrics"],

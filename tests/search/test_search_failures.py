@@ -42,14 +42,16 @@ def _logged(log: Path, what: str, fn_name: str) -> None:
         f.write(f"{what} {os.getpid()} {fn_name}\n")
 
 
-def failing_task(log: Path, *, fail_training: bool) -> Task:
-    """Building any function whose name holds "tanh" raises CUDA's out-of-memory error;
-    with ``fail_training``, training every function but the baselines raises."""
+def failing_task(log: Path, *, fail_training: bool, fails: str = "tanh") -> Task:
+    """Building any function whose name holds ``fails`` raises CUDA's out-of-memory error
+    (``fails=""``: every function but the literal "relu(x)" of the check, which no worker
+    builds: the ledger names ReLU's class max(identity(x),zero(x))); with ``fail_training``,
+    training every function but the baselines raises."""
     keep = _representatives() | set(BASELINES)
 
     def build(fn_name, seed):
         _logged(log, "build", fn_name)
-        if "tanh" in fn_name:
+        if fails in fn_name and fn_name != "relu(x)":
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
         torch.manual_seed(seed)
         return nn.Sequential(nn.Linear(8, 8), ActivationFunction(fn_name), nn.Linear(8, 4))
@@ -229,3 +231,23 @@ def test_the_command_line_takes_the_stage_options(tmp_path, capsys, client, no_e
         config = ledger.meta("config")
     assert (config["device"], config["factor_dtype"], config["on_unsupported"],
             config["min_coverage"]) == ("cpu", "float32", "skip", None)
+
+
+def test_features_failing_for_every_function_stop_the_search(tmp_path, client, no_embedding):
+    from aquasurf_core.search.tasks import TaskError
+
+    log, ledger_path = tmp_path / "calls.txt", tmp_path / "l.sqlite"
+    with pytest.raises(TaskError, match=r"the features of all \d+ functions computed in "
+                                        "this session failed .*CUDA out of memory"):
+        run_search(failing_task(log, fail_training=False, fails=""), ledger_path,
+                   SearchConfig(evaluations=2, features=400, space="3-node", feature_batch=8,
+                                baselines=BASELINES), client=client, progress=False,
+                   log=lambda *_: None)
+    with SearchLedger(ledger_path, readonly=True) as ledger:
+        failed = len(ledger.feature_errors())
+        counts = ledger.counts()
+    # it stopped after about FEATURE_FAILURES_TO_STOP (the jobs in flight finish), far from the
+    # 400 requested, and left nothing claimed
+    print(f"stopped after {failed} failed feature computations")
+    assert engine.FEATURE_FAILURES_TO_STOP <= failed < engine.FEATURE_FAILURES_TO_STOP + 3 * 8
+    assert counts["featuring"] == counts["queued"] == counts["running"] == 0
