@@ -220,7 +220,9 @@ def evaluate_job(task: str | Task, class_id: int, name: str, seed: int,
                  device: str | None = None) -> dict:
     """Train one function with the task (a dask task; on ``device`` where the task's
     ``train`` takes one: :func:`~aquasurf_core.search.tasks.train_task`); a training error is
-    a failed run."""
+    a failed run. A :class:`~aquasurf_core.search.tasks.TaskError` (the task, or the device,
+    cannot be had on this worker: every run would fail) raises instead: the job is retried,
+    then the search stops."""
     import torch
 
     torch.set_num_threads(1)
@@ -228,6 +230,8 @@ def evaluate_job(task: str | Task, class_id: int, name: str, seed: int,
     try:
         task = get_task(task)
         metrics = dict(train_task(task, name, seed, device or task.device))
+    except TaskError:
+        raise
     except Exception as err:  # the run failed: record it, do not lose the search
         metrics = {"val_acc": float("nan"), "status": "failed", "error": _describe(err)}
     return {"class_id": class_id, "seed": seed, "metrics": metrics,
