@@ -192,6 +192,15 @@ NOTEBOOKS: list[Notebook] = [
                  "05_fig8_functions", "05_novel_functions",
                  "05_fig9_usage", "05_usage_table"),
     ),
+    Notebook(
+        "06_your_model.ipynb",
+        smoke={"fisher_examples": 32, "space": "3-node", "evaluations": 2, "features": 24,
+               "baselines": ["relu(x)", "tanh(x)", "swish(x)"]},
+        paper={"fisher_examples": 128, "space": "3-node", "evaluations": 20, "features": 500,
+               "baselines": ["relu(x)", "elu(x)", "selu(x)", "sigmoid(x)", "softplus(x)",
+                             "softsign(x)", "swish(x)", "tanh(x)"]},
+        outputs=("06_sites", "06_coverage", "06_search"),
+    ),
 ]
 
 

@@ -22,6 +22,8 @@ from aquasurf_core.features.fim import (
     random_batch,
 )
 from aquasurf_core.features.fisher import (
+    Coverage,
+    CoverageError,
     KFACFactors,
     UnsupportedLayerError,
     kfac_eigenvalues,
@@ -31,6 +33,8 @@ from aquasurf_core.features.fisher import (
 from aquasurf_core.features.outputs import clean_outputs, fingerprint, output_features
 
 __all__ = [
+    "Coverage",
+    "CoverageError",
     "FimFeatures",
     "FimLayout",
     "InvalidKind",

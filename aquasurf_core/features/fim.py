@@ -21,6 +21,12 @@ information (e.g. the structural zero of the softmax gradient in the last layer,
 rank-limited by the batch) are counted as the smallest possible value. They are reported per
 layer (``n_zero``, ``n_below``).
 
+Layers with several Kronecker blocks (grouped convolutions: ``omega`` of shape
+``(G, D, D)``) contribute the union of their blocks' eigenvalues to ONE histogram; a diagonal
+``omega`` (``nn.Embedding``) contributes its entries. Parameters K-FAC does not cover are not
+in any histogram; :attr:`FimFeatures.coverage` says how many they are, and ``min_coverage``
+turns too low a share into :class:`~aquasurf_core.features.fisher.CoverageError`.
+
 Validity (never an exception for numerical trouble): the features are invalid when the loss or
 any factor is not finite (exploding or NaN signals), when a layer's ``Omega`` or ``Gamma`` is
 entirely zero or its largest log-eigenvalue is below -100 (vanishing signals), when any
@@ -44,6 +50,8 @@ import torch
 from torch import nn
 
 from aquasurf_core.features.fisher import (
+    Coverage,
+    CoverageError,
     KFACFactors,
     LayerFactors,
     SkippedLayer,
@@ -185,6 +193,8 @@ class FimFeatures:
     #: per layer ``(eigenvalues of Omega, eigenvalues of Gamma)`` (after the round-off floor,
     #: on the model's device), only with ``keep_eigenvalues=True``
     factor_eigenvalues: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+    #: which share of the parameters the layers cover (fisher.Coverage)
+    coverage: Coverage | None = None
 
     @property
     def valid(self) -> bool:
@@ -210,7 +220,11 @@ class FimFeatures:
                 "seconds": self.seconds,
                 "loss": self.loss, "dim": self.layout.dim,
                 "layers": [asdict(s) for s in self.layers],
-                "skipped": [asdict(s) for s in self.skipped]}
+                "skipped": [asdict(s) for s in self.skipped],
+                "coverage": None if self.coverage is None else {
+                    "covered": self.coverage.covered, "total": self.coverage.total,
+                    "fraction": self.coverage.fraction,
+                    "by_kind": {k: list(v) for k, v in self.coverage.by_kind.items()}}}
 
 
 # --------------------------------------------------------------------------- histograms
@@ -323,7 +337,7 @@ def features_from_factors(
     else:
         cdf = np.full(layout.dim, np.nan, dtype=np.float32)
     return FimFeatures(cdf, layout, invalid, seconds, summaries, factors.skipped,
-                       factors.loss, kept if keep_eigenvalues else None)
+                       factors.loss, kept if keep_eigenvalues else None, factors.coverage)
 
 
 def fim_features(
@@ -333,14 +347,30 @@ def fim_features(
     *,
     min_bins: int = MIN_BINS,
     keep_eigenvalues: bool = False,
+    min_coverage: float = 0.0,
     **kfac_kwargs,
 ) -> FimFeatures:
     """FIM-eigenvalue features of ``model`` on one batch. Keyword arguments go to
-    :func:`aquasurf_core.features.fisher.kfac_factors` (``fisher``, ``convention``, ``seed``, ...).
-    Structural problems (unsupported layer, bad arguments) raise; numerical ones give
-    ``valid=False`` with a reason."""
+    :func:`aquasurf_core.features.fisher.kfac_factors` (``fisher``, ``convention``,
+    ``likelihood``, ``seed``, ``factor_dtype``, ``on_unsupported``...). Structural problems
+    (unsupported layer, bad arguments) raise; numerical ones give ``valid=False`` with a
+    reason.
+
+    ``min_coverage`` (in ``[0, 1]``): the least share of the model's parameters the K-FAC
+    layers must cover (:attr:`FimFeatures.coverage`); below it :class:`CoverageError` is
+    raised with the coverage report. It matters with ``on_unsupported="skip"`` (with the
+    default ``"error"`` anything unsupported raises anyway; skipped normalisation layers and
+    layers never called count as uncovered either way)."""
+    if isinstance(min_coverage, bool) or not 0.0 <= float(min_coverage) <= 1.0:
+        raise ValueError(f"min_coverage must be a number in [0, 1], got {min_coverage!r}")
     start = time.perf_counter()
     factors = kfac_factors(model, inputs, targets, **kfac_kwargs)
+    coverage = factors.coverage
+    if coverage.fraction < min_coverage:
+        raise CoverageError(
+            f"{coverage}. That is below min_coverage={min_coverage:g}; lower min_coverage "
+            f"(e.g. min_coverage={math.floor(coverage.fraction * 1000) / 1000:g}) to accept it, "
+            "or make the model's parameters K-FAC layers")
     feats = features_from_factors(factors, min_bins=min_bins, keep_eigenvalues=keep_eigenvalues)
     feats.seconds = time.perf_counter() - start
     return feats
@@ -374,6 +404,7 @@ def fim_features_batch(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = True,
     num_threads: int | None = None,
+    min_coverage: float = 0.0,
     **kwargs,
 ) -> list[FimFeatures]:
     """Features of ``arch`` with each activation function in ``fn_names``, every network
@@ -382,8 +413,8 @@ def fim_features_batch(
     Without ``inputs``, a :func:`random_batch` of ``batch_size`` (seeded by ``seed``) is used.
     ``num_threads`` sets ``torch.set_num_threads`` for the loop (restored afterwards): for
     the small MNIST-1D models every op is tiny and one thread is as fast as two on a quiet
-    2-core CPU and much faster on a loaded one (idle OpenMP threads spin). Other keyword
-    arguments go to :func:`fim_features`."""
+    2-core CPU and much faster on a loaded one (idle OpenMP threads spin). ``min_coverage``
+    and the other keyword arguments go to :func:`fim_features`."""
     from tqdm.auto import tqdm
 
     from aquasurf_core import models
@@ -407,7 +438,8 @@ def fim_features_batch(
         for name in tqdm(list(fn_names), desc=f"FIM {arch}", disable=not progress, unit="fn"):
             start = time.perf_counter()
             model = models.build_model(arch, name, seed=seed).to(device)
-            feats = fim_features(model, inputs, targets, seed=seed, **kwargs)
+            feats = fim_features(model, inputs, targets, seed=seed, min_coverage=min_coverage,
+                                 **kwargs)
             feats.seconds = time.perf_counter() - start
             out.append(feats)
     finally:

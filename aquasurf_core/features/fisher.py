@@ -16,17 +16,63 @@ PyTorch's ``unfold`` order: input channel major, then kernel offsets row-major).
 
 Layers
 ------
-``nn.Linear`` (any leading dimensions; all of them are rows, "examples x positions"),
-``nn.Conv1d``/``nn.Conv2d`` with ``groups == 1`` (any kernel, stride, dilation, padding
-including ``'same'`` and every ``padding_mode``), and depthwise convolutions
-(``groups == in_channels == out_channels``). Affine normalisation layers (BatchNorm, LayerNorm,
-GroupNorm, InstanceNorm, RMSNorm) are *reported* in :attr:`KFACFactors.skipped`, never mixed
-in. Weightless modules are ignored. Any other module owning parameters (``nn.Embedding``,
-``nn.MultiheadAttention`` with its fused ``in_proj_weight``, RNNs, grouped convolutions with
-``1 < groups``, transposed convolutions, a bare ``nn.Parameter`` on a container...) raises
-:class:`UnsupportedLayerError` naming it (or, with ``on_unsupported="skip"``, is reported as
-skipped). A supported layer that is never called is reported as skipped; one called more than
-once (weight sharing) raises.
+Every module with weights becomes one or more K-FAC blocks (:class:`LayerFactors`, with a
+``kind``):
+
+* ``"dense"`` -- ``nn.Linear`` (any leading dimensions; all of them are rows, "examples x
+  positions").
+* ``"conv"`` -- ``nn.Conv1d``/``nn.Conv2d`` with ``groups == 1`` (any kernel, stride,
+  dilation, padding including ``'same'`` and every ``padding_mode``).
+* ``"depthwise"`` -- ``groups == in_channels == out_channels`` (one block, channels folded
+  into the rows; see below).
+* ``"grouped"`` -- any other ``groups > 1`` (including depthwise with a channel multiplier,
+  ``out_channels = k in_channels``): BLOCK-DIAGONAL, one Kronecker block per group,
+  ``F_g ~ Omega_g (x) Gamma_g`` with ``Omega_g`` from the patches of group ``g``'s input
+  channels and ``Gamma_g`` from its output channels' gradients; stored as ``omega``
+  ``(G, D, D)`` and ``gamma`` ``(G, I, I)``; the layer's eigenvalues are the union of the
+  groups' (``G D I = |theta_l|``). Parameters of group ``g``: rows ``g I .. (g + 1) I - 1`` of
+  ``weight``/``bias``, ordered within the group as for a convolution.
+* ``"conv_transpose"`` -- ``nn.ConvTranspose1d``/``2d`` (any stride, padding, output padding
+  or ``output_size``, dilation, groups): the equivalent stride-1 convolution of the
+  zero-inserted, re-padded input with the flipped kernel (:func:`transposed_patches`), so
+  the expanded input at each output position pairs with that position's output gradient and
+  K-FAC is that of a convolution (per group as above). Parameter order: that of the
+  equivalent weight ``W'[o, c, i, j] = weight[c, o, k_h - 1 - i, k_w - 1 - j]``.
+* ``"embedding"`` -- ``nn.Embedding``: a linear layer without bias on one-hot inputs, ``W =
+  weight^T``, so ``vec(DW)`` is ``weight.grad`` row-major. ``Omega = diag(token counts) / M``
+  is DIAGONAL and stored as its diagonal (``omega`` of shape ``(V,)``; no ``V x V`` matrix is
+  formed); ``Gamma`` is the second moment of the output gradients over the token positions.
+  ``padding_idx`` rows get zero gradient in PyTorch, so padding positions are left out of both
+  factors (their counts are 0: zero eigenvalues, exactly as in the true Fisher block).
+  ``max_norm`` (rows renormalised in the forward pass: not linear in the weights) is refused.
+* ``"attention"`` -- ``nn.MultiheadAttention``. PyTorch runs it through
+  ``F.multi_head_attention_forward`` (the fused ``in_proj_weight``, or ``q/k/v_proj_weight``
+  when ``kdim``/``vdim`` differ, and ``out_proj.weight`` through ``F.linear``, so hooks on
+  ``out_proj`` never fire). During the pass its forward is replaced by the equivalent
+  :func:`attention_forward` (restored afterwards, also on errors), whose projections are
+  tapped. Each projection is a linear layer applied to every token: K-FAC with weight
+  sharing, the "expand" variant (Eschenhagen et al. 2023): tokens are rows, ``Omega`` the sum
+  over tokens ``/ M``, ``Gamma`` the per-token gradient second moment, exactly as for a dense
+  layer on ``(M, N, d)``. Self-attention calls (``query is key is value``) with the fused
+  weight make ONE block ``name.in_proj`` (``E -> 3E``, ``Gamma`` ``3E x 3E``); other calls
+  make ``name.q_proj``, ``name.k_proj``, ``name.v_proj`` (the fused block's rows are folded
+  into those when a layer is called both ways); ``name.out_proj`` is one more block.
+  ``bias_k``/``bias_v`` are reported as skipped (kind ``"attention"``).
+
+Layers called more than once in one forward pass (shared weights) accumulate ``Omega`` and
+``Gamma`` over the calls, every call's rows being more positions (the expand variant again).
+Affine normalisation layers (BatchNorm, LayerNorm, GroupNorm, InstanceNorm, RMSNorm) are
+*reported* in :attr:`KFACFactors.skipped` (kind ``"norm"``), never mixed in. Weightless
+modules are ignored. Anything else owning parameters -- recurrent layers (``"recurrent"``),
+parameters held by a container such as ViT's ``class_token`` (``"unowned"``), any other module
+(``"other"``) -- raises :class:`UnsupportedLayerError` listing all of them, or with
+``on_unsupported="skip"`` is reported as skipped. :attr:`KFACFactors.coverage` (a
+:class:`Coverage`) gives the share of parameters covered, by kind. A supported layer that is
+never called is reported as skipped (with its own kind).
+
+Likelihoods: ``"categorical"`` (cross-entropy on logits, Eq. 6) or ``"gaussian"``
+(unit-variance Gaussian, ``0.5 sum (f - y)^2``; ``fisher="mc"`` samples ``y ~ N(f, 1)``), and
+``"auto"``, Gaussian for floating-point targets or a single output column.
 
 Scaling conventions
 -------------------
@@ -43,6 +89,8 @@ gradients.
 
   For one example at one position, ``Omega (x) Gamma`` is exactly that example's Fisher block
   ``vec(DW) vec(DW)^T``; for ``M`` examples at one position each factor is the batch mean.
+  With ``likelihood="gaussian"`` the per-example loss is ``0.5 sum (f - y)^2`` instead (its
+  gradient ``f - y``; summed over examples).
 * ``convention="official"``: as the authors' TensorFlow code: the gradient of the batch-MEAN
   loss (each row of ``G`` is ``1/M`` of the per-example one), ``Omega = P_H^T P_H / M`` and
   ``Gamma = G^T G / (M |T|)``. Hence ``Gamma_official = Gamma_per_example / M^2``.
@@ -60,7 +108,9 @@ Numerics
 --------
 The forward and backward pass run in the model's own dtype and on its device (one forward, one
 backward through input-gradients only: no parameter gradient is computed or accumulated).
-By default (``factor_dtype=torch.float64``) everything is accumulated in float64: products
+``factor_dtype="auto"`` (the default) is float64 on every device (the wider of float64 and the
+model dtype): float32 factors were measured not to agree closely enough (below), and one
+search's workers may mix CPUs and GPUs, whose features must be interchangeable. With float64 everything is accumulated in float64: products
 of float32 numbers are exact there, so the only error is the float64 summation, and
 ``torch.linalg.eigvalsh`` in float64 (values only) resolves eigenvalues down to ~1e-13 of the
 largest one. Opt-in ``factor_dtype=None``: the products of the convolutions' ``Omega``
@@ -74,7 +124,16 @@ exact null spaces: on MobileViTv2-0.5 two pointwise convolutions whose input cha
 linearly dependent lose 31 of 64 and 46 of 96 exact zero eigenvalues (25,088 Kronecker
 eigenvalues zero in float64 but not here) and one 64 x 64 ``Omega`` summed over 204,800 rows
 is off by 1.2e-3 relative; an ``n eps32 lambda_max`` floor would instead zero hundreds of
-well-resolved eigenvalues per layer. Hence float64 is the default. With ``None``, ``Gamma``
+well-resolved eigenvalues per layer. Hence float64 is the default. Explicit float32 factors (``factor_dtype=torch.float32``, the
+fast choice on a GPU; measured on
+the CPU in tests/features/test_fisher_layers.py, small models of
+:mod:`aquasurf_core.models`, batch 32): eigenvalues above 1e-3 (1e-4) of a factor's largest
+agree with float64 to 4.6e-5 (2.4e-4) in log, but float32 cannot resolve eigenvalues below
+``n eps32`` of the largest, so its floor zeroes some that float64 keeps (and float32
+round-off lifts some exact zeros); those moves make the Eq. 2 distance between the float32 and
+float64 features of one function up to 0.021 (tiny ViT), as large as the distance between two
+activation functions on that model: features from float32 and float64 factors are not
+interchangeable, which is why ``"auto"`` is float64 on CUDA too. With ``None``, ``Gamma``
 (the last layer's structural zero) and dense layers' ``Omega`` (rank-limited by the batch)
 still use exact products (they are cheap), and a float32 product that overflows is redone
 in float64. Any explicit ``factor_dtype`` is used for products, sums and the returned
@@ -103,10 +162,12 @@ are treated as exactly 0, negative round-off included, i.e. log = -inf;
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -128,34 +189,60 @@ _NORM_TYPES: tuple[type, ...] = (
     nn.GroupNorm,
     nn.LocalResponseNorm,
 ) + ((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ())
+_RECURRENT_TYPES: tuple[type, ...] = (nn.RNNBase, nn.RNNCellBase)
+#: Kinds of K-FAC blocks (covered) and of what is skipped (see :class:`Coverage`).
+COVERED_KINDS = ("dense", "conv", "depthwise", "grouped", "conv_transpose", "attention",
+                 "embedding")
+SKIPPED_KINDS = ("norm", "recurrent", "unowned", "other")
+LIKELIHOODS = ("auto", "categorical", "gaussian")
 
 
 class UnsupportedLayerError(ValueError):
     """A module owns parameters that K-FAC here cannot represent (the message names it)."""
 
 
+class CoverageError(UnsupportedLayerError):
+    """K-FAC covers a smaller share of the parameters than required (the message holds the
+    coverage report and the threshold)."""
+
+
 @dataclass
 class LayerFactors:
-    """Kronecker factors of one layer (``omega`` and ``gamma`` on the model's device)."""
+    """Kronecker factors of one layer (``omega`` and ``gamma`` on the model's device).
+
+    Shapes: ``omega`` is ``(D, D)``, or ``(D,)`` for a DIAGONAL factor (``nn.Embedding``: the
+    entries are its eigenvalues), or ``(G, D, D)`` for a block-diagonal layer of ``G``
+    independent Kronecker blocks (grouped convolutions), in which case ``gamma`` is
+    ``(G, I, I)`` and block ``g`` is ``omega[g] (x) gamma[g]``."""
 
     name: str
-    kind: str  # "dense" | "conv" | "depthwise"
+    kind: str  # one of COVERED_KINDS
     module_type: str
     num_params: int  # |theta_l|, bias included
     has_bias: bool
     omega: torch.Tensor
     gamma: torch.Tensor
-    rows: int  # R = M |T| rows of the output gradient matrix
+    rows: int  # R = M |T| rows of the output gradient matrix (per group)
     positions: float  # |T| = R / M
     data_eps: float = 0.0  # machine epsilon of the model dtype (see factor_eigenvalues)
 
     @property
     def omega_dim(self) -> int:
-        return int(self.omega.shape[0])
+        return int(self.omega.shape[-1])
 
     @property
     def gamma_dim(self) -> int:
-        return int(self.gamma.shape[0])
+        return int(self.gamma.shape[-1])
+
+    @property
+    def groups(self) -> int:
+        """Number of independent Kronecker blocks (1 unless block-diagonal)."""
+        return int(self.omega.shape[0]) if self.omega.dim() == 3 else 1
+
+    @property
+    def diagonal(self) -> bool:
+        """Whether ``omega`` is stored as its diagonal."""
+        return self.omega.dim() == 1
 
     @property
     def finite(self) -> bool:
@@ -164,15 +251,67 @@ class LayerFactors:
 
 @dataclass
 class SkippedLayer:
+    """Parameters K-FAC leaves out: a module (or, for ``kind="unowned"``, parameters held by
+    a container), its kind (one of :data:`SKIPPED_KINDS` or, for a supported layer that was
+    not called, its own kind) and the qualified names of the parameters."""
+
     name: str
     module_type: str
     num_params: int
     reason: str
+    kind: str = "other"
+    parameters: tuple[str, ...] = ()
+
+
+@dataclass
+class Coverage:
+    """Which share of a model's parameters K-FAC covers.
+
+    ``covered``/``total`` count parameters (elements); ``by_kind`` maps a layer kind
+    (:data:`COVERED_KINDS` and :data:`SKIPPED_KINDS`) to ``(covered, total)`` parameters of that
+    kind; ``skipped_names`` maps a kind to the names of what was skipped (parameter names for
+    ``"unowned"``, module names otherwise), for the report."""
+
+    covered: int
+    total: int
+    by_kind: dict[str, tuple[int, int]]
+    skipped_names: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def fraction(self) -> float:
+        """``covered / total`` (1.0 for a model without parameters)."""
+        return 1.0 if self.total == 0 else self.covered / self.total
+
+    def table(self) -> pd.DataFrame:
+        """One row per kind: ``kind``, ``parameters`` (of that kind), ``covered`` and ``share``
+        (``parameters / total``: the kind's share of the model), largest kinds first."""
+        rows = [(k, t, c, t / self.total if self.total else math.nan)
+                for k, (c, t) in self.by_kind.items()]
+        frame = pd.DataFrame(rows, columns=["kind", "parameters", "covered", "share"])
+        return frame.sort_values("parameters", ascending=False, kind="stable").reset_index(
+            drop=True)
+
+    def __str__(self) -> str:
+        text = f"K-FAC covers {100 * self.fraction:.1f}% of {self.total:,} parameters"
+        parts = []
+        for kind, (c, t) in self.by_kind.items():
+            if t - c <= 0:
+                continue
+            pct = 100 * (t - c) / self.total
+            part = f"{kind} {pct:.1f}%" if pct >= 0.05 else f"{kind} <0.1%"
+            names = self.skipped_names.get(kind, ())
+            if names and kind != "norm":
+                shown = ", ".join(names[:4]) + (f", +{len(names) - 4} more"
+                                                 if len(names) > 4 else "")
+                part += f" ({shown})"
+            parts.append(part)
+        return text + ("; skipped: " + ", ".join(parts) if parts else "")
 
 
 @dataclass
 class KFACFactors:
-    """Result of :func:`kfac_factors`: supported layers in module order, plus what was skipped."""
+    """Result of :func:`kfac_factors`: supported layers in module order, plus what was skipped
+    (:attr:`coverage` summarises both)."""
 
     layers: list[LayerFactors]
     skipped: list[SkippedLayer] = field(default_factory=list)
@@ -180,6 +319,26 @@ class KFACFactors:
     batch_size: int = 0
     fisher: str = "empirical"
     convention: str = "per_example"
+    likelihood: str = "categorical"
+
+    @property
+    def coverage(self) -> Coverage:
+        """Parameters in :attr:`layers` against all parameters, by kind."""
+        by_kind: dict[str, list[int]] = {}
+        names: dict[str, list[str]] = {}
+        for f in self.layers:
+            entry = by_kind.setdefault(f.kind, [0, 0])
+            entry[0] += f.num_params
+            entry[1] += f.num_params
+        for s in self.skipped:
+            by_kind.setdefault(s.kind, [0, 0])[1] += s.num_params
+            if s.num_params:
+                names.setdefault(s.kind, []).extend(
+                    s.parameters if s.kind == "unowned" else (s.name or "<root>",))
+        covered = sum(c for c, _ in by_kind.values())
+        total = sum(t for _, t in by_kind.values())
+        return Coverage(covered, total, {k: (c, t) for k, (c, t) in by_kind.items()},
+                        {k: tuple(v) for k, v in names.items()})
 
 
 # --------------------------------------------------------------------------- layer discovery
@@ -189,29 +348,51 @@ def _own_param_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters(recurse=False))
 
 
-def classify_module(name: str, module: nn.Module) -> str | None:
-    """``"dense"``, ``"conv"``, ``"depthwise"``, ``"norm"`` (affine normalisation, skipped) or
-    ``None`` (no parameters of its own); raises :class:`UnsupportedLayerError` otherwise."""
-    label = name or "<root>"
+def _module_kind(module: nn.Module) -> tuple[str | None, str | None]:
+    """``(kind, reason)``: the kind of block a module is (``None``: no parameters of its own,
+    or the ``out_proj`` of an attention layer, handled by that layer) and, when K-FAC cannot
+    represent it, why (``None`` when it can or when it is a normalisation layer)."""
     if isinstance(module, nn.Linear):
-        return "dense"
+        return "dense", None
     if isinstance(module, (nn.Conv1d, nn.Conv2d)):
         if module.groups == 1:
-            return "conv"
+            return "conv", None
         if module.groups == module.in_channels == module.out_channels:
-            return "depthwise"
-        raise UnsupportedLayerError(
-            f"layer {label!r} ({type(module).__name__}): grouped convolution with groups="
-            f"{module.groups}, in_channels={module.in_channels}, out_channels="
-            f"{module.out_channels} is not supported (only groups=1 and depthwise)")
+            return "depthwise", None
+        return "grouped", None
+    if isinstance(module, (nn.ConvTranspose1d, nn.ConvTranspose2d)):
+        return "conv_transpose", None
+    if isinstance(module, nn.MultiheadAttention):
+        return "attention", None
+    if isinstance(module, nn.Embedding):
+        if module.max_norm is not None:
+            return "embedding", ("nn.Embedding with max_norm renormalises its weight rows in "
+                                 "the forward pass (not linear in the weights); not supported")
+        return "embedding", None
     if _own_param_count(module) == 0:
-        return None
+        return None, None
     if isinstance(module, _NORM_TYPES):
-        return "norm"
+        return "norm", None
     owned = ", ".join(n for n, _ in module.named_parameters(recurse=False))
-    raise UnsupportedLayerError(
-        f"layer {label!r} ({type(module).__name__}) owns parameters ({owned}) that K-FAC here "
-        "cannot represent; supported: nn.Linear, nn.Conv1d, nn.Conv2d (groups=1 or depthwise)")
+    if isinstance(module, _RECURRENT_TYPES):
+        return "recurrent", f"recurrent layer (owns {owned}); not supported"
+    if next(module.children(), None) is not None:
+        return "unowned", (f"parameters ({owned}) held by a container, not by a layer K-FAC "
+                           "can represent")
+    return "other", (f"owns parameters ({owned}) that K-FAC here cannot represent; supported: "
+                     "nn.Linear, nn.Conv1d/2d (any groups), nn.ConvTranspose1d/2d, "
+                     "nn.MultiheadAttention, nn.Embedding")
+
+
+def classify_module(name: str, module: nn.Module) -> str | None:
+    """The kind of K-FAC block of a module (one of :data:`COVERED_KINDS`), ``"norm"`` (affine
+    normalisation, skipped) or ``None`` (no parameters of its own); raises
+    :class:`UnsupportedLayerError` naming the module otherwise."""
+    kind, reason = _module_kind(module)
+    if reason is not None:
+        raise UnsupportedLayerError(f"layer {name or '<root>'!r} ({type(module).__name__}): "
+                                    f"{reason}")
+    return kind
 
 
 # --------------------------------------------------------------------------- expansion
@@ -245,7 +426,7 @@ def _tn(a: torch.Tensor, b: torch.Tensor | None, out_dtype: torch.dtype) -> torc
     low-precision accumulation never runs over more than ``_WIDEN_ROWS`` terms. Large CPU
     products go through NumPy (OpenBLAS; ``a.T @ a`` is a ``syrk``, half the flops)."""
     n = a.shape[0]
-    step = n if (out_dtype == a.dtype or n <= _WIDEN_ROWS) else _WIDEN_ROWS
+    step = max(1, n if (out_dtype == a.dtype or n <= _WIDEN_ROWS) else _WIDEN_ROWS)
     total = None
     for i in range(0, max(n, 1), step):
         x = a[i:i + step]
@@ -422,83 +603,391 @@ def _input_gram(kind: str, module: nn.Module, x: torch.Tensor, comp: torch.dtype
 
 
 def _homogeneous(gram: torch.Tensor, colsum: torch.Tensor, n_rows: int, bias: bool):
-    """Gram matrix of ``(1  P)`` from that of ``P`` (the 1 column PREPENDED) when ``bias``."""
+    """Gram matrix of ``(1  P)`` from that of ``P`` (the 1 column PREPENDED) when ``bias``;
+    leading (group) dimensions are kept."""
     if not bias:
         return gram
-    d = gram.shape[0]
-    out = gram.new_empty((d + 1, d + 1))
-    out[0, 0] = n_rows
-    out[0, 1:] = colsum
-    out[1:, 0] = colsum
-    out[1:, 1:] = gram
+    d = gram.shape[-1]
+    out = gram.new_empty(gram.shape[:-2] + (d + 1, d + 1))
+    out[..., 0, 0] = n_rows
+    out[..., 0, 1:] = colsum
+    out[..., 1:, 0] = colsum
+    out[..., 1:, 1:] = gram
     return out
 
 
-def _output_rows(state: _State, g: torch.Tensor) -> torch.Tensor:
+def _output_rows(kind: str, batched: bool, g: torch.Tensor) -> torch.Tensor:
     """The ``R x I`` matrix of output gradients (rows: examples x positions)."""
-    if state.kind == "dense":
+    if kind in ("dense", "attention", "embedding"):
         return g.reshape(-1, g.shape[-1])
-    if not state.batched:
+    if not batched:
         g = g.unsqueeze(0)
     return g.movedim(1, -1).reshape(-1, g.shape[1])
+
+
+# --------------------------------------------------------------------------- grouped layers
+
+
+def transposed_patches(module: nn.Module, x: torch.Tensor, out_shape) -> torch.Tensor:
+    """Expanded input ``(m, C * |Delta|, L)`` of a transposed convolution (``x`` batched,
+    ``out_shape`` its spatial output size): the convolution of the zero-inserted input with
+    the flipped kernel.
+
+    ``ConvTranspose`` with stride ``s``, padding ``p``, dilation ``d``, kernel ``k`` (and any
+    output padding) equals a stride-1 convolution with dilation ``d`` of the input with
+    ``s - 1`` zeros inserted between neighbours, padded by ``d (k - 1) - p`` before and by
+    whatever makes the output ``out_shape`` after (negative padding crops), with the weight
+    ``W'[o, c, i, j] = W[c, o, k_h - 1 - i, k_w - 1 - j]`` (per group). So the patches of that
+    padded, zero-inserted input are the expanded input paired with each output position's
+    gradient; columns are in ``W'.reshape(O, -1)`` order (input channel major, then kernel
+    offsets of the FLIPPED kernel row-major)."""
+    one_d = isinstance(module, nn.ConvTranspose1d)
+    k, s = tuple(module.kernel_size), tuple(module.stride)
+    d, p = tuple(module.dilation), tuple(module.padding)
+    if one_d:
+        x = x.unsqueeze(2)
+        out_shape = (1,) + tuple(out_shape)
+        k, s, d, p = (1,) + k, (1,) + s, (1,) + d, (0,) + p
+    m, c, h, w = x.shape
+    up = x.new_zeros((m, c, (h - 1) * s[0] + 1, (w - 1) * s[1] + 1))
+    up[:, :, ::s[0], ::s[1]] = x
+    pads = []
+    for axis in (1, 0):  # F.pad order: last axis first
+        lo = d[axis] * (k[axis] - 1) - p[axis]
+        hi = out_shape[axis] + d[axis] * (k[axis] - 1) - up.shape[2 + axis] - lo
+        pads += [lo, hi]
+    up = F.pad(up, pads)
+    return F.unfold(up, kernel_size=k, dilation=d)
+
+
+def _grouped_gram(patches_of, x: torch.Tensor, groups: int, per_example: int,
+                  comp: torch.dtype, out: torch.dtype):
+    """Per-group ``(P_g^T P_g, column sums of P_g, rows)`` of the expanded input: ``gram``
+    ``(G, D, D)``, ``colsum`` ``(G, D)``, over chunks of examples (``patches_of(chunk)`` gives
+    ``(m, G D, L)`` patches with each group's columns contiguous; ``per_example = G D L``)."""
+    m = x.shape[0]
+    step = max(1, _CHUNK_ELEMENTS // per_example)
+    acc: list = [None, None]
+    rows = 0
+    for i in range(0, m, step):
+        p = patches_of(x[i:i + step])
+        mc, cols, length = p.shape
+        blocks = p.reshape(mc, groups, cols // groups, length).to(comp)
+        gram = torch.matmul(blocks, blocks.transpose(-1, -2)).sum(0, dtype=out)
+        _accumulate(acc, gram, blocks.sum((0, 3), dtype=out))
+        rows += mc * length
+    return acc[0], acc[1], rows
+
+
+def _grouped_output_gram(g: torch.Tensor, groups: int, out: torch.dtype):
+    """Per-group ``G_g^T G_g`` ``(G, I_g, I_g)`` of a batched conv output gradient
+    ``(m, I, *positions)``, and the rows per group."""
+    rows = g.movedim(1, -1).reshape(-1, groups, g.shape[1] // groups).transpose(0, 1).to(out)
+    return torch.matmul(rows.transpose(1, 2), rows), rows.shape[1]
+
+
+# --------------------------------------------------------------------------- attention
+
+
+def _float_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """A boolean mask (True = masked out) as an additive float mask (-inf where masked);
+    float masks are returned as they are."""
+    if mask is None or mask.is_floating_point():
+        return mask
+    if mask.dtype != torch.bool:
+        raise ValueError(f"attention masks must be bool or floating point, got {mask.dtype}")
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(
+        mask, float("-inf"))
+
+
+def _plain_projection(role: str, x: torch.Tensor, weight: torch.Tensor,
+                      bias: torch.Tensor | None) -> torch.Tensor:
+    return F.linear(x, weight, bias)
+
+
+def attention_forward(module: nn.MultiheadAttention, query: torch.Tensor, key: torch.Tensor,
+                      value: torch.Tensor, key_padding_mask: torch.Tensor | None = None,
+                      need_weights: bool = True, attn_mask: torch.Tensor | None = None,
+                      average_attn_weights: bool = True, is_causal: bool = False, *,
+                      project=_plain_projection):
+    """``module(query, key, value, ...)`` of an ``nn.MultiheadAttention``, decomposed so that
+    every projection is one call ``project(role, x, weight, bias)`` (default ``F.linear``):
+    ``role`` is ``"in_proj"`` (self-attention, ``query is key is value``, fused weights:
+    ``E -> 3E``), or ``"q_proj"``/``"k_proj"``/``"v_proj"`` (otherwise), and ``"out_proj"``.
+
+    Same arguments and results as ``nn.MultiheadAttention.forward`` (batch_first, unbatched
+    inputs, boolean or float ``attn_mask`` and ``key_padding_mask``, ``is_causal``,
+    ``bias_k``/``bias_v``, ``add_zero_attn``, dropout in train mode); the attention itself
+    follows ``F.multi_head_attention_forward``: the explicit softmax when ``need_weights``,
+    ``F.scaled_dot_product_attention`` otherwise."""
+    mod = module
+    batched = query.dim() == 3
+    self_attention = query is key and key is value
+    if mod.batch_first and batched:
+        query, key, value = (t.transpose(1, 0) for t in (query, key, value))
+    if not batched:
+        query, key, value = (t.unsqueeze(1) for t in (query, key, value))
+        if key_padding_mask is not None:
+            key_padding_mask = key_padding_mask.unsqueeze(0)
+    length, n, e = query.shape
+    heads = mod.num_heads
+    hd = e // heads
+    dtype = query.dtype
+    key_padding_mask = _float_mask(key_padding_mask, dtype)
+    if is_causal and attn_mask is None:
+        raise RuntimeError("Need attn_mask if specifying the is_causal hint")
+    if is_causal and key_padding_mask is None and not need_weights:
+        attn_mask = None
+    else:
+        attn_mask = _float_mask(attn_mask, dtype)
+        if key_padding_mask is not None:
+            is_causal = False
+    bias = mod.in_proj_bias
+    bq, bk, bv = (None, None, None) if bias is None else bias.chunk(3)
+    if mod.in_proj_weight is not None and self_attention:
+        q, k, v = project("in_proj", query, mod.in_proj_weight, bias).chunk(3, dim=-1)
+    else:
+        if mod.in_proj_weight is not None:
+            wq, wk, wv = mod.in_proj_weight.chunk(3)
+        else:
+            wq, wk, wv = mod.q_proj_weight, mod.k_proj_weight, mod.v_proj_weight
+        q = project("q_proj", query, wq, bq)
+        k = project("k_proj", key, wk, bk)
+        v = project("v_proj", value, wv, bv)
+    if attn_mask is not None and attn_mask.dim() == 2:
+        attn_mask = attn_mask.unsqueeze(0)
+    if mod.bias_k is not None and mod.bias_v is not None:
+        k = torch.cat([k, mod.bias_k.repeat(1, n, 1)])
+        v = torch.cat([v, mod.bias_v.repeat(1, n, 1)])
+        attn_mask = None if attn_mask is None else F.pad(attn_mask, (0, 1))
+        key_padding_mask = None if key_padding_mask is None else F.pad(key_padding_mask, (0, 1))
+    q = q.reshape(length, n * heads, hd).transpose(0, 1)
+    k = k.reshape(k.shape[0], n * heads, hd).transpose(0, 1)
+    v = v.reshape(v.shape[0], n * heads, hd).transpose(0, 1)
+    if mod.add_zero_attn:
+        zeros = torch.zeros((n * heads, 1, hd), dtype=k.dtype, device=k.device)
+        k, v = torch.cat([k, zeros], dim=1), torch.cat([v, zeros], dim=1)
+        attn_mask = None if attn_mask is None else F.pad(attn_mask, (0, 1))
+        key_padding_mask = None if key_padding_mask is None else F.pad(key_padding_mask, (0, 1))
+    src = k.shape[1]
+    if key_padding_mask is not None:
+        kpm = key_padding_mask.view(n, 1, 1, src).expand(-1, heads, -1, -1).reshape(
+            n * heads, 1, src)
+        attn_mask = kpm if attn_mask is None else attn_mask + kpm
+    p = mod.dropout if mod.training else 0.0
+    weights = None
+    if need_weights:
+        if is_causal and attn_mask is None:
+            raise RuntimeError("is_causal needs attn_mask when need_weights=True")
+        scores = q * math.sqrt(1.0 / float(hd))
+        scores = (torch.baddbmm(attn_mask, scores, k.transpose(-2, -1)) if attn_mask is not None
+                  else torch.bmm(scores, k.transpose(-2, -1)))
+        attn = torch.softmax(scores, dim=-1)
+        if p > 0.0:
+            attn = F.dropout(attn, p=p)
+        out = torch.bmm(attn, v).transpose(0, 1).reshape(length * n, e)
+        weights = attn.view(n, heads, length, src)
+        if average_attn_weights:
+            weights = weights.mean(dim=1)
+    else:
+        if attn_mask is not None:
+            attn_mask = (attn_mask.unsqueeze(0) if attn_mask.shape[0] == 1
+                         else attn_mask.view(n, heads, -1, src))
+        out = F.scaled_dot_product_attention(
+            q.reshape(n, heads, length, hd), k.reshape(n, heads, src, hd),
+            v.reshape(n, heads, src, hd), attn_mask, p, is_causal)
+        out = out.permute(2, 0, 1, 3).reshape(length * n, e)
+    out = project("out_proj", out, mod.out_proj.weight, mod.out_proj.bias).view(length, n, e)
+    if mod.batch_first and batched:
+        out = out.transpose(1, 0)
+    if not batched:
+        out = out.squeeze(1)
+        weights = None if weights is None else weights.squeeze(0)
+    return out, weights
 
 
 # --------------------------------------------------------------------------- hooks
 
 
-class _State:
-    def __init__(self, name: str, module: nn.Module, kind: str, comp: torch.dtype,
-                 out: torch.dtype):
-        self.name, self.module, self.kind = name, module, kind
+class _Block:
+    """Accumulated Gram matrices of one K-FAC block (one :class:`LayerFactors`) over every
+    call of its layer: each call's rows are more positions (the "expand" variant)."""
+
+    def __init__(self, name: str, kind: str, module: nn.Module, num_params: int,
+                 has_bias: bool, out_dim: int, comp: torch.dtype, out: torch.dtype,
+                 groups: int = 1, module_type: str | None = None):
+        self.name, self.kind, self.module = name, kind, module
+        self.num_params, self.has_bias, self.out_dim, self.groups = (num_params, has_bias,
+                                                                     out_dim, groups)
+        self.module_type = module_type or type(module).__name__
         self.comp, self.out = comp, out  # product dtype, dtype of sums and results
         self.calls = 0
-        self.batched = True
-        self.omega: torch.Tensor | None = None
+        self.gram: torch.Tensor | None = None
+        self.colsum: torch.Tensor | None = None
         self.in_rows = 0
         self.gamma: torch.Tensor | None = None
         self.out_rows = 0
 
+    def add_input(self, gram: torch.Tensor, colsum: torch.Tensor | None, rows: int) -> None:
+        self.calls += 1
+        if self.gram is None:
+            self.gram, self.colsum = gram, colsum
+        else:
+            self.gram = self.gram + gram
+            self.colsum = None if colsum is None else self.colsum + colsum
+        self.in_rows += rows
+
+    def add_output(self, gram: torch.Tensor, rows: int) -> None:
+        self.gamma = gram if self.gamma is None else self.gamma + gram
+        self.out_rows += rows
+
+    def record_rows(self, rows: torch.Tensor) -> None:
+        """Add the Gram of the ``R x I`` gradient matrix ``rows`` (leading dimensions are
+        rows; exact products in the output dtype: cheap, and the last layer's structural
+        zeros survive only that way)."""
+        rows = rows.reshape(-1, rows.shape[-1]).to(self.out)
+        self.add_output(_gram(rows, self.out), rows.shape[0])
+
 
 class _Tap(torch.autograd.Function):
-    """Identity on a layer's output whose backward records ``G^T G`` of the incoming gradient.
+    """Identity on a layer's output whose backward hands the incoming gradient to ``record``.
     ``anchor`` (a scalar requiring grad) puts every tap on the path of ``grad(loss, anchor)``,
     so the backward pass computes input gradients only."""
 
     @staticmethod
-    def forward(ctx, output, anchor, state):
-        ctx.state = state
+    def forward(ctx, output, anchor, record):
+        ctx.record = record
         return output.clone()  # a clone: later in-place ops must not rewrite this node
 
     @staticmethod
     def backward(ctx, grad):
-        state: _State = ctx.state
-        # Gamma in the output dtype: cheap (I columns), and its exact structural zeros (the
-        # last layer's softmax gradients sum to 0) survive only with exact products
-        rows = _output_rows(state, grad).to(state.out)
-        state.gamma = _gram(rows, state.out)
-        state.out_rows = rows.shape[0]
+        ctx.record(grad)
         return grad, None, None
 
 
-def _forward_hook(state: _State, anchor: torch.Tensor):
+def _layer_hook(block: _Block, anchor: torch.Tensor):
+    """Forward hook of a layer: adds the call's input Gram to ``block`` and taps the output."""
+    kind, comp, out = block.kind, block.comp, block.out
+
     def hook(module, args, output):
-        state.calls += 1
-        if state.calls > 1:
-            raise UnsupportedLayerError(
-                f"layer {state.name!r} ({type(module).__name__}) is called more than once in "
-                "one forward pass (shared weights are not supported)")
         if not args or not isinstance(args[0], torch.Tensor):
-            raise UnsupportedLayerError(f"layer {state.name!r}: input is not a tensor")
+            raise UnsupportedLayerError(f"layer {block.name!r}: input is not a tensor")
         x = args[0].detach()
-        if state.kind != "dense":
-            state.batched = x.dim() == (3 if isinstance(module, nn.Conv1d) else 4)
-        gram, colsum, n_rows = _input_gram(state.kind, module, x, state.comp,
-                                               state.out)
-        state.omega = _homogeneous(gram, colsum, n_rows, module.bias is not None)
-        state.in_rows = n_rows
-        return _Tap.apply(output, anchor, state)
+        if kind in ("dense", "conv", "depthwise"):
+            batched = kind == "dense" or x.dim() == (3 if isinstance(module, nn.Conv1d) else 4)
+            block.add_input(*_input_gram(kind, module, x, comp, out))
+
+            def record(grad):
+                block.record_rows(_output_rows(kind, batched, grad))
+        elif kind in ("grouped", "conv_transpose"):
+            one_d = isinstance(module, (nn.Conv1d, nn.ConvTranspose1d))
+            batched = x.dim() == (3 if one_d else 4)
+            xb = x if batched else x.unsqueeze(0)
+            out_shape = tuple(output.shape[-(1 if one_d else 2):])
+            if kind == "grouped":
+                def patches_of(chunk):
+                    return _unfold(module, chunk)
+            else:
+                def patches_of(chunk):
+                    return transposed_patches(module, chunk, out_shape)
+            per_example = (xb.shape[1] * math.prod(module.kernel_size) * math.prod(out_shape))
+            block.add_input(*_grouped_gram(patches_of, xb, block.groups, per_example, comp,
+                                           out))
+
+            def record(grad):
+                g = grad if batched else grad.unsqueeze(0)
+                block.add_output(*_grouped_output_gram(g, block.groups, out))
+        elif kind == "embedding":
+            idx = x.reshape(-1)
+            keep = None if module.padding_idx is None else idx != module.padding_idx
+            used = idx if keep is None else idx[keep]
+            counts = torch.bincount(used, minlength=module.num_embeddings).to(out)
+            block.add_input(counts, None, int(used.numel()))
+
+            def record(grad):
+                rows = grad.reshape(-1, grad.shape[-1])
+                block.record_rows(rows if keep is None else rows[keep])
+        else:  # pragma: no cover - every kind with a hook is listed above
+            raise RuntimeError(f"no hook for kind {kind!r}")
+        return _Tap.apply(output, anchor, record)
 
     return hook
+
+
+class _Attention:
+    """The K-FAC blocks of one ``nn.MultiheadAttention``: its forward is replaced, during the
+    pass, by :func:`attention_forward` with tapped projections."""
+
+    def __init__(self, name: str, module: nn.MultiheadAttention, comp: torch.dtype,
+                 out: torch.dtype):
+        self.name, self.module = name, module
+        e = module.embed_dim
+        b = int(module.in_proj_bias is not None)
+        ob = module.out_proj.bias is not None
+        mtype = type(module).__name__
+
+        def block(role, d_in, d_out, bias, owner=module):
+            return _Block(f"{name}.{role}" if name else role, "attention", owner,
+                          d_out * (d_in + bias), bool(bias), d_out, comp, out,
+                          module_type=mtype if owner is module else type(owner).__name__)
+
+        self.blocks = {}
+        if module.in_proj_weight is not None:
+            self.blocks["in_proj"] = block("in_proj", e, 3 * e, b)
+        self.blocks["q_proj"] = block("q_proj", e, e, b)
+        self.blocks["k_proj"] = block("k_proj", module.kdim, e, b)
+        self.blocks["v_proj"] = block("v_proj", module.vdim, e, b)
+        self.blocks["out_proj"] = block("out_proj", e, e, int(ob), module.out_proj)
+        self.anchor: torch.Tensor | None = None
+        self._saved = None
+
+    def project(self, role, x, weight, bias):
+        blk = self.blocks[role]
+        blk.add_input(*_input_gram("dense", None, x.detach(), blk.comp, blk.out))
+        return _Tap.apply(F.linear(x, weight, bias), self.anchor, blk.record_rows)
+
+    def install(self, anchor: torch.Tensor) -> None:
+        self.anchor = anchor
+        self._saved = self.module.__dict__.get("forward")
+        self.module.forward = functools.partial(attention_forward, self.module,
+                                                project=self.project)
+
+    def remove(self) -> None:
+        del self.module.forward
+        if self._saved is not None:
+            self.module.forward = self._saved
+
+    def report(self, skipped: list[SkippedLayer]) -> list[_Block]:
+        """The blocks to report: ``in_proj`` (only self-attention calls) or ``q/k/v_proj``
+        (the fused block's Grams folded into them when the layer was called both ways), and
+        ``out_proj``; the layer is reported skipped when never called, and ``bias_k``/
+        ``bias_v`` always are."""
+        mod, e = self.module, self.module.embed_dim
+        extra = [(n, p) for n, p in (("bias_k", mod.bias_k), ("bias_v", mod.bias_v))
+                 if p is not None]
+        if extra:
+            skipped.append(SkippedLayer(
+                self.name, type(mod).__name__, sum(p.numel() for _, p in extra),
+                "bias_k/bias_v of attention (K-FAC covers the projections only)", "attention",
+                tuple(f"{self.name}.{n}" if self.name else n for n, _ in extra)))
+        if self.blocks["out_proj"].calls == 0:
+            total = sum(b.num_params for r, b in self.blocks.items() if r != "in_proj")
+            skipped.append(SkippedLayer(self.name, type(mod).__name__, total,
+                                        "not called in the forward pass", "attention"))
+            return []
+        fused = self.blocks.get("in_proj")
+        separate = [self.blocks[r] for r in ("q_proj", "k_proj", "v_proj")]
+        if fused is None or fused.calls == 0:
+            return separate + [self.blocks["out_proj"]]
+        if all(b.calls == 0 for b in separate):
+            return [fused, self.blocks["out_proj"]]
+        for i, b in enumerate(separate):  # mixed calls: the fused rows are q/k/v rows too
+            b.gram, b.colsum = b.gram + fused.gram, b.colsum + fused.colsum
+            b.in_rows += fused.in_rows
+            if fused.gamma is not None:
+                b.add_output(fused.gamma[i * e:(i + 1) * e, i * e:(i + 1) * e],
+                             fused.out_rows)
+        return separate + [self.blocks["out_proj"]]
 
 
 # --------------------------------------------------------------------------- public API
@@ -522,79 +1011,163 @@ def sample_labels(logits: torch.Tensor, generator: torch.Generator) -> torch.Ten
     return y.reshape(logits.movedim(1, -1).shape[:-1])
 
 
-def _check_arguments(fisher: str, convention: str, on_unsupported: str, inputs,
-                     targets) -> None:
+def _check_arguments(fisher: str, convention: str, on_unsupported: str, likelihood: str,
+                     inputs, targets) -> None:
     if fisher not in FISHERS:
         raise ValueError(f"fisher must be one of {FISHERS}, got {fisher!r}")
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
     if on_unsupported not in ("error", "skip"):
         raise ValueError(f"on_unsupported must be 'error' or 'skip', got {on_unsupported!r}")
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
     if not isinstance(inputs, torch.Tensor) or inputs.dim() < 1 or inputs.shape[0] < 1:
         raise ValueError("inputs must be a tensor with a non-empty leading batch dimension")
     if fisher == "empirical" and targets is None:
-        raise ValueError("fisher='empirical' needs targets (class labels)")
+        raise ValueError("fisher='empirical' needs targets (class labels or regression "
+                         "targets)")
 
 
-def _factor_dtypes(factor_dtype, model_dtype: torch.dtype) -> tuple[torch.dtype, torch.dtype]:
-    """``(dtype of the products, dtype of the sums and factors)``."""
+def _factor_dtypes(factor_dtype, model_dtype: torch.dtype,
+                   device: torch.device) -> tuple[torch.dtype, torch.dtype]:
+    """``(dtype of the products, dtype of the sums and factors)``; ``"auto"`` is the wider of
+    float64 and the model dtype on every ``device`` (module docstring, Numerics)."""
+    if isinstance(factor_dtype, str) and factor_dtype == "auto":
+        factor_dtype = torch.promote_types(model_dtype, torch.float64)
     if factor_dtype is None:  # products in the model dtype, sums and factors in float64
         return model_dtype, torch.promote_types(model_dtype, torch.float64)
     if isinstance(factor_dtype, torch.dtype) and factor_dtype.is_floating_point:
         return factor_dtype, factor_dtype
-    raise ValueError(f"factor_dtype must be None or a floating torch.dtype, got {factor_dtype!r}")
+    raise ValueError(f"factor_dtype must be 'auto', None or a floating torch.dtype, got "
+                     f"{factor_dtype!r}")
+
+
+def _qualified(name: str, module: nn.Module) -> tuple[str, ...]:
+    return tuple(f"{name}.{n}" if name else n for n, _ in module.named_parameters(recurse=False))
+
+
+def _new_block(name: str, kind: str, module: nn.Module, comp: torch.dtype,
+               out: torch.dtype) -> _Block:
+    n = _own_param_count(module)
+    bias = getattr(module, "bias", None) is not None
+    if kind == "embedding":
+        return _Block(name, kind, module, n, False, module.embedding_dim, comp, out)
+    if kind in ("grouped", "conv_transpose"):
+        return _Block(name, kind, module, n, bias, module.out_channels // module.groups, comp,
+                      out, groups=module.groups)
+    return _Block(name, kind, module, n, bias, module.weight.shape[0], comp, out)
 
 
 def _collect_layers(model: nn.Module, on_unsupported: str, comp: torch.dtype,
-                    out: torch.dtype) -> tuple[list[_State], list[SkippedLayer]]:
-    """One :class:`_State` per supported layer in module order; normalisation layers (and,
-    with ``on_unsupported="skip"``, unsupported ones) are reported as skipped."""
-    states: list[_State] = []
+                    out: torch.dtype) -> tuple[list, list[SkippedLayer]]:
+    """One unit (a :class:`_Block`, or an :class:`_Attention` holding several) per supported
+    layer in module order; normalisation layers and (with ``on_unsupported="skip"``)
+    unsupported ones are reported as skipped. With ``"error"``, every unsupported module is
+    listed in one :class:`UnsupportedLayerError`."""
+    units: list = []
     skipped: list[SkippedLayer] = []
+    problems: list[str] = []
+    handled: set[int] = set()  # out_proj of attention layers: part of those layers
     for name, module in model.named_modules():
-        try:
-            kind = classify_module(name, module)
-        except UnsupportedLayerError as error:
-            if on_unsupported == "error":
-                raise
-            skipped.append(SkippedLayer(name, type(module).__name__, _own_param_count(module),
-                                        f"unsupported layer type: {error}"))
+        if id(module) in handled:
             continue
-        if kind == "norm":
-            skipped.append(SkippedLayer(name, type(module).__name__, _own_param_count(module),
-                                        "affine normalisation layer (not part of K-FAC here)"))
-        elif kind is not None:
-            states.append(_State(name, module, kind, comp, out))
-    if not states:
+        kind, reason = _module_kind(module)
+        if kind is None:
+            continue
+        n, mtype = _own_param_count(module), type(module).__name__
+        if reason is not None:
+            problems.append(f"layer {name or '<root>'!r} ({mtype}): {reason} [{n:,} parameters]")
+            skipped.append(SkippedLayer(name, mtype, n, f"unsupported: {reason}", kind,
+                                        _qualified(name, module)))
+        elif kind == "norm":
+            skipped.append(SkippedLayer(name, mtype, n,
+                                        "affine normalisation layer (not part of K-FAC here)",
+                                        "norm", _qualified(name, module)))
+        elif kind == "attention":
+            units.append(_Attention(name, module, comp, out))
+            handled.add(id(module.out_proj))
+        else:
+            units.append(_new_block(name, kind, module, comp, out))
+    if problems and on_unsupported == "error":
+        raise UnsupportedLayerError(
+            f"K-FAC cannot represent {len(problems)} module(s): " + "; ".join(problems)
+            + ". Pass on_unsupported='skip' to leave them out (KFACFactors.coverage reports "
+            "the share of parameters covered)")
+    if not units:
         raise UnsupportedLayerError("model has no supported layer with weights")
-    return states, skipped
+    return units, skipped
 
 
-def _forward_backward(model: nn.Module, states: list[_State], x: torch.Tensor, targets,
-                      fisher: str, convention: str, seed: int,
-                      generator: torch.Generator | None) -> tuple[torch.Tensor, bool]:
+def _resolve_likelihood(likelihood: str, output: torch.Tensor, targets) -> str:
+    """``"auto"``: Gaussian when the targets are floating point or the output has a single
+    column (``(M,)`` or ``(M, 1)``), categorical otherwise."""
+    if likelihood != "auto":
+        return likelihood
+    single = output.dim() == 1 or (output.dim() == 2 and output.shape[1] == 1)
+    floating = isinstance(targets, torch.Tensor) and targets.is_floating_point()
+    return "gaussian" if single or floating else "categorical"
+
+
+def _loss(output: torch.Tensor, targets, likelihood: str, fisher: str, convention: str,
+          generator: torch.Generator | None, seed: int) -> torch.Tensor:
+    """The negative log-likelihood whose gradients are ``G``: categorical (cross-entropy,
+    Eq. 6) or unit-variance Gaussian ``0.5 sum (f - y)^2``; summed over examples
+    (``per_example``) or averaged over them (``official``; for categorical outputs with
+    positions ``F.cross_entropy``'s mean, over examples and positions)."""
+    device = output.device
+    if fisher == "mc" and generator is None:
+        generator = torch.Generator(device=device).manual_seed(seed)
+    if likelihood == "gaussian":
+        f = output
+        if fisher == "mc":  # y ~ N(f, 1)
+            noise = torch.randn(f.shape, generator=generator, device=device, dtype=f.dtype)
+            y = f.detach() + noise
+        else:
+            if targets.numel() != f.numel():
+                raise ValueError(f"Gaussian likelihood: targets with {targets.numel()} "
+                                 f"entries do not match the output {tuple(f.shape)}")
+            y = targets.to(device=device, dtype=f.dtype).reshape(f.shape)
+        loss = 0.5 * (f - y).pow(2).sum()
+        return loss if convention == "per_example" else loss / f.shape[0]
+    if output.dim() < 2:
+        raise ValueError("categorical likelihood: the model must return logits of shape "
+                         "(batch, classes, ...); for regression pass likelihood='gaussian'")
+    if fisher == "mc":
+        y = sample_labels(output, generator)
+    else:
+        if targets.is_floating_point():
+            raise ValueError("categorical likelihood needs integer class labels as targets")
+        y = targets.to(device=device, dtype=torch.long)
+    reduction = "sum" if convention == "per_example" else "mean"
+    return F.cross_entropy(output, y, reduction=reduction)
+
+
+def _forward_backward(model: nn.Module, units: list, x: torch.Tensor, targets, fisher: str,
+                      convention: str, likelihood: str, seed: int,
+                      generator: torch.Generator | None) -> tuple[torch.Tensor, bool, str]:
     """One forward pass with the layers' hooks collecting ``Omega`` Grams, and (when the
     loss is finite) one backward pass to the taps collecting ``Gamma`` Grams; returns the
-    loss and whether it is finite."""
+    loss, whether it is finite and the likelihood used. Attention layers run
+    :func:`attention_forward` for the pass and are restored afterwards."""
     dtype, device = _model_dtype_device(model)
     anchor = torch.zeros((), device=device, dtype=dtype, requires_grad=True)
-    handles = [s.module.register_forward_hook(_forward_hook(s, anchor)) for s in states]
+    handles, installed = [], []
     devices = ([device.index if device.index is not None else torch.cuda.current_device()]
                if device.type == "cuda" else [])
     try:
+        for u in units:
+            if isinstance(u, _Attention):
+                u.install(anchor)
+                installed.append(u)
+            else:
+                handles.append(u.module.register_forward_hook(_layer_hook(u, anchor)))
         with torch.random.fork_rng(devices=devices), torch.enable_grad():
             torch.manual_seed(seed)
-            logits = model(x)
-            if not isinstance(logits, torch.Tensor) or logits.dim() < 2:
-                raise ValueError("model must return logits of shape (batch, classes, ...)")
-            if fisher == "mc":
-                if generator is None:
-                    generator = torch.Generator(device=device).manual_seed(seed)
-                y = sample_labels(logits, generator)
-            else:
-                y = targets.to(device=device, dtype=torch.long)
-            reduction = "sum" if convention == "per_example" else "mean"
-            loss = F.cross_entropy(logits, y, reduction=reduction)
+            output = model(x)
+            if not isinstance(output, torch.Tensor) or output.dim() < 1:
+                raise ValueError("model must return a tensor with a batch dimension")
+            lik = _resolve_likelihood(likelihood, output, targets)
+            loss = _loss(output, targets, lik, fisher, convention, generator, seed)
             # A non-finite loss (exploding or undefined signals) makes every Gamma undefined:
             # skip the backward pass, which for such functions is the slowest part, and
             # report Gamma as NaN (the features then flag the function invalid).
@@ -604,37 +1177,54 @@ def _forward_backward(model: nn.Module, states: list[_State], x: torch.Tensor, t
     finally:
         for h in handles:
             h.remove()
-    return loss, loss_finite
+        for u in installed:
+            u.remove()
+    return loss, loss_finite, lik
 
 
-def _layer_factors(states: list[_State], skipped: list[SkippedLayer], m: int,
-                   convention: str, loss_finite: bool, dtype: torch.dtype,
+def _block_factors(b: _Block, m: int, convention: str, loss_finite: bool,
+                   dtype: torch.dtype, device: torch.device) -> LayerFactors:
+    """Scale one block's accumulated Grams into its factors (Eqs. 17-18 and the module
+    docstring's conventions)."""
+    mod = b.module
+    if b.gamma is None:  # the loss is not finite, or does not depend on this output
+        fill = 0.0 if loss_finite else math.nan
+        shape = ((b.groups, b.out_dim, b.out_dim) if b.kind in ("grouped", "conv_transpose")
+                 else (b.out_dim,) * 2)
+        b.gamma = torch.full(shape, fill, dtype=b.out, device=device)
+        b.out_rows = b.in_rows if b.kind != "depthwise" else b.in_rows // mod.in_channels
+    omega_scale = m * mod.in_channels if (b.kind == "depthwise"
+                                           and convention == "per_example") else m
+    if b.kind == "embedding":
+        omega = b.gram / m  # token counts / M: the diagonal of the one-hot Gram
+    else:
+        omega = _homogeneous(b.gram, b.colsum, b.in_rows, b.has_bias) / omega_scale
+    gamma = b.gamma / max(b.out_rows, 1)
+    if b.kind == "conv_transpose" and b.groups == 1:
+        omega, gamma = omega[0], gamma[0]
+    f = LayerFactors(name=b.name, kind=b.kind, module_type=b.module_type,
+                     num_params=b.num_params, has_bias=b.has_bias, omega=omega, gamma=gamma,
+                     rows=b.out_rows, positions=b.out_rows / m, data_eps=torch.finfo(dtype).eps)
+    expect = f.groups * f.omega_dim * f.gamma_dim
+    if expect != b.num_params:
+        raise RuntimeError(f"layer {b.name!r}: factor sizes {f.groups} x {f.omega_dim} x "
+                           f"{f.gamma_dim} do not match {b.num_params} parameters")
+    return f
+
+
+def _layer_factors(units: list, skipped: list[SkippedLayer], m: int, convention: str,
+                   loss_finite: bool, dtype: torch.dtype,
                    device: torch.device) -> list[LayerFactors]:
-    """Scale the accumulated Grams into the factors of every layer that was called (Eqs.
-    17-18 and the module docstring's conventions); layers never called are skipped."""
+    """The factors of every block that was called; layers never called are skipped."""
     layers: list[LayerFactors] = []
-    for s in states:
-        mod = s.module
-        n_params = _own_param_count(mod)
-        if s.calls == 0:
-            skipped.append(SkippedLayer(s.name, type(mod).__name__, n_params,
-                                        "not called in the forward pass"))
-            continue
-        if s.gamma is None:  # the loss is not finite, or does not depend on this output
-            fill = 0.0 if loss_finite else math.nan
-            s.gamma = torch.full((mod.weight.shape[0],) * 2, fill, dtype=s.out, device=device)
-            s.out_rows = s.in_rows if s.kind != "depthwise" else s.in_rows // mod.in_channels
-        omega_scale = m * mod.in_channels if (s.kind == "depthwise"
-                                               and convention == "per_example") else m
-        layers.append(LayerFactors(
-            name=s.name, kind=s.kind, module_type=type(mod).__name__, num_params=n_params,
-            has_bias=mod.bias is not None, omega=s.omega / omega_scale,
-            gamma=s.gamma / s.out_rows, rows=s.out_rows, positions=s.out_rows / m,
-            data_eps=torch.finfo(dtype).eps))
-        expect = layers[-1].omega_dim * layers[-1].gamma_dim
-        if expect != n_params:
-            raise RuntimeError(f"layer {s.name!r}: factor sizes {layers[-1].omega_dim} x "
-                               f"{layers[-1].gamma_dim} do not match {n_params} parameters")
+    for u in units:
+        for b in (u.report(skipped) if isinstance(u, _Attention) else [u]):
+            if b.calls == 0:
+                skipped.append(SkippedLayer(b.name, b.module_type, b.num_params,
+                                            "not called in the forward pass", b.kind,
+                                            _qualified(b.name, b.module)))
+                continue
+            layers.append(_block_factors(b, m, convention, loss_finite, dtype, device))
     return layers
 
 
@@ -645,46 +1235,67 @@ def kfac_factors(
     *,
     fisher: str = "empirical",
     convention: str = "per_example",
+    likelihood: str = "auto",
     seed: int = 0,
     generator: torch.Generator | None = None,
-    factor_dtype: torch.dtype | None = torch.float64,
+    factor_dtype: torch.dtype | str | None = "auto",
     on_unsupported: str = "error",
 ) -> KFACFactors:
     """K-FAC factors ``Omega`` and ``Gamma`` of every supported layer, in module order, from
     one forward and one backward pass of ``model`` on ``(inputs, targets)``.
 
-    The model outputs logits (class dimension 1); the loss is cross-entropy (the negative
-    log-likelihood of a categorical distribution, Eq. 6). ``fisher="empirical"`` uses
-    ``targets``; ``fisher="mc"`` ignores them and samples labels from the model's own
-    predictive distribution (Eq. 1) with ``generator`` (default: a generator on the model's
-    device seeded with ``seed``). The model runs in its current train/eval mode; the global
-    RNG is forked and seeded with ``seed`` for the pass (dropout is reproducible and the
-    caller's RNG state is untouched). ``inputs`` are batch-first (``M = inputs.shape[0]``).
-    With BatchNorm in train mode the examples interact through the batch statistics, so the
-    rows of ``G`` are gradients of the summed loss rather than strictly per-example ones. See
-    the module docstring for the scaling conventions.
+    Args:
+        model: the network; it runs in its current train/eval mode.
+        inputs: a batch-first tensor (``M = inputs.shape[0]``); integer inputs (token ids)
+            are kept as they are, floating ones are cast to the model dtype.
+        targets: class labels (categorical) or regression targets (Gaussian); needed for
+            ``fisher="empirical"``, ignored by ``"mc"``.
+        fisher: ``"empirical"`` uses ``targets``; ``"mc"`` samples them from the model's own
+            predictive distribution (Eq. 1; ``y ~ softmax(f)`` or ``y ~ N(f, 1)``) with
+            ``generator`` (default: a generator on the model's device seeded with ``seed``).
+        convention: ``"per_example"`` or ``"official"`` (module docstring).
+        likelihood: ``"categorical"`` (cross-entropy on logits with the class dimension 1,
+            Eq. 6), ``"gaussian"`` (unit variance, ``0.5 sum (f - y)^2``, i.e. MSE) or
+            ``"auto"``: Gaussian when ``targets`` are floating point or the output has one
+            column (``(M,)`` or ``(M, 1)``), categorical otherwise.
+        seed: the global RNG is forked and seeded with it for the pass (dropout is
+            reproducible, the caller's RNG state untouched).
+        factor_dtype: ``"auto"`` (float64 on every device), ``None`` or a dtype
+            (module docstring, Numerics).
+        on_unsupported: ``"error"`` raises for any module K-FAC cannot represent, listing all
+            of them; ``"skip"`` leaves them out and reports them in :attr:`KFACFactors.skipped`
+            (and :attr:`KFACFactors.coverage`).
 
-    Raises ``ValueError`` for bad arguments and :class:`UnsupportedLayerError` naming a layer
-    K-FAC cannot represent (unless ``on_unsupported="skip"``).
+    Returns:
+        :class:`KFACFactors` (layers in module order, skipped parameters, loss, coverage).
+
+    With BatchNorm in train mode the examples interact through the batch statistics, so the
+    rows of ``G`` are gradients of the summed loss rather than strictly per-example ones.
+
+    Raises:
+        ValueError: bad arguments (or targets that do not fit the likelihood).
+        UnsupportedLayerError: a module K-FAC cannot represent (with ``on_unsupported=
+            "error"``), or no supported layer at all.
     """
-    _check_arguments(fisher, convention, on_unsupported, inputs, targets)
+    _check_arguments(fisher, convention, on_unsupported, likelihood, inputs, targets)
     dtype, device = _model_dtype_device(model)
-    comp, out = _factor_dtypes(factor_dtype, dtype)
-    states, skipped = _collect_layers(model, on_unsupported, comp, out)
+    comp, out = _factor_dtypes(factor_dtype, dtype, device)
+    units, skipped = _collect_layers(model, on_unsupported, comp, out)
     x = inputs.to(device=device, dtype=dtype) if inputs.is_floating_point() else inputs.to(device)
-    loss, loss_finite = _forward_backward(model, states, x, targets, fisher, convention, seed,
-                                          generator)
+    loss, loss_finite, lik = _forward_backward(model, units, x, targets, fisher, convention,
+                                               likelihood, seed, generator)
     m = int(x.shape[0])
-    layers = _layer_factors(states, skipped, m, convention, loss_finite, dtype, device)
-    return KFACFactors(layers, skipped, float(loss.detach()), m, fisher, convention)
+    layers = _layer_factors(units, skipped, m, convention, loss_finite, dtype, device)
+    return KFACFactors(layers, skipped, float(loss.detach()), m, fisher, convention, lik)
 
 
 def _eigvalsh(matrix: torch.Tensor) -> torch.Tensor:
-    """Ascending eigenvalues of a symmetric matrix: ``torch.linalg.eigvalsh`` (cuSOLVER on
-    CUDA); for large matrices on the CPU ``numpy.linalg.eigvalsh``, the same LAPACK ``syevd``
-    through NumPy's OpenBLAS, which here is 1.5-4x faster than torch's MKL build (AMD EPYC)."""
+    """Ascending eigenvalues of a symmetric matrix (or a batch of them):
+    ``torch.linalg.eigvalsh`` (cuSOLVER on CUDA); for large matrices on the CPU
+    ``numpy.linalg.eigvalsh``, the same LAPACK ``syevd`` through NumPy's OpenBLAS, which here
+    is 1.5-4x faster than torch's MKL build (AMD EPYC)."""
     if (matrix.device.type == "cpu" and matrix.dtype in (torch.float32, torch.float64)
-            and matrix.shape[0] ** 3 >= _NUMPY_MIN_FLOPS):
+            and matrix.numel() * matrix.shape[-1] >= _NUMPY_MIN_FLOPS):
         return torch.from_numpy(np.linalg.eigvalsh(matrix.numpy()))
     return torch.linalg.eigvalsh(matrix)
 
@@ -692,13 +1303,20 @@ def _eigvalsh(matrix: torch.Tensor) -> torch.Tensor:
 def factor_eigenvalues(matrix: torch.Tensor, data_eps: float = 0.0) -> torch.Tensor:
     """Eigenvalues (ascending) of a symmetric PSD factor (LAPACK ``syevd``); values
     ``<= n * max(eps, (10 data_eps)^2) * max|lambda|`` (round-off, negatives included; see the
-    module docstring) are set to exactly 0. A non-finite matrix gives all-NaN (no exception)."""
-    n = matrix.shape[0]
+    module docstring) are set to exactly 0. A non-finite matrix gives all-NaN (no exception).
+
+    A 1-D ``matrix`` is a DIAGONAL factor (``nn.Embedding``'s token counts): its entries,
+    sorted, are the eigenvalues, exact (no floor). A 3-D one is a batch of ``G`` blocks
+    (grouped layers): ``(G, n)`` eigenvalues, each block with its own floor."""
     if not bool(torch.isfinite(matrix).all()):
-        return torch.full((n,), math.nan, dtype=matrix.dtype, device=matrix.device)
+        return torch.full(matrix.shape[:-1] if matrix.dim() > 1 else matrix.shape, math.nan,
+                          dtype=matrix.dtype, device=matrix.device)
+    if matrix.dim() == 1:
+        return torch.sort(matrix).values
+    n = matrix.shape[-1]
     ev = _eigvalsh(matrix)
     rel = n * max(torch.finfo(matrix.dtype).eps, (10.0 * data_eps) ** 2)
-    floor = ev.abs().max() * rel
+    floor = ev.abs().amax(-1, keepdim=True) * rel
     return torch.where(ev > floor, ev, torch.zeros_like(ev))
 
 
@@ -708,10 +1326,12 @@ def kronecker_eigenvalues(
     """All ``|Omega| x |Gamma|`` eigenvalues of ``Omega (x) Gamma`` from those of the factors,
     in ``torch.kron`` order (index ``i * |Gamma| + j``): pairwise sums of log-eigenvalues
     (natural log; a zero factor eigenvalue gives -inf) or, with ``log_scale=False``, products.
-    """
+    With leading (group) dimensions, ``(G, |Omega|)`` and ``(G, |Gamma|)``, the eigenvalues of
+    the block-diagonal layer: every group's, group by group."""
     if log_scale:
-        return (torch.log(omega_eigs)[:, None] + torch.log(gamma_eigs)[None, :]).reshape(-1)
-    return (omega_eigs[:, None] * gamma_eigs[None, :]).reshape(-1)
+        return (torch.log(omega_eigs)[..., :, None]
+                + torch.log(gamma_eigs)[..., None, :]).reshape(-1)
+    return (omega_eigs[..., :, None] * gamma_eigs[..., None, :]).reshape(-1)
 
 
 def layer_eigenvalues(layer: LayerFactors, log_scale: bool = True) -> torch.Tensor:

@@ -10,13 +10,18 @@ Public API::
     set_activation(model, name, *, normalize=None) -> int
     FunctionalSitesError
 
-Two kinds of activation site are found:
+Three kinds of activation site are found:
 
 * **modules** -- every submodule that is an instance of :data:`ACTIVATION_MODULES`
   (``nn.ReLU``, ``nn.GELU``, ...) is replaced by a fresh
   :class:`~aquasurf_core.space.ActivationFunction`, in place, at the same qualified name. A
   module applied several times in ``forward`` (torchvision's ``BasicBlock.relu``) is one site;
   its replacement serves every call.
+* **attributes** -- an activation function kept as a module attribute and called in a
+  library ``forward`` (``nn.TransformerEncoderLayer(activation=F.relu)`` stores
+  ``self.activation = F.relu``; tracing does not enter torch's own layers) becomes an
+  :class:`~aquasurf_core.space.ActivationFunction` submodule under that attribute (kind
+  ``"attribute"``); the layer's inference fast path, which would skip it, is switched off.
 * **functional calls** -- ``F.relu(x)``, ``torch.tanh(x)``, ``x.sigmoid()`` ... written in a
   ``forward``. They are found by ``torch.fx.symbolic_trace``; each call becomes a call of an
   added ``ActivationFunction`` submodule and the result is an ``fx.GraphModule`` (sharing the
@@ -85,7 +90,7 @@ class Site:
     functional call the qualified name of the module whose ``forward`` makes it, a dot and the
     call's ``torch.fx`` node name (``"layer1.0.relu_1"``; the root's calls have no prefix).
     ``original`` is what was there (``"torch.nn.ReLU"``, ``"torch.nn.functional.relu"``,
-    ``"Tensor.sigmoid"``). ``kind`` is ``"module"``, ``"function"`` or ``"inplace"`` (a module
+    ``"Tensor.sigmoid"``). ``kind`` is ``"module"``, ``"attribute"``, ``"function"`` or ``"inplace"`` (a module
     whose ``inplace`` was set to ``False``; nothing replaced). ``module`` is the qualified name
     of the :class:`ActivationFunction` now computing the site (``""`` for ``"inplace"``).
     ``calls`` is how many times the traced ``forward`` applies it (torchvision's
@@ -142,6 +147,28 @@ def _replace_modules(model: nn.Module, make: Callable[[], nn.Module], types: tup
                 continue
             setattr(module, child_name, make())
             sites.append(Site(full, _describe(type(child)), "module", full))
+    return sites
+
+
+def _replace_attributes(model: nn.Module, make: Callable[[], nn.Module], types: tuple | None,
+                        names: list[str] | None) -> list[Site]:
+    """Activation *functions* stored as a module attribute (``self.activation = F.relu``, as
+    ``nn.TransformerEncoderLayer``/``DecoderLayer`` keep theirs) become an
+    :class:`ActivationFunction` submodule under the same attribute; the layers' inference
+    fast path (``activation_relu_or_gelu``), which would bypass it, is switched off."""
+    sites = []
+    for qualname, module in list(model.named_modules()):
+        for attr in ("activation", "act", "activation_fn"):
+            original = module.__dict__.get(attr)
+            if original is None or isinstance(original, nn.Module) or not callable(original):
+                continue
+            full = f"{qualname}.{attr}" if qualname else attr
+            if not _type_matches(original, types) or not _wanted(full, names):
+                continue
+            setattr(module, attr, make())
+            if hasattr(module, "activation_relu_or_gelu"):
+                module.activation_relu_or_gelu = 0
+            sites.append(Site(full, _describe(original), "attribute", full))
     return sites
 
 
@@ -285,11 +312,13 @@ def make_searchable(model: nn.Module, name: str, *, types: Iterable | None = Non
                     f"activation modules.") from error
             traceable = False
     sites = _replace_modules(model, make, types_t, names_l)
+    sites += _replace_attributes(model, make, types_t, names_l)
     if traceable:
         gm = _trace(model)
         function_sites = _replace_functions(gm, make, types_t, names_l)
         uses = Counter(n.target for n in gm.graph.nodes if n.op == "call_module")
-        sites = [replace(site, calls=uses[site.module]) for site in sites] + function_sites
+        sites = [replace(site, calls=uses[site.module]) if site.kind == "module" else site
+                 for site in sites] + function_sites
         if function_sites:
             for attr in ("arch", "fn_name"):
                 if hasattr(model, attr):

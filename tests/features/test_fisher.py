@@ -410,10 +410,9 @@ def test_inplace_activation_after_layer_and_float32_model():
 @pytest.mark.parametrize(
     "module,needle",
     [
-        (nn.Embedding(10, 4), "'emb' (Embedding)"),
-        (nn.MultiheadAttention(4, 2), "'emb' (MultiheadAttention)"),
-        (nn.Conv1d(4, 4, 3, groups=2), "'emb' (Conv1d): grouped"),
-        (nn.LSTM(4, 4), "'emb' (LSTM)"),
+        (nn.EmbeddingBag(10, 4), "'emb' (EmbeddingBag)"),
+        (nn.Embedding(10, 4, max_norm=1.0), "'emb' (Embedding): nn.Embedding with max_norm"),
+        (nn.LSTM(4, 4), "'emb' (LSTM): recurrent"),
         (nn.Conv3d(4, 4, 1), "'emb' (Conv3d)"),
     ],
 )
@@ -455,23 +454,22 @@ def test_affine_norm_reported_as_skipped_weightless_ignored():
     assert all("normalisation" in s.reason for s in result.skipped)
 
 
-def test_unused_layer_skipped_shared_layer_rejected():
+def test_unused_layer_skipped():
+    """(A layer called twice accumulates both calls: tests/features/test_fisher_layers.py.)"""
     class Net(nn.Module):
-        def __init__(self, share):
+        def __init__(self):
             super().__init__()
             self.fc = nn.Linear(3, 3)
             self.unused = nn.Linear(3, 3)
-            self.share = share
 
         def forward(self, x):
-            return self.fc(self.fc(x)) if self.share else self.fc(x)
+            return self.fc(x)
 
-    result = kfac_factors(Net(False), torch.randn(2, 3), torch.tensor([0, 1]))
+    result = kfac_factors(Net(), torch.randn(2, 3), torch.tensor([0, 1]))
     assert [f.name for f in result.layers] == ["fc"]
-    assert [(s.name, s.reason) for s in result.skipped] == [
-        ("unused", "not called in the forward pass")]
-    with pytest.raises(UnsupportedLayerError, match="'fc'.*more than once"):
-        kfac_factors(Net(True), torch.randn(2, 3), torch.tensor([0, 1]))
+    assert [(s.name, s.reason, s.kind) for s in result.skipped] == [
+        ("unused", "not called in the forward pass", "dense")]
+    assert result.coverage.by_kind == {"dense": (12, 24)}
 
 
 def test_bad_arguments():

@@ -4,6 +4,7 @@ factory as torchvision's ``activation_layer=``."""
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 
 import pytest
@@ -305,3 +306,35 @@ def test_nested_calls_methods_and_extra_arguments():
     assert [s.name for s in only] == ["inner.tanh", "inner.gelu"]
     _, only = make_searchable(Outer(), "relu(x)", types=[F.sigmoid])
     assert [s.name for s in only] == ["inner.sigmoid", "sigmoid_1"]
+
+
+@pytest.mark.parametrize("activation, original", [("relu", "torch.nn.functional.relu"),
+                                                  ("gelu", "torch.nn.functional.gelu")])
+def test_transformer_layers_keep_their_activation_as_an_attribute(activation, original):
+    """nn.TransformerEncoderLayer stores F.relu / F.gelu as ``self.activation`` and calls it in
+    its own forward, which tracing does not enter: the attribute is the site. With the same
+    function the outputs are unchanged, and in eval mode without gradients (the layer's fast
+    path) the searched function is still what runs."""
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.0, batch_first=True,
+                                       activation=activation)
+    encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+    x = torch.randn(3, 5, 8)
+    before = encoder(x)
+    reference = copy.deepcopy(encoder)  # feed-forward branch switched off by its weights
+    with torch.no_grad():
+        for m in reference.layers:
+            m.linear1.weight.zero_()
+            m.linear1.bias.fill_(-1e4)  # relu(-1e4) = gelu(-1e4) = 0
+    model, sites = make_searchable(encoder, f"{activation}(x)")
+    assert [(s.name, s.kind, s.original) for s in sites] == [
+        (f"layers.{i}.activation", "attribute", original) for i in range(2)]
+    assert all(isinstance(m.activation, ActivationFunction) for m in model.layers)
+    torch.testing.assert_close(model(x), before, rtol=1e-5, atol=1e-6)
+    set_activation(model, "zero(x)")  # the feed-forward branch now adds nothing
+    model.eval()
+    with torch.no_grad():
+        zeroed = model(x)
+        expected = reference.eval()(x)
+    torch.testing.assert_close(zeroed, expected, rtol=1e-5, atol=1e-6)
+    assert make_searchable(encoder, "relu(x)", types=[nn.ReLU])[1] == []  # restricted away

@@ -85,26 +85,6 @@ def test_image_folder_task_with_mixing_trains_end_to_end(tmp_path, image_folder_
     assert task.fisher_batch(0)[0].shape == (3, 3, 32, 32)
 
 
-def test_readme_example_is_the_one_notebook_05_runs():
-    """The README's "Searching on your own model" example is run by notebook 05 (every
-    profile, tiny settings): the task definition must be the same text in both."""
-    import json
-    import re
-
-    root = paths.repo_root()
-    blocks = re.findall(r"```python\n(.*?)```", (root / "README.md").read_text(), re.S)
-    (readme,) = [b for b in blocks if 'Task("my-mlp"' in b]
-    cells = json.loads((root / "notebooks" / "05_large_scale_search.ipynb").read_text())["cells"]
-    (cell,) = ["".join(c["source"]) for c in cells if 'Task("my-mlp"' in "".join(c["source"])]
-
-    def definition(text):
-        lines = text.strip().splitlines()
-        end = next(i for i, line in enumerate(lines) if line.startswith("task = Task("))
-        return lines[:end + 1]
-
-    assert definition(readme) == definition(cell)
-
-
 # ----------------------------------------------------------------------------- the spectra check
 def _toy_task(build, *, batch=None, name="toy"):
     """A task on a tiny model: 32 fixed N(0, 1) examples of 1 x 40 (or ``batch``), 10 classes;
