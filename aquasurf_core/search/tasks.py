@@ -130,11 +130,6 @@ class StageOptions:
             kwargs["factor_dtype"] = {"float32": torch.float32,
                                       "float64": torch.float64}[self.factor_dtype]
         if self.min_coverage is not None:
-            from aquasurf_core.features.fim import fim_features
-
-            if "min_coverage" not in inspect.signature(fim_features).parameters:
-                raise TaskError("min_coverage needs Fisher features that report their "
-                                "coverage; this version's fim_features has no min_coverage")
             kwargs["min_coverage"] = float(self.min_coverage)
         return kwargs
 
@@ -317,8 +312,9 @@ def _explain(invalid, model) -> str:
         zeros = zero_parameters(model)
         if zeros:
             cause = (f"parameters {_listing(zeros)} are all zeros (a zero-initialised head or "
-                     "residual branch); re-initialise them (e.g. nn.init.normal_(..., "
-                     "std=0.02)) in build()")
+                     "residual branch); re-initialise them in build() (e.g. nn.init.normal_(..., "
+                     "std=0.02) for a linear layer's, nn.init.ones_ for a normalisation "
+                     "layer's weight)")
         else:
             cause = ("no parameter is all zeros, so the signal dies on its way (a detached "
                      "tensor, a stop-gradient, or a layer whose output does not depend on its "
@@ -365,8 +361,11 @@ def check_spectra(task: Task, baselines: Sequence[str] = BASELINE_FUNCTIONS,
         try:
             feats = task_features(task, name, 0, options, batch=batch)
         except UnsupportedLayerError as err:
+            hint = ("" if options.on_unsupported == "skip" else
+                    " (in a search: SearchConfig(on_unsupported='skip'), or aquasurf search "
+                    "run --on-unsupported skip)")
             raise TaskError(f"task {task.name!r}: K-FAC cannot compute the Fisher features of "
-                            f"this model: {err}") from err
+                            f"this model: {err}{hint}") from err
         except TaskError:
             raise
         except Exception as err:

@@ -221,7 +221,7 @@ def test_the_command_line_takes_the_stage_options(tmp_path, capsys, client, no_e
                      "--evaluations", "1", "--features", "8", "--quiet",
                      "--scheduler-address", client.scheduler.address,
                      "--ledger", str(ledger_path), "--device", "cpu", "--factor-dtype",
-                     "float32", "--on-unsupported", "skip"]) == 0
+                     "float32", "--on-unsupported", "skip", "--min-coverage", "0.9"]) == 0
     out = capsys.readouterr().out.splitlines()
     start = out.index("{")  # the log lines, then the status as JSON
     status = json.loads("\n".join(out[start:]))
@@ -231,7 +231,7 @@ def test_the_command_line_takes_the_stage_options(tmp_path, capsys, client, no_e
     with SearchLedger(ledger_path, readonly=True) as ledger:
         config = ledger.meta("config")
     assert (config["device"], config["factor_dtype"], config["on_unsupported"],
-            config["min_coverage"]) == ("cpu", "float32", "skip", None)
+            config["min_coverage"]) == ("cpu", "float32", "skip", 0.9)
 
 
 def test_features_failing_for_every_function_stop_the_search(tmp_path, client, no_embedding):

@@ -190,11 +190,8 @@ def test_a_healthy_model_passes_and_one_invalid_baseline_is_not_a_refusal():
 
 
 def test_stage_options_are_checked_and_reach_the_features():
-    import inspect
-
     from torch import nn
 
-    from aquasurf_core.features.fim import fim_features
     from aquasurf_core.search.tasks import StageOptions, TaskError, resolve_device, task_features
     from aquasurf_core.space.activation import ActivationFunction
 
@@ -215,11 +212,7 @@ def test_stage_options_are_checked_and_reach_the_features():
     assert StageOptions(factor_dtype="float32").fim_kwargs() == {
         "on_unsupported": "error", "factor_dtype": torch.float32}
     assert StageOptions().fim_kwargs() == {"on_unsupported": "error"}
-    if "min_coverage" in inspect.signature(fim_features).parameters:
-        assert StageOptions(min_coverage=0.9).fim_kwargs()["min_coverage"] == 0.9
-    else:  # until the features report their coverage: a clear refusal, not a TypeError
-        with pytest.raises(TaskError, match="fim_features has no min_coverage"):
-            StageOptions(min_coverage=0.9).fim_kwargs()
+    assert StageOptions(min_coverage=0.9).fim_kwargs()["min_coverage"] == 0.9
     task = _toy_task(_mlp)
     f64 = task_features(task, "tanh(x)", 0, StageOptions(factor_dtype="float64"))
     f32 = task_features(task, "tanh(x)", 0, StageOptions(factor_dtype="float32"))
@@ -242,12 +235,24 @@ def test_stage_options_are_checked_and_reach_the_features():
         return nn.Sequential(nn.Flatten(), nn.Linear(40, 16), ActivationFunction(fn_name),
                              Gru(), nn.Linear(16, 10))
 
-    with pytest.raises(TaskError, match="K-FAC cannot compute .*GRU"):
+    with pytest.raises(TaskError, match="K-FAC cannot compute .*GRU.*in a search: "
+                                        "SearchConfig\\(on_unsupported='skip'\\)"):
         check_task(_toy_task(build), train=False)
     skip = StageOptions(on_unsupported="skip")
     check_task(_toy_task(build), train=False, options=skip)
-    skipped = task_features(_toy_task(build), "relu(x)", 0, skip).skipped
-    assert [s.name for s in skipped] == ["3.gru"]
+    feats = task_features(_toy_task(build), "relu(x)", 0, skip)
+    assert [s.name for s in feats.skipped] == ["3.gru"]
+    # the coverage, the slow obvious way: the two Linear layers' parameters of all of them
+    linear = 40 * 16 + 16 + 16 * 10 + 10
+    gru = sum(p.numel() for p in nn.GRU(16, 16).parameters())
+    assert feats.coverage.fraction == pytest.approx(linear / (linear + gru), abs=1e-12)
+    # below min_coverage: refused by the check, with K-FAC's coverage report
+    with pytest.raises(TaskError, match=f"K-FAC covers {linear / (linear + gru):.1%} of "
+                                        f"{linear + gru:,} parameters.*below min_coverage=0.5"):
+        check_task(_toy_task(build), options=StageOptions(on_unsupported="skip",
+                                                          min_coverage=0.5))
+    check_task(_toy_task(build), train=False,
+               options=StageOptions(on_unsupported="skip", min_coverage=0.3))
 
 
 def test_training_gets_the_device_where_train_takes_one():
