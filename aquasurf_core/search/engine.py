@@ -568,7 +568,8 @@ def _loop(run: _Run, store, client, slots: int, progress: bool, tqdm, wait, firs
             ledger.release(keep_owner=run.session, stale_after=config.lease_seconds)
         evaluated, done = _evaluated(ledger, run.baselines, config.seed)
         running = {p for kind, p in run.pending.values() if kind == "evaluation"}
-        if evaluated >= config.evaluations and not (running - set(run.baselines)):
+        if evaluated >= config.evaluations and not running and \
+                all(c in done for c in run.baselines):  # the baselines are part of the search
             break
         _fill(run, client, slots, done, running, store)
         if not run.pending:

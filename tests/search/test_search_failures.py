@@ -79,6 +79,20 @@ def _calls(log: Path, what: str) -> list[str]:
     return out
 
 
+def _settled(client) -> None:
+    """Wait until no worker executes anything: a job cancelled when a search ended may still be
+    running (and logging calls) on a shared cluster."""
+    import time
+
+    def executing(dask_worker):
+        return len(dask_worker.state.executing)
+
+    deadline = time.monotonic() + 120
+    while any(client.run(executing).values()):
+        assert time.monotonic() < deadline, "the workers never became idle"
+        time.sleep(0.1)
+
+
 def _recorded(ledger_path: Path) -> set[str]:
     """Names of the functions whose features (or feature errors) the ledger holds."""
     with SearchLedger(ledger_path, readonly=True) as ledger:
@@ -111,6 +125,7 @@ def test_failing_features_and_training_are_recorded_counted_and_never_replayed(
     lines: list[str] = []
     status = run_search(task, ledger_path, config, client=client, progress=False,
                         log=lines.append)
+    _settled(client)
     with SearchLedger(ledger_path, readonly=True) as ledger:
         errors = ledger.feature_errors()
         results = ledger.results()
@@ -152,6 +167,7 @@ def test_failing_features_and_training_are_recorded_counted_and_never_replayed(
                   "features": ledger.feature_counts()[0] + 8}
     more = run_search(task, ledger_path, SearchConfig(**bigger), client=client,
                       progress=False, log=lambda *_: None)
+    _settled(client)
     rebuilt, retrained = _calls(log, "build"), _calls(log, "train")
     assert not set(rebuilt[len(built):]) & recorded  # neither failed nor featured ones again
     assert len(_recorded(ledger_path)) > len(recorded)  # but more features were computed
@@ -163,6 +179,7 @@ def test_failing_features_and_training_are_recorded_counted_and_never_replayed(
     # resumed as it is: nothing to do, nothing replayed
     run_search(task, ledger_path, SearchConfig(**bigger), client=client, progress=False,
                log=lambda *_: None)
+    _settled(client)
     assert _calls(log, "build") == rebuilt and _calls(log, "train") == retrained
 
 
