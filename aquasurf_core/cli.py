@@ -8,7 +8,9 @@
     aquasurf bench status --arch cnn|resnet|vit [--ledger PATH]
     aquasurf search run --task NAME [--evaluations 50] [--features 2000] [--workers 2]
                         [--space 3-node|4-node] [--operators paper|coatnet]
-                        [--scheduler-address ADDR] [--ledger PATH]
+                        [--scheduler-address ADDR] [--ledger PATH] [--device cpu|cuda]
+                        [--factor-dtype auto|float32|float64] [--on-unsupported error|skip]
+                        [--min-coverage F]
     aquasurf search status|export [--task NAME | --ledger PATH] [--out FILE]
     aquasurf search compare --task NAME [--ledger PATH] [--top 3] [--seeds 0 1 2]
                             [--final | --transfer OTHER]
@@ -202,7 +204,10 @@ def _search_run(args: argparse.Namespace) -> int:
 
             extended = {"operators": "coatnet", "baselines": EXTENDED_BASELINES}
         config = SearchConfig(evaluations=args.evaluations, features=args.features,
-                              space=args.space, seed=args.seed, **extended)
+                              space=args.space, seed=args.seed, device=args.device,
+                              factor_dtype=args.factor_dtype,
+                              on_unsupported=args.on_unsupported,
+                              min_coverage=args.min_coverage, **extended)
         status = run_search(args.task, _ledger_for(args), config, workers=args.workers,
                             scheduler_address=args.scheduler_address,
                             progress=not args.quiet)
@@ -396,6 +401,18 @@ def _add_search(commands) -> None:
     run.add_argument("--scheduler-address", default=None,
                      help="an existing dask scheduler to run on instead")
     run.add_argument("--ledger", default=None, help="ledger path (default: cache)")
+    run.add_argument("--device", default=None,
+                     help="where the Fisher features, the check and (where the task supports "
+                          "it) training run: cpu, cuda, cuda:1 ... (default: the task's own, "
+                          "else cpu)")
+    run.add_argument("--factor-dtype", default="auto", choices=["auto", "float32", "float64"],
+                     help="precision of the K-FAC factors (default auto: the features' own)")
+    run.add_argument("--on-unsupported", default="error", choices=["error", "skip"],
+                     help="a layer K-FAC cannot represent: refuse the model (error, default) "
+                          "or leave the layer out of the spectrum (skip)")
+    run.add_argument("--min-coverage", type=float, default=None,
+                     help="fraction of the parameters, in [0, 1], the K-FAC spectrum must "
+                          "cover (default: the features' own)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=_search_run)
     for name, handler, summary in [("status", _search_status, "what a search ledger holds"),

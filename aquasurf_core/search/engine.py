@@ -6,19 +6,47 @@ What one search does (:func:`run_search`), the paper's recipe with our safeguard
 1. The space's unique functions (default the 4-node space; :mod:`aquasurf_core.space.store`)
    go into the ledger (:class:`~aquasurf_core.search.ledger.SearchLedger`) in a seeded random
    order. The task is checked (:func:`~aquasurf_core.search.tasks.check_task`) before any
-   work; its check trains ReLU, which is kept as ReLU's baseline result.
-2. The baselines (ReLU, ELU, SELU, sigmoid, Softplus, Softsign, Swish, tanh) are evaluated
-   first, while the other workers compute Fisher features for functions in the random order
-   (``feature_batch`` functions per dask task).
+   work: the model, K-FAC's layers, and the Fisher spectra of ReLU and the baselines at
+   initialisation -- a task where none of them is valid (a zero-initialised head or residual
+   branch, say) is refused with the layer, the kind of invalidity and the parameters that are
+   all zeros, rather than featuring the whole space for nothing; then the check trains ReLU,
+   which is kept as ReLU's baseline result.
+2. The baselines (ReLU, ELU, SELU, sigmoid, Softplus, Softsign, Swish, tanh) lead the random
+   order, so the first feature tasks compute theirs, and each is evaluated as soon as it has
+   features (so its result is what the surrogate first learns from), while the other workers
+   compute Fisher features for functions in the random order (``feature_batch`` functions per
+   dask task).
 3. Once ``features`` functions have features, every free worker but one evaluates the function
    with the highest predicted accuracy -- KNR (k = 3) on the 2-D union UMAP embedding (FIM
    features + outputs, :mod:`aquasurf_core.embedding.umap_models`) of the functions with valid
    spectra, refitted with every result; the embedding itself is refitted when the featured set
    has grown by ``refit_growth`` -- and the last worker keeps computing features (all workers
    evaluate when there is only one).
-4. It stops after ``evaluations`` functions beyond the baselines.
+4. It stops after ``evaluations`` functions beyond the baselines, and reports
+   (:func:`search_status`, :func:`report_lines`, logged): how many of the requested
+   evaluations ran and how many failed, how many functions' features failed, and how many
+   picks the surrogate proposed and how many were random, and why (fewer than
+   :data:`MIN_EMBEDDED` functions with valid spectra; no result to learn from yet) -- with a
+   ``WARNING:`` line when most picks were random, or fewer evaluations ran than were asked for.
+   Each result records who proposed it (``proposer`` in the ledger: "baseline", "surrogate",
+   "random", with the reason).
 
-Faults. Every result and every feature batch is written to the ledger at once. Claiming a
+Where it runs (:class:`SearchConfig`, ``aquasurf search run --device --factor-dtype
+--on-unsupported --min-coverage``): the ``device`` of the Fisher features, the check, and
+training where the task's ``train`` takes a device; K-FAC's factor precision, its policy for
+layers it cannot represent and the coverage it must reach
+(:class:`~aquasurf_core.search.tasks.StageOptions`). A ledger is resumed only with the factor
+precision and policy it was started with (one layout, one precision per ledger).
+
+Faults. Every result and every feature batch is written to the ledger at once. A function
+whose features raise (a CUDA out-of-memory error, a ``build`` that fails for that name) fails
+alone: the error (type and message) is recorded for it in the ledger, the batch's other
+functions and the search go on, and no resume computes it again (when every one of a session's
+first :data:`FEATURE_FAILURES_TO_STOP` fails, the cause is the task or the machine, and the
+search stops with a :class:`~aquasurf_core.search.tasks.TaskError`; so it does when the task,
+its Fisher batch or the device cannot be had on a worker at all); a training run that raises is
+a failed result, which spends one evaluation of the budget and is never trained again either
+(both are counted in the end report). Claiming a
 function claims its whole class in one transaction, so nothing is evaluated twice; a dask
 worker that dies has its task run again elsewhere (``retries``); a driver that is killed, even
 with ``SIGKILL``, and started again with the same ledger takes back what the dead session had
@@ -30,9 +58,11 @@ Every evaluation of a search with ``seed`` N is trained and recorded with seed N
 searcher itself is rebuilt from the ledger whenever it is asked, so it has no state of its own
 to lose.
 
-Workers: a ``LocalCluster`` of single-threaded processes by default; ``scheduler_address``
-(or a ``client``) runs on an existing cluster -- e.g. SLURM or PBS through ``dask-jobqueue``,
-one worker per GPU, each pinned to its device with ``CUDA_VISIBLE_DEVICES``.
+Workers: a local cluster of single-threaded processes by default -- on a machine with several
+GPUs one per GPU, each pinned to its device with ``CUDA_VISIBLE_DEVICES``
+(:mod:`aquasurf_core.search.cluster`); ``scheduler_address`` (or a ``client``) runs on an
+existing cluster -- e.g. SLURM or PBS through ``dask-jobqueue``, one worker per GPU, each
+pinned likewise.
 """
 
 from __future__ import annotations
@@ -51,13 +81,24 @@ import numpy as np
 from aquasurf_core.search.cluster import dask_client
 from aquasurf_core.search.ledger import SearchLedger
 from aquasurf_core.search.searcher import Searcher
-from aquasurf_core.search.tasks import Task, builtin_tasks, check_task, get_task
+from aquasurf_core.search.tasks import (
+    StageOptions,
+    Task,
+    TaskError,
+    builtin_tasks,
+    check_task,
+    check_training,
+    get_task,
+    resolve_device,
+    task_features,
+    train_task,
+)
 from aquasurf_core.space.baselines import COATNET_BASELINES
 
 __all__ = ["EXTENDED_BASELINES", "SearchConfig", "choose_for_comparison",
            "compare_with_baselines", "default_ledger_path", "final_ledger_path",
            "transfer_ledger_path", "write_table", "evaluate_job", "export_results", "features_job",
-           "median_over_seeds", "run_search", "search_status", "space_store"]
+           "median_over_seeds", "report_lines", "run_search", "search_status", "space_store"]
 
 
 #: The baselines of a search with the extended operators (Table 3): the 13 of
@@ -94,6 +135,14 @@ class SearchConfig:
     operators: str = "paper"
     #: seconds a claim lives without the driver's heartbeat (module docstring)
     lease_seconds: float = 30.0
+    #: where the task's stages run, and K-FAC's settings (:class:`~aquasurf_core.search.tasks.
+    #: StageOptions`): the device (None: the task's own, else the CPU), the factor precision
+    #: ("auto" | "float32" | "float64"), a layer K-FAC cannot represent ("error" | "skip"), the
+    #: fraction of the parameters the spectrum must cover (None: the features' default)
+    device: str | None = None
+    factor_dtype: str = "auto"
+    on_unsupported: str = "error"
+    min_coverage: float | None = None
 
     def __post_init__(self) -> None:
         for name, least in (("evaluations", 0), ("features", 0), ("feature_batch", 1),
@@ -110,6 +159,13 @@ class SearchConfig:
             raise ValueError(f"space must be '3-node' or '4-node', got {self.space!r}")
         if self.operators not in ("paper", "coatnet"):
             raise ValueError(f"operators must be 'paper' or 'coatnet', got {self.operators!r}")
+        self.stage_options  # noqa: B018 -- checks device, factor_dtype, on_unsupported, ...
+
+    @property
+    def stage_options(self) -> StageOptions:
+        """The :class:`~aquasurf_core.search.tasks.StageOptions` of this search."""
+        return StageOptions(self.device, self.factor_dtype, self.on_unsupported,
+                            self.min_coverage)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "baselines": list(self.baselines)}
@@ -125,36 +181,59 @@ def _worker_name() -> str:
         return f"{socket.gethostname()}:{platform.python_implementation()}"
 
 
-def features_job(task: str | Task, items: Sequence[tuple[int, str]], seed: int) -> dict:
-    """Fisher features of ``(class_id, name)`` items with the task's network (a dask task)."""
+def _describe(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}"[:1000]
+
+
+def features_job(task: str | Task, items: Sequence[tuple[int, str]], seed: int,
+                 options: StageOptions | None = None) -> dict:
+    """Fisher features of ``(class_id, name)`` items with the task's network and ``options``
+    (:func:`~aquasurf_core.search.tasks.task_features`; a dask task). Each function fails
+    alone: an exception while building or computing one (a CUDA out-of-memory, a bug in
+    ``build``) becomes its entry in ``errors``, ``(class_id, "Type: message", seconds)``, and
+    the others go on. What fails for every function -- the task, its Fisher batch or the
+    device cannot be had on this worker -- raises: the job is retried, then the search stops
+    (nothing recorded for those functions)."""
     import torch
 
-    from aquasurf_core.features.fim import fim_features
-
     torch.set_num_threads(1)
+    out, errors, layout = [], [], None
     task = get_task(task)
-    x, y = task.fisher_batch(seed)
-    out, layout = [], None
+    resolve_device((options or StageOptions()).device or task.device)
+    batch = task.fisher_batch(seed)
     for class_id, name in items:
         start = time.perf_counter()
-        feats = fim_features(task.build(name, seed), x, y, seed=seed)
+        try:
+            feats = task_features(task, name, seed, options, batch=batch)
+        except Exception as err:  # this function's features failed: record it, go on
+            errors.append((class_id, _describe(err), time.perf_counter() - start))
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()  # what an out-of-memory error left allocated
+            continue
         layout = feats.layout.to_dict()
         out.append((class_id, None if feats.invalid is None else feats.invalid.to_dict(),
                     feats.cdf, time.perf_counter() - start))
-    return {"features": out, "layout": layout, "worker": _worker_name()}
+    return {"features": out, "errors": errors, "layout": layout, "worker": _worker_name()}
 
 
-def evaluate_job(task: str | Task, class_id: int, name: str, seed: int) -> dict:
-    """Train one function with the task (a dask task); a training error is a failed run."""
+def evaluate_job(task: str | Task, class_id: int, name: str, seed: int,
+                 device: str | None = None) -> dict:
+    """Train one function with the task (a dask task; on ``device`` where the task's
+    ``train`` takes one: :func:`~aquasurf_core.search.tasks.train_task`); a training error is
+    a failed run. A :class:`~aquasurf_core.search.tasks.TaskError` (the task, or the device,
+    cannot be had on this worker: every run would fail) raises instead: the job is retried,
+    then the search stops."""
     import torch
 
     torch.set_num_threads(1)
     start = time.perf_counter()
     try:
-        metrics = dict(get_task(task).train(name, seed))
+        task = get_task(task)
+        metrics = dict(train_task(task, name, seed, device or task.device))
+    except TaskError:
+        raise
     except Exception as err:  # the run failed: record it, do not lose the search
-        metrics = {"val_acc": float("nan"), "status": "failed",
-                   "error": f"{type(err).__name__}: {err}"}
+        metrics = {"val_acc": float("nan"), "status": "failed", "error": _describe(err)}
     return {"class_id": class_id, "seed": seed, "metrics": metrics,
             "seconds": time.perf_counter() - start, "worker": _worker_name(),
             "versions": {"torch": torch.__version__, "python": platform.python_version()}}
@@ -173,6 +252,10 @@ class _Run:
     coords: np.ndarray | None = None
     coord_ids: np.ndarray | None = None
     pending: dict = field(default_factory=dict)  # future -> (kind, payload)
+    proposals: dict = field(default_factory=dict)  # class_id -> (proposer, reason)
+    feature_outcomes: list = field(default_factory=lambda: [0, 0])  # this session: [ok, failed]
+    relu: int = -1  # ReLU's class id
+    check_metrics: dict | None = None  # the check's ReLU run, recorded once ReLU has features
 
 
 def space_store(space: str, operators: str = "paper"):
@@ -199,6 +282,13 @@ def _evaluated(ledger: SearchLedger, baselines: dict[int, str],
 
 
 MIN_EMBEDDED = 20  # below this many valid featured functions, pick at random among them
+#: A session whose first this many feature computations (at least two batches) all failed
+#: stops: a failure of everything is the task's or the machine's, not one function's.
+FEATURE_FAILURES_TO_STOP = 50
+
+#: Why a pick was random rather than the surrogate's (recorded with the result).
+TOO_FEW_EMBEDDED = "fewer than MIN_EMBEDDED={} functions with valid spectra"
+NOTHING_LEARNED = "no results to learn from yet (no evaluated function has a valid spectrum)"
 
 
 def _embed(run: _Run, store) -> None:
@@ -228,21 +318,31 @@ def _embed(run: _Run, store) -> None:
 
 def _next_candidate(run: _Run, running: set[int]) -> int | None:
     """Claim and return the unevaluated, unclaimed function with valid features that KNR
-    predicts best (at random while there are no coordinates or no result to learn from)."""
+    predicts best (at random while there are no coordinates or no result to learn from); who
+    proposed it, and why a random pick was random, go to ``run.proposals``."""
     _, done = _evaluated(run.ledger, run.baselines, run.config.seed)
     names = [str(i) for i in run.coord_ids]
     if not names:
         return None
     searcher = Searcher(names, run.coords, surrogate="knr" if run.coords is not None else
                         "random", k=run.config.k, n_random=0, seed=run.config.seed + len(done))
+    learned = 0
     for class_id, acc in done.items():
         if str(class_id) in searcher.index:
             searcher.observe(str(class_id), 0.0 if not np.isfinite(acc) else float(acc))
+            learned += 1
     for class_id in running:
         if str(class_id) in searcher.index:
             searcher.reserve(str(class_id))
+    if run.coords is None:
+        proposal = ("random", TOO_FEW_EMBEDDED.format(MIN_EMBEDDED))
+    elif not learned:
+        proposal = ("random", NOTHING_LEARNED)
+    else:
+        proposal = ("surrogate", f"KNR (k={run.config.k}) on the union embedding")
     while asked := searcher.ask():
         if _claim(run, int(asked[0])):
+            run.proposals[int(asked[0])] = proposal
             return int(asked[0])
         if run.ledger.spent(run.baselines) >= run.config.evaluations:
             return None  # the budget is used up (another driver on this ledger spent it)
@@ -272,14 +372,17 @@ def _check_workers(workers: int, scheduler_address, client) -> None:
 
 
 def _check_ledger_config(ledger: SearchLedger, task_name: str, config: SearchConfig) -> None:
-    """Refuse a ledger of another task, space, operator set or seed (cheap: before any work)."""
+    """Refuse a ledger of another task, space, operator set, seed, factor precision or
+    unsupported-layer policy (the features of one ledger share one layout and precision;
+    cheap: before any work)."""
     stored = ledger.meta("config")
     if stored is None:
         return
     if stored.get("task") != task_name:
         raise ValueError(f"{ledger.path} belongs to a search of task {stored.get('task')!r}, "
                          f"not {task_name!r}")
-    for key, default in (("space", "4-node"), ("operators", "paper"), ("seed", 0)):
+    for key, default in (("space", "4-node"), ("operators", "paper"), ("seed", 0),
+                         ("factor_dtype", "auto"), ("on_unsupported", "error")):
         if stored.get(key, default) != getattr(config, key):
             raise ValueError(f"{ledger.path} holds a search of the {key} "
                              f"{stored.get(key, default)!r}, not {getattr(config, key)!r}; "
@@ -309,6 +412,7 @@ def run_search(task: str | Task, ledger_path: str | Path, config: SearchConfig |
     config = config or SearchConfig()
     _check_workers(workers, scheduler_address, client)
     task_obj = get_task(task)
+    resolve_device(config.device or task_obj.device)  # a device this machine lacks: now
     # built-in tasks travel by name (each worker builds its own); others pickled (cloudpickle)
     task_ref = task_obj.name if task_obj.name in builtin_tasks() else task_obj
     session = uuid.uuid4().hex[:12]
@@ -320,7 +424,8 @@ def run_search(task: str | Task, ledger_path: str | Path, config: SearchConfig |
         ledger.add_functions(names, config.seed, first=baseline_ids)
         released = ledger.release(keep_owner=session, stale_after=config.lease_seconds)
         ledger.set_meta("config", {**config.to_dict(), "task": task_obj.name,
-                                   "task_info": task_obj.info, "functions": len(names)})
+                                   "task_info": task_obj.info, "functions": len(names),
+                                   "baseline_ids": [int(c) for c in baseline_ids]})
         sessions = ledger.meta("sessions", [])
         ledger.set_meta("sessions", [*sessions, {"session": session, "started": time.time(),
                                                  "host": socket.gethostname()}])
@@ -329,17 +434,17 @@ def run_search(task: str | Task, ledger_path: str | Path, config: SearchConfig |
             f"released {released} stale claims")
         run = _Run(config, ledger, task_ref, session, baselines, log)
         relu = int(baseline_ids[0])
-        check_task(task_obj, train=False)  # cheap checks first: the model, K-FAC
+        # cheap checks first: the model, K-FAC, the baselines' spectra (no training)
+        check_task(task_obj, train=False, baselines=config.baselines,
+                   options=config.stage_options)
         try:
             with dask_client(client, scheduler_address, workers) as running:
                 # the cluster is reachable: now the check's training run (ReLU, seed 0), kept
                 # as ReLU's baseline when the search's seed is 0
                 if not ledger.results(config.seed):
-                    metrics = check_task(task_obj)
-                    if config.seed == 0 and config.baselines[0] == "relu(x)" and \
-                            ledger.claim_evaluation([relu], session):
-                        ledger.record_result(relu, 0, metrics, seconds=0.0, worker="check",
-                                             session=session)
+                    metrics = check_training(task_obj, config.stage_options)
+                    if config.seed == 0 and config.baselines[0] == "relu(x)":
+                        run.relu, run.check_metrics = relu, metrics
                 slots = max(1, len(running.scheduler_info().get("workers", {})) or workers)
                 try:
                     _loop(run, store, running, slots, progress, tqdm, wait, "FIRST_COMPLETED")
@@ -348,7 +453,10 @@ def run_search(task: str | Task, ledger_path: str | Path, config: SearchConfig |
                         future.cancel()
         finally:
             ledger.release_own(session)
-        return search_status(ledger)
+        status = search_status(ledger)
+        for line in report_lines(status):
+            log(line)
+        return status
     finally:
         ledger.close()
 
@@ -357,8 +465,8 @@ def _submit_features(run: _Run, client) -> bool:
     items = run.ledger.claim_features(run.config.feature_batch, run.session)
     if not items:
         return False
-    future = client.submit(features_job, run.task_ref, items, run.config.seed, pure=False,
-                           retries=run.config.retries)
+    future = client.submit(features_job, run.task_ref, items, run.config.seed,
+                           run.config.stage_options, pure=False, retries=run.config.retries)
     run.pending[future] = ("features", [c for c, _ in items])
     return True
 
@@ -366,7 +474,8 @@ def _submit_features(run: _Run, client) -> bool:
 def _submit_evaluation(run: _Run, client, class_id: int) -> None:
     run.ledger.start(class_id, run.session)
     future = client.submit(evaluate_job, run.task_ref, class_id, run.ledger.name_of(class_id),
-                           run.config.seed, pure=False, retries=run.config.retries)
+                           run.config.seed, run.config.device, pure=False,
+                           retries=run.config.retries)
     run.pending[future] = ("evaluation", class_id)
 
 
@@ -376,10 +485,21 @@ def _fill(run: _Run, client, slots: int, done: dict, running: set[int], store) -
     while len(run.pending) < slots:
         evaluated = sum(1 for c in done if c not in run.baselines)
         in_flight = evaluated + sum(1 for c in running if c not in run.baselines)
-        todo = [c for c in run.baselines if c not in done and c not in running]
-        if todo and _claim(run, todo[0]):
-            _submit_evaluation(run, client, todo[0])
-            running.add(todo[0])
+        # a baseline is evaluated once it has features (or its features failed): claimed for
+        # evaluation first, it would never get any, and the surrogate could not learn from it
+        ready = [c for c in run.baselines if c not in done and c not in running
+                 and ledger.status_of(c) == "features"]
+        if ready and _claim(run, ready[0]):
+            run.proposals[ready[0]] = ("baseline", "a baseline: evaluated first")
+            if ready[0] == run.relu and run.check_metrics is not None:  # trained by the check
+                ledger.record_result(run.relu, 0, run.check_metrics, seconds=0.0,
+                                     worker="check", session=run.session, proposer="baseline",
+                                     proposer_reason="the task check's training run")
+                done[run.relu] = float(run.check_metrics["val_acc"])
+                run.check_metrics = None
+                continue
+            _submit_evaluation(run, client, ready[0])
+            running.add(ready[0])
             continue
         n_featured, _ = ledger.feature_counts()
         left = ledger.count("new") > 0
@@ -404,14 +524,31 @@ def _record(run: _Run, kind: str, result: dict) -> int:
     if kind == "features":
         from aquasurf_core.features.fim import Invalidity
 
-        run.ledger.set_meta("fim_layout", result["layout"])
+        if result["layout"] is not None:
+            run.ledger.set_meta("fim_layout", result["layout"])
+        errors = result.get("errors", [])
         run.ledger.record_features(
             [(c, None if inv is None else Invalidity.from_dict(inv), cdf, s)
-             for c, inv, cdf, s in result["features"]], worker=str(result["worker"]))
+             for c, inv, cdf, s in result["features"]], worker=str(result["worker"]),
+            errors=errors)
+        if errors:
+            run.log(f"search: the features of {len(errors)} function(s) failed and are "
+                    f"recorded as failed, never retried (first: {errors[0][1]})")
+        run.feature_outcomes[0] += len(result["features"])
+        run.feature_outcomes[1] += len(errors)
+        ok, failed = run.feature_outcomes
+        if not ok and failed >= max(FEATURE_FAILURES_TO_STOP, 2 * run.config.feature_batch):
+            raise TaskError(
+                f"the features of all {failed} functions computed in this session failed "
+                f"(first: {errors[0][1] if errors else 'see search status'}): that is the task "
+                "or the machine, not single functions; the search stops. Those functions are "
+                "recorded as failed in the ledger: fix the cause and start a new ledger")
         return 0
+    proposer, why = run.proposals.pop(result["class_id"], (None, None))
     run.ledger.record_result(result["class_id"], result["seed"], result["metrics"],
                              seconds=result["seconds"], worker=str(result["worker"]),
-                             versions=result["versions"], session=run.session)
+                             versions=result["versions"], session=run.session,
+                             proposer=proposer, proposer_reason=why)
     return int(result["class_id"] not in run.baselines)
 
 
@@ -431,7 +568,8 @@ def _loop(run: _Run, store, client, slots: int, progress: bool, tqdm, wait, firs
             ledger.release(keep_owner=run.session, stale_after=config.lease_seconds)
         evaluated, done = _evaluated(ledger, run.baselines, config.seed)
         running = {p for kind, p in run.pending.values() if kind == "evaluation"}
-        if evaluated >= config.evaluations and not (running - set(run.baselines)):
+        if evaluated >= config.evaluations and not running and \
+                all(c in done for c in run.baselines):  # the baselines are part of the search
             break
         _fill(run, client, slots, done, running, store)
         if not run.pending:
@@ -455,24 +593,56 @@ def _loop(run: _Run, store, client, slots: int, progress: bool, tqdm, wait, firs
 
 def search_status(ledger: SearchLedger) -> dict:
     """What a search ledger holds: functions by status, with features, evaluated (by the
-    search, seed 0), runs (every seed, including comparisons), failed, the best so far, and
-    throughput (features per second and evaluations per minute over the
-    recorded times)."""
-    seed = int((ledger.meta("config") or {}).get("seed", 0))
+    search, with its seed), runs (every seed, including comparisons), failed, the best so far,
+    throughput (features per second and evaluations per minute over the recorded times), and
+    the end report:
+
+    * ``evaluations``: ``requested`` (the configuration's budget), ``ran`` (searched functions
+      evaluated, failures included: a failed run spends the budget), ``failed`` (of those, runs
+      whose training failed), ``baselines`` and ``baselines_failed``;
+    * ``proposals``: of the searched functions, how many the ``surrogate`` proposed and how many
+      were ``random`` picks (``unknown`` for runs of older ledgers), and ``random_because``:
+      how many random picks had each reason (:data:`TOO_FEW_EMBEDDED`,
+      :data:`NOTHING_LEARNED`);
+    * ``feature_failures`` (functions whose features raised) and ``feature_errors`` (the
+      most frequent messages with their counts); ``valid_spectra`` and ``invalid_spectra``
+      (counts by kind)."""
+    config = ledger.meta("config") or {}
+    seed = int(config.get("seed", 0))
     results = ledger.results(seed)
     valid = [r for r in results if np.isfinite(r["val_acc"])]
     best = max(valid, key=lambda r: r["val_acc"]) if valid else None
     times = ledger.feature_times()
     finished = sorted(r["finished_at"] for r in results)
+    baseline_ids = set(config.get("baseline_ids") or [])
+    baseline_names = set(config.get("baselines") or [])
+
+    def is_baseline(r: dict) -> bool:  # older ledgers know their baselines by name only
+        return r["class_id"] in baseline_ids if baseline_ids else (
+            r["proposer"] == "baseline" or r["name"] in baseline_names)
+
+    searched = [r for r in results if not is_baseline(r)]
+    failed = [r for r in results if r["metrics"].get("status") == "failed"]
+    proposals = {"surrogate": 0, "random": 0, "unknown": 0}
+    because: dict[str, int] = {}
+    for r in searched:
+        by = r["proposer"] if r["proposer"] in proposals else "unknown"
+        proposals[by] += 1
+        if by == "random":
+            because[r["proposer_reason"]] = because.get(r["proposer_reason"], 0) + 1
+    errors = ledger.feature_errors()
+    messages: dict[str, int] = {}
+    for e in errors:
+        messages[e["error"]] = messages.get(e["error"], 0) + 1
     return {
         "ledger": str(ledger.path),
-        "task": (ledger.meta("config") or {}).get("task"),
+        "task": config.get("task"),
         "functions": ledger.count(),
         "statuses": ledger.counts(),
         "with_features": int(len(times)),
         "evaluated": len(results),
         "runs": ledger.count_results(),
-        "failed": sum(1 for r in results if r["metrics"].get("status") == "failed"),
+        "failed": len(failed),
         "best": None if best is None else {"name": best["name"], "val_acc": best["val_acc"],
                                            "test_acc": best["metrics"].get("test_acc")},
         "features_per_second": (round(float((len(times) - 1) / (times[-1] - times[0])), 2)
@@ -481,12 +651,57 @@ def search_status(ledger: SearchLedger) -> dict:
                                                / (finished[-1] - finished[0])), 2)
                                    if len(finished) > 1 and finished[-1] > finished[0]
                                    else None),
+        "evaluations": {"requested": config.get("evaluations"), "ran": len(searched),
+                        "failed": sum(1 for r in searched if r["metrics"].get("status") == "failed"),
+                        "baselines": len(results) - len(searched),
+                        "baselines_failed": sum(1 for r in failed if is_baseline(r))},
+        "proposals": proposals,
+        "random_because": dict(sorted(because.items(), key=lambda item: -item[1])),
+        "feature_failures": len(errors),
+        "feature_errors": dict(sorted(messages.items(), key=lambda item: -item[1])[:5]),
+        "valid_spectra": ledger.feature_counts()[1],
+        "invalid_spectra": ledger.invalid_kinds(),
     }
+
+
+def report_lines(status: dict) -> list[str]:
+    """The end report of a search (:func:`search_status`) as log lines: what ran, what
+    failed, who proposed the picks; lines starting ``WARNING:`` when fewer evaluations ran
+    than were requested, when most picks were random (the search was then no better than
+    random sampling), and when features failed."""
+    ev, picks = status["evaluations"], status["proposals"]
+    requested, ran = ev["requested"], ev["ran"]
+    because = "; ".join(f"{n} because {why}" for why, n in status["random_because"].items())
+    lines = [f"search {status['task']}: {ran} of {requested} requested evaluations ran "
+             f"({ev['failed']} failed in training), besides {ev['baselines']} baseline runs "
+             f"({ev['baselines_failed']} failed); {status['feature_failures']} functions' "
+             f"features failed; picks: {picks['surrogate']} by the surrogate, "
+             f"{picks['random']} at random" + (f" ({because})" if because else "")
+             + (f", {picks['unknown']} unknown (older ledger)" if picks["unknown"] else "")]
+    if requested and ran < requested:
+        why = "the space ran out of functions with valid spectra to propose"
+        if not status["valid_spectra"]:
+            kinds = ", ".join(f"{k}: {n}" for k, n in status["invalid_spectra"].items())
+            why = f"no function has a valid Fisher spectrum ({kinds or 'none featured'})"
+        lines.append(f"WARNING: only {ran} of the {requested} requested evaluations ran: {why}")
+    chosen = picks["surrogate"] + picks["random"]
+    if chosen and picks["random"] * 2 > chosen:
+        lines.append(f"WARNING: most picks were random ({picks['random']} of {chosen}: "
+                     f"{because}), not the surrogate's: this search was little better than "
+                     "random sampling; give it more featured functions (features) or more "
+                     "evaluations, or find out why spectra are invalid (aquasurf search status)")
+    if status["feature_failures"]:
+        first = ", ".join(f"{n} x {m!r}" for m, n in status["feature_errors"].items())
+        lines.append(f"WARNING: the features of {status['feature_failures']} functions failed "
+                     f"({first}); those functions were never proposed")
+    return lines
 
 
 def export_results(ledger: SearchLedger):
     """A tidy table of every result: order, class id, name, seed, validation and test
-    accuracy, status, seconds, worker, and the other metrics as JSON."""
+    accuracy, status, who proposed it (``proposer``: "baseline", "surrogate", "random", or
+    empty for comparisons and older ledgers), seconds, worker, and the other metrics as
+    JSON."""
     import pandas as pd
 
     rows = []
@@ -495,7 +710,8 @@ def export_results(ledger: SearchLedger):
         rows.append({"order": order, "class_id": r["class_id"], "name": r["name"],
                      "seed": r["seed"], "val_acc": r["val_acc"],
                      "test_acc": metrics.pop("test_acc", float("nan")),
-                     "status": metrics.pop("status", "ok"), "seconds": r["seconds"],
+                     "status": metrics.pop("status", "ok"), "proposer": r["proposer"] or "",
+                     "seconds": r["seconds"],
                      "worker": r["worker"], "metrics": json.dumps(metrics, default=float)})
     return pd.DataFrame(rows)
 

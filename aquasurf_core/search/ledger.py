@@ -7,15 +7,23 @@ Tables
 ``name`` (the class's representative), ``rank`` (its place in the seeded random order in which
 functions get Fisher features), ``status``, the ``owner`` and time of the current claim, and the
 FIM features once computed (``valid``, the structured invalidity as JSON, the CDF as float32
-bytes, seconds, worker). Statuses::
+bytes, seconds, worker) -- or, when computing them raised, the error (``feature_error``, e.g.
+``"RuntimeError: CUDA out of memory"``; no CDF, not valid): that function has its features
+stage behind it and is never computed again. Statuses::
 
-    new --claim_features--> featuring --record_features--> features
+    new --claim_features--> featuring --record_features--> features (or a feature error)
     new | features --claim_evaluation--> queued --start--> running --record_result--> done
                                                                    --record_failure--> failed
 
 ``results``: one row per (class, seed): the reported metrics (JSON), validation accuracy,
-seconds, worker, library versions and time; the primary key makes recording a function twice
-impossible. ``meta``: the task, the space, the configuration, the sessions.
+seconds, worker, library versions, time, and who proposed the evaluation (``proposer``:
+``"baseline"``, ``"surrogate"`` or ``"random"``, with ``proposer_reason``; NULL for runs of
+ledgers older than format 2 and for comparisons); the primary key makes recording a function
+twice impossible. ``meta``: the task, the space, the configuration, the sessions, the format.
+
+Formats. Format 2 added ``functions.feature_error`` and ``results.proposer`` /
+``proposer_reason``; a format 1 ledger opened for writing gains them (one transaction, existing
+rows untouched: NULL), and one opened read-only is read as if they were NULL.
 
 Claims
 ------
@@ -57,19 +65,22 @@ __all__ = ["LEASE_SECONDS", "STATUSES", "SearchLedger"]
 LEASE_SECONDS = 30.0
 
 STATUSES = ("new", "featuring", "features", "queued", "running", "done", "failed")
-LEDGER_FORMAT = 1
+LEDGER_FORMAT = 2
+#: The columns each format added: (table, column, SQL type); older ledgers gain them.
+_ADDED = (("functions", "feature_error", "TEXT"), ("results", "proposer", "TEXT"),
+          ("results", "proposer_reason", "TEXT"))
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS functions (
     class_id INTEGER PRIMARY KEY, name TEXT NOT NULL, rank INTEGER NOT NULL,
     status TEXT NOT NULL DEFAULT 'new', owner TEXT, claimed_at REAL,
     valid INTEGER, invalid TEXT, cdf BLOB, feature_seconds REAL, feature_worker TEXT,
-    featured_at REAL);
+    featured_at REAL, feature_error TEXT);
 CREATE INDEX IF NOT EXISTS functions_status_rank ON functions (status, rank);
 CREATE TABLE IF NOT EXISTS results (
     class_id INTEGER NOT NULL, seed INTEGER NOT NULL, name TEXT NOT NULL, val_acc REAL,
     metrics TEXT NOT NULL, seconds REAL, worker TEXT, versions TEXT, finished_at REAL NOT NULL,
-    session TEXT, PRIMARY KEY (class_id, seed));
+    session TEXT, proposer TEXT, proposer_reason TEXT, PRIMARY KEY (class_id, seed));
 """
 
 
@@ -108,13 +119,36 @@ class SearchLedger:
                 self.db.execute("PRAGMA synchronous=NORMAL")
                 self.db.executescript(_SCHEMA)
             found = self.meta("format")
-            if found is not None and found != LEDGER_FORMAT:
-                raise ValueError(f"ledger format {found}, this version reads {LEDGER_FORMAT}")
-            if found is None and not readonly:
-                self.set_meta("format", LEDGER_FORMAT)
+            if found is not None and (not isinstance(found, int) or found > LEDGER_FORMAT):
+                raise ValueError(f"ledger format {found}, this version reads formats up to "
+                                 f"{LEDGER_FORMAT}")
+            if not readonly and found != LEDGER_FORMAT:
+                self._migrate()
+            self.columns = self._columns()
         except (sqlite3.DatabaseError, ValueError) as err:
             self.db.close()
             raise ValueError(f"{self.path}: not a usable search ledger ({err})") from err
+
+    def _columns(self) -> set[str]:
+        """``table.column`` of every column the file has."""
+        return {f"{table}.{row[1]}" for table in ("functions", "results")
+                for row in self.db.execute(f"PRAGMA table_info({table})")}
+
+    def _migrate(self) -> None:
+        """Bring an older ledger to :data:`LEDGER_FORMAT` (module docstring), in one
+        transaction: two drivers opening it at once add each column once."""
+        with self._write():
+            have = self._columns()
+            for table, column, kind in _ADDED:
+                if f"{table}.{column}" not in have:
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('format', ?)",
+                            (json.dumps(LEDGER_FORMAT),))
+
+    def _column(self, name: str) -> str:
+        """``name`` (``table.column``) for a query, or NULL when an old read-only file lacks
+        it."""
+        return name.split(".")[1] if name in self.columns else "NULL"
 
     def close(self) -> None:
         self.db.close()
@@ -261,17 +295,29 @@ class SearchLedger:
         with self._write():
             a = self.db.execute("UPDATE functions SET status='new', owner=NULL, claimed_at=NULL "
                                 f"WHERE status='featuring' AND {where}", args).rowcount
-            b = self.db.execute("UPDATE functions SET status=CASE WHEN cdf IS NULL THEN 'new' "
-                                "ELSE 'features' END, owner=NULL, claimed_at=NULL WHERE status "
+            b = self.db.execute("UPDATE functions SET status=CASE WHEN featured_at IS NULL "
+                                "THEN 'new' ELSE 'features' END, owner=NULL, claimed_at=NULL "
+                                "WHERE status "
                                 f"IN ('queued', 'running') AND {where}", args).rowcount
         return int(a + b)
 
     # ---------------------------------------------------------------- recording
     def record_features(self, features: Sequence[tuple[int, Invalidity | None, np.ndarray,
-                                                       float]], worker: str = "") -> None:
+                                                       float]], worker: str = "",
+                        errors: Sequence[tuple[int, str, float]] = ()) -> None:
         """Fisher features of claimed functions: ``(class_id, invalidity or None, cdf,
-        seconds)``. A function being evaluated keeps its status."""
+        seconds)``, and, in the same transaction, the functions whose computation raised:
+        ``(class_id, error message, seconds)`` (module docstring). A function being evaluated
+        keeps its status."""
         with self._write():
+            for class_id, error, seconds in errors:
+                self.db.execute(
+                    "UPDATE functions SET valid=0, invalid=NULL, cdf=NULL, feature_error=?, "
+                    "feature_seconds=?, feature_worker=?, featured_at=?, "
+                    "status=CASE WHEN status='featuring' THEN 'features' "
+                    "ELSE status END, owner=CASE WHEN status='featuring' THEN NULL ELSE owner "
+                    "END WHERE class_id=?",
+                    (str(error), _real(seconds), worker, time.time(), int(class_id)))
             for class_id, invalid, cdf, seconds in features:
                 self.db.execute(
                     "UPDATE functions SET valid=?, invalid=?, cdf=?, feature_seconds=?, "
@@ -285,17 +331,21 @@ class SearchLedger:
 
     def record_result(self, class_id: int, seed: int, metrics: dict, *, seconds: float,
                       worker: str = "", versions: dict | None = None,
-                      session: str = "") -> bool:
-        """The result of one evaluation; ``done`` (or ``failed`` when ``metrics["status"]`` is
-        ``"failed"``). Returns False, recording nothing, when that (function, seed) already has
-        a result."""
+                      session: str = "", proposer: str | None = None,
+                      proposer_reason: str | None = None) -> bool:
+        """The result of one evaluation, with who proposed it (module docstring); ``done`` (or
+        ``failed`` when ``metrics["status"]`` is ``"failed"``). Returns False, recording
+        nothing, when that (function, seed) already has a result."""
         status = "failed" if metrics.get("status") == "failed" else "done"
         with self._write():
             cur = self.db.execute(
-                "INSERT OR IGNORE INTO results VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR IGNORE INTO results (class_id, seed, name, val_acc, metrics, seconds, "
+                "worker, versions, finished_at, session, proposer, proposer_reason) VALUES "
+                "(?,?,?,?,?,?,?,?,?,?,?,?)",
                 (int(class_id), int(seed), self.name_of(class_id),
                  _real(metrics.get("val_acc")), json.dumps(metrics, default=float),
-                 _real(seconds), worker, json.dumps(versions or {}), time.time(), session))
+                 _real(seconds), worker, json.dumps(versions or {}), time.time(), session,
+                 proposer, proposer_reason))
             if cur.rowcount:
                 self.db.execute("UPDATE functions SET status=?, owner=NULL WHERE class_id=?",
                                 (status, int(class_id)))
@@ -324,22 +374,43 @@ class SearchLedger:
         cdf = np.stack([np.frombuffer(r[2], dtype=np.float32) for r in rows])
         return ids, valid, cdf
 
+    def feature_errors(self) -> list[dict]:
+        """``{"class_id", "name", "error"}`` of every function whose features raised, by class
+        id."""
+        if "functions.feature_error" not in self.columns:
+            return []
+        return [{"class_id": int(c), "name": n, "error": e} for c, n, e in self.db.execute(
+            "SELECT class_id, name, feature_error FROM functions WHERE feature_error IS NOT "
+            "NULL ORDER BY class_id")]
+
+    def invalid_kinds(self) -> dict[str, int]:
+        """How many featured functions have each kind of invalid spectrum (the
+        :class:`~aquasurf_core.features.fim.InvalidKind` label), most frequent first."""
+        counts: dict[str, int] = {}
+        for (text,) in self.db.execute("SELECT invalid FROM functions WHERE invalid IS NOT "
+                                       "NULL"):
+            kind = str(json.loads(text).get("kind"))
+            counts[kind] = counts.get(kind, 0) + 1
+        return dict(sorted(counts.items(), key=lambda item: -item[1]))
+
     def count_results(self) -> int:
         """How many results the ledger holds, every seed counted."""
         return int(self.db.execute("SELECT COUNT(*) FROM results").fetchone()[0])
 
     def results(self, seed: int | None = 0) -> list[dict]:
         """Every result (of ``seed``; all seeds with ``None``), in the order recorded."""
-        query = "SELECT class_id, seed, name, val_acc, metrics, seconds, worker, finished_at " \
-                "FROM results" + ("" if seed is None else " WHERE seed=?") + \
-                " ORDER BY finished_at, class_id"
+        query = "SELECT class_id, seed, name, val_acc, metrics, seconds, worker, finished_at, " \
+                f"{self._column('results.proposer')}, " \
+                f"{self._column('results.proposer_reason')} FROM results" + \
+                ("" if seed is None else " WHERE seed=?") + " ORDER BY finished_at, class_id"
         args = () if seed is None else (int(seed),)
         out = []
-        for c, s, name, val, metrics, seconds, worker, finished in self.db.execute(query, args):
+        for c, s, name, val, metrics, seconds, worker, finished, by, why in self.db.execute(
+                query, args):
             out.append({"class_id": int(c), "seed": int(s), "name": name,
                         "val_acc": math.nan if val is None else float(val),
                         "metrics": json.loads(metrics), "seconds": seconds, "worker": worker,
-                        "finished_at": finished})
+                        "finished_at": finished, "proposer": by, "proposer_reason": why})
         return out
 
 

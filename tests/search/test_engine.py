@@ -153,8 +153,17 @@ def test_a_whole_search_on_a_tiny_task(tmp_path, capsys, client):
     assert status["evaluated"] == 8 + 4  # the baselines, then the searched functions
     assert status["with_features"] >= 40 and status["statuses"]["running"] == 0
     assert status["statuses"]["queued"] == status["statuses"]["featuring"] == 0
+    # the end report: the baselines are featured first, so the surrogate learns from them
+    # from the first pick on (the ledger records who proposed each evaluation)
+    assert status["evaluations"] == {"requested": 4, "ran": 4, "failed": 0, "baselines": 8,
+                                     "baselines_failed": 0}
+    assert status["proposals"] == {"surrogate": 4, "random": 0, "unknown": 0}, status
+    assert status["feature_failures"] == 0 and status["random_because"] == {}
     with SearchLedger(ledger_path) as ledger:
         table = export_results(ledger)
+        featured, _, _ = ledger.featured()
+        assert set(ledger.meta("config")["baseline_ids"]) <= set(featured.tolist())
+    assert sorted(table["proposer"]) == ["baseline"] * 8 + ["surrogate"] * 4
     assert table["class_id"].is_unique and set(table["seed"]) == {0}
     assert (table["val_acc"].between(0, 1)).all()
     # resuming a finished search adds nothing

@@ -163,3 +163,74 @@ def test_reading_never_writes_and_another_kind_of_database_is_refused(tmp_path):
         with pytest.raises(Exception, match="readonly"):
             ledger.set_meta("x", 1)
     assert (path.stat().st_mtime_ns, path.read_bytes()) == stamp
+
+
+def test_a_feature_error_is_recorded_for_its_function_and_never_claimed_again(tmp_path):
+    with SearchLedger(tmp_path / "l.sqlite") as ledger:
+        ledger.add_functions(NAMES, seed=0)
+        (a, _), (b, _), (c, _) = ledger.claim_features(3, "s")
+        ledger.record_features([(a, None, np.arange(4), 0.1)], worker="w",
+                               errors=[(b, "RuntimeError: CUDA out of memory", 0.5)])
+        assert ledger.status_of(b) == "features" and ledger.status_of(c) == "featuring"
+        assert ledger.feature_errors() == [{"class_id": b, "name": NAMES[b],
+                                            "error": "RuntimeError: CUDA out of memory"}]
+        ids, valid, _ = ledger.featured()
+        assert ids.tolist() == [a] and valid.tolist() == [True]  # no CDF: not featured
+        assert ledger.feature_counts() == (1, 1)
+        # an errored function claimed for evaluation (a baseline) and released by a dead
+        # driver goes back to "features", not "new": its features are not computed again
+        assert ledger.claim_evaluation([b], "dead") == [b]
+        assert ledger.release(stale_after=0) == 2  # every claim: b (queued) and c (featuring)
+        assert ledger.status_of(b) == "features" and ledger.status_of(c) == "new"
+        claimed = {x for x, _ in ledger.claim_features(len(NAMES), "t")}
+        assert b not in claimed and a not in claimed and c in claimed
+
+
+#: The schema of format 1 (before feature_error and proposer), as such ledgers were written.
+FORMAT_1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE functions (
+    class_id INTEGER PRIMARY KEY, name TEXT NOT NULL, rank INTEGER NOT NULL,
+    status TEXT NOT NULL DEFAULT 'new', owner TEXT, claimed_at REAL,
+    valid INTEGER, invalid TEXT, cdf BLOB, feature_seconds REAL, feature_worker TEXT,
+    featured_at REAL);
+CREATE TABLE results (
+    class_id INTEGER NOT NULL, seed INTEGER NOT NULL, name TEXT NOT NULL, val_acc REAL,
+    metrics TEXT NOT NULL, seconds REAL, worker TEXT, versions TEXT, finished_at REAL NOT NULL,
+    session TEXT, PRIMARY KEY (class_id, seed));
+INSERT INTO meta VALUES ('format', '1');
+INSERT INTO functions (class_id, name, rank, status) VALUES (0, 'f0(x)', 0, 'done'),
+    (1, 'f1(x)', 1, 'new');
+INSERT INTO results VALUES (0, 0, 'f0(x)', 0.75, '{"val_acc": 0.75}', 1.0, 'w', '{}', 5.0, 's');
+"""
+
+
+def test_a_format_1_ledger_is_read_as_is_and_migrated_when_written(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(FORMAT_1)
+    db.close()
+    before = path.read_bytes()
+    with SearchLedger(path, readonly=True) as ledger:  # read as is: the new columns as NULL
+        (old,) = ledger.results()
+        assert (old["val_acc"], old["proposer"], old["proposer_reason"]) == (0.75, None, None)
+        assert ledger.feature_errors() == []
+    assert path.read_bytes() == before
+    with SearchLedger(path) as ledger:  # written: migrated to format 2, old rows kept
+        assert ledger.meta("format") == 2
+        (old,) = ledger.results()
+        assert old["val_acc"] == 0.75 and old["proposer"] is None and old["finished_at"] == 5.0
+        assert ledger.record_result(1, 0, {"val_acc": 0.5}, seconds=1.0, proposer="random",
+                                    proposer_reason="why")
+        assert [(r["proposer"], r["proposer_reason"]) for r in ledger.results()] == [
+            (None, None), ("random", "why")]
+    with SearchLedger(path) as ledger:  # opened again: nothing to migrate
+        assert ledger.meta("format") == 2 and len(ledger.results()) == 2
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value='3' WHERE key='format'")
+    db.commit()
+    db.close()
+    with pytest.raises(ValueError, match="ledger format 3, this version reads formats up to 2"):
+        SearchLedger(path)

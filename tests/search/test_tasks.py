@@ -83,3 +83,192 @@ def test_image_folder_task_with_mixing_trains_end_to_end(tmp_path, image_folder_
     metrics = check_task(task)
     assert 0 <= metrics["val_acc"] <= 1 and metrics["epochs"] == 1
     assert task.fisher_batch(0)[0].shape == (3, 3, 32, 32)
+
+
+# ----------------------------------------------------------------------------- the spectra check
+def _toy_task(build, *, batch=None, name="toy"):
+    """A task on a tiny model: 32 fixed N(0, 1) examples of 1 x 40 (or ``batch``), 10 classes;
+    its ``train`` is not a capability under test (it reports a fixed accuracy)."""
+    from aquasurf_core.search.tasks import Task
+
+    def fisher_batch(seed):
+        if batch is not None:
+            return batch
+        g = torch.Generator().manual_seed(seed)
+        return torch.randn(32, 1, 40, generator=g), torch.arange(32) % 10
+
+    return Task(name, build, lambda fn_name, seed: {"val_acc": 0.5}, fisher_batch)
+
+
+def _mlp(fn_name, seed, *, zero_head=False):
+    from torch import nn
+
+    from aquasurf_core.space.activation import ActivationFunction
+
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(40, 16), ActivationFunction(fn_name),
+                          nn.Linear(16, 10))
+    if zero_head:  # as torchvision's ViT initialises heads.head
+        nn.init.zeros_(model[3].weight)
+        nn.init.zeros_(model[3].bias)
+    return model
+
+
+class _Residual(torch.nn.Module):
+    """x -> stem -> x + norm(lin2(act(lin1(x)))) -> head, the norm's weight zeroed (as
+    torchvision's ``resnet18(zero_init_residual=True)`` zeroes every block's ``bn2.weight``)."""
+
+    def __init__(self, fn_name):
+        from torch import nn
+
+        from aquasurf_core.space.activation import ActivationFunction
+
+        super().__init__()
+        self.stem = nn.Linear(40, 16)
+        self.lin1, self.act, self.lin2 = nn.Linear(16, 16), ActivationFunction(fn_name), \
+            nn.Linear(16, 16)
+        self.norm = nn.LayerNorm(16)
+        nn.init.zeros_(self.norm.weight)
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        h = self.stem(x.flatten(1))
+        return self.head(h + self.norm(self.lin2(self.act(self.lin1(h)))))
+
+
+def test_a_zero_initialised_head_is_refused_naming_layer_kind_and_parameters():
+    from aquasurf_core.features.fim import InvalidKind
+    from aquasurf_core.search.tasks import TaskError, task_features
+
+    task = _toy_task(lambda fn, seed: _mlp(fn, seed, zero_head=True))
+    # the ground truth the slow obvious way: the gradient reaching layer 1 is W_head^T g = 0
+    feats = task_features(task, "relu(x)", 0)
+    assert feats.invalid.kind is InvalidKind.ZERO_GAMMA and feats.invalid.layer == "1"
+    with pytest.raises(TaskError) as refused:
+        check_task(task)  # refused before training (train() would have passed)
+    message = str(refused.value)
+    assert "the gradient reaching layer '1' is zero at initialisation" in message
+    assert "parameters 3.weight, 3.bias are all zeros" in message
+    assert "nn.init.normal_(..., std=0.02)" in message
+    assert InvalidKind.ZERO_GAMMA.value in message
+    assert "tanh(x)" in message or "2 more" in message  # every baseline was tried
+
+
+def test_a_zero_initialised_residual_norm_is_refused_naming_it():
+    from aquasurf_core.search.tasks import TaskError, zero_parameters
+
+    task = _toy_task(lambda fn, seed: _Residual(fn))
+    assert zero_parameters(_Residual("relu(x)")) == ["norm.weight", "norm.bias"]
+    with pytest.raises(TaskError, match=r"gradient reaching layer 'lin1' is zero at "
+                                        r"initialisation .*parameters norm\.weight, norm\.bias "
+                                        r"are all zeros"):
+        check_task(task, train=False)
+
+
+def test_a_healthy_model_passes_and_one_invalid_baseline_is_not_a_refusal():
+    from torch import nn
+
+    from aquasurf_core.search.tasks import check_spectra
+    from aquasurf_core.space.activation import ActivationFunction
+
+    healthy = _toy_task(_mlp)
+    assert check_task(healthy) == {"val_acc": 0.5}
+    assert list(check_spectra(healthy)) == ["relu(x)"]  # valid at once: one computation
+    # all-negative inputs, no bias: relu(x) = 0 leaves the next layer's Omega zero, while
+    # tanh's is not -- an odd function, not a broken model: a warning, not a refusal
+
+    def build(fn_name, seed):
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Flatten(), ActivationFunction(fn_name),
+                             nn.Linear(40, 10, bias=False))
+
+    negative = _toy_task(build, batch=(-torch.rand(32, 1, 40) - 0.1, torch.arange(32) % 10))
+    with pytest.warns(UserWarning, match="ReLU's Fisher spectrum is invalid .*Omega is zero.* "
+                                         "but elu\\(x\\)'s is valid"):
+        computed = check_spectra(negative, ("relu(x)", "elu(x)", "tanh(x)"))
+    assert [f.valid for f in computed.values()] == [False, True]
+
+
+def test_stage_options_are_checked_and_reach_the_features():
+    from torch import nn
+
+    from aquasurf_core.search.tasks import StageOptions, TaskError, resolve_device, task_features
+    from aquasurf_core.space.activation import ActivationFunction
+
+    for bad, says in [({"factor_dtype": "float16"}, "factor_dtype must be one of auto"),
+                      ({"on_unsupported": "ignore"}, "on_unsupported must be one of error"),
+                      ({"min_coverage": 1.5}, "min_coverage must be a number in \\[0, 1\\]"),
+                      ({"min_coverage": True}, "min_coverage"),
+                      ({"device": "gpu"}, "device 'gpu' is not a device name")]:
+        with pytest.raises(ValueError, match=says):
+            StageOptions(**bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(TaskError, match="device 'cuda' requested but CUDA is not "
+                                            "available"):
+            resolve_device("cuda")
+        with pytest.raises(TaskError, match="CUDA is not available"):
+            check_task(_toy_task(_mlp), options=StageOptions(device="cuda"))
+    # the one place where names become dtypes; a default is not passed (the features' own)
+    assert StageOptions(factor_dtype="float32").fim_kwargs() == {
+        "on_unsupported": "error", "factor_dtype": torch.float32}
+    assert StageOptions().fim_kwargs() == {"on_unsupported": "error"}
+    assert StageOptions(min_coverage=0.9).fim_kwargs()["min_coverage"] == 0.9
+    task = _toy_task(_mlp)
+    f64 = task_features(task, "tanh(x)", 0, StageOptions(factor_dtype="float64"))
+    f32 = task_features(task, "tanh(x)", 0, StageOptions(factor_dtype="float32"))
+    assert f64.valid and f32.valid
+    # the same spectrum in two precisions: CDFs agree up to eigenvalues moved across a bin
+    # edge by float32 round-off (each such move shifts one CDF entry by 1/|theta_l|)
+    assert float(abs(f64.cdf - f32.cdf).max()) <= 0.02
+    # an unsupported layer: refused by default, left out of the spectrum with "skip"
+
+    class Gru(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru = nn.GRU(16, 16, batch_first=True)
+
+        def forward(self, x):
+            return self.gru(x.unsqueeze(1))[0].squeeze(1)
+
+    def build(fn_name, seed):
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Flatten(), nn.Linear(40, 16), ActivationFunction(fn_name),
+                             Gru(), nn.Linear(16, 10))
+
+    with pytest.raises(TaskError, match="K-FAC cannot compute .*GRU.*in a search: "
+                                        "SearchConfig\\(on_unsupported='skip'\\)"):
+        check_task(_toy_task(build), train=False)
+    skip = StageOptions(on_unsupported="skip")
+    check_task(_toy_task(build), train=False, options=skip)
+    feats = task_features(_toy_task(build), "relu(x)", 0, skip)
+    assert [s.name for s in feats.skipped] == ["3.gru"]
+    # the coverage, the slow obvious way: the two Linear layers' parameters of all of them
+    linear = 40 * 16 + 16 + 16 * 10 + 10
+    gru = sum(p.numel() for p in nn.GRU(16, 16).parameters())
+    assert feats.coverage.fraction == pytest.approx(linear / (linear + gru), abs=1e-12)
+    # below min_coverage: refused by the check, with K-FAC's coverage report
+    with pytest.raises(TaskError, match=f"K-FAC covers {linear / (linear + gru):.1%} of "
+                                        f"{linear + gru:,} parameters.*below min_coverage=0.5"):
+        check_task(_toy_task(build), options=StageOptions(on_unsupported="skip",
+                                                          min_coverage=0.5))
+    check_task(_toy_task(build), train=False,
+               options=StageOptions(on_unsupported="skip", min_coverage=0.3))
+
+
+def test_training_gets_the_device_where_train_takes_one():
+    from dataclasses import replace
+
+    from aquasurf_core.search.tasks import train_task
+
+    seen = []
+    task = _toy_task(_mlp)
+    plain = replace(task, train=lambda fn_name, seed: {"val_acc": 0.5})
+    assert train_task(plain, "relu(x)", 0, "cpu") == {"val_acc": 0.5}  # no device keyword
+
+    def with_device(fn_name, seed, device=None):
+        seen.append(device)
+        return {"val_acc": 0.5}
+
+    assert train_task(replace(task, train=with_device), "relu(x)", 0, "cpu")["val_acc"] == 0.5
+    assert train_task(replace(task, train=with_device), "relu(x)", 0, None)["val_acc"] == 0.5
+    assert seen == ["cpu", None]
