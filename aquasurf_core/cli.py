@@ -407,12 +407,15 @@ def _add_search(commands) -> None:
                           "else cpu)")
     run.add_argument("--factor-dtype", default="auto", choices=["auto", "float32", "float64"],
                      help="precision of the K-FAC factors (default auto: the features' own)")
-    run.add_argument("--on-unsupported", default="error", choices=["error", "skip"],
-                     help="a layer K-FAC cannot represent: refuse the model (error, default) "
-                          "or leave the layer out of the spectrum (skip)")
-    run.add_argument("--min-coverage", type=float, default=None,
+    # the defaults are SearchConfig's (tests/search/test_faults.py checks; importing the
+    # engine here would slow every command's start)
+    run.add_argument("--on-unsupported", default="skip",
+                     choices=["error", "skip"],
+                     help="a layer K-FAC cannot represent: leave it out of the spectrum and "
+                          "report it (skip, default) or refuse the model (error)")
+    run.add_argument("--min-coverage", type=float, default=0.5,
                      help="fraction of the parameters, in [0, 1], the K-FAC spectrum must "
-                          "cover (default: the features' own)")
+                          "cover (default 0.5)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=_search_run)
     for name, handler, summary in [("status", _search_status, "what a search ledger holds"),

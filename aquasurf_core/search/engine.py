@@ -82,6 +82,7 @@ from aquasurf_core.search.cluster import dask_client
 from aquasurf_core.search.ledger import SearchLedger
 from aquasurf_core.search.searcher import Searcher
 from aquasurf_core.search.tasks import (
+    DEFAULT_MIN_COVERAGE,
     StageOptions,
     Task,
     TaskError,
@@ -138,11 +139,11 @@ class SearchConfig:
     #: where the task's stages run, and K-FAC's settings (:class:`~aquasurf_core.search.tasks.
     #: StageOptions`): the device (None: the task's own, else the CPU), the factor precision
     #: ("auto" | "float32" | "float64"), a layer K-FAC cannot represent ("error" | "skip"), the
-    #: fraction of the parameters the spectrum must cover (None: the features' default)
+    #: fraction of the parameters the spectrum must cover (None: no threshold)
     device: str | None = None
     factor_dtype: str = "auto"
-    on_unsupported: str = "error"
-    min_coverage: float | None = None
+    on_unsupported: str = "skip"
+    min_coverage: float | None = DEFAULT_MIN_COVERAGE
 
     def __post_init__(self) -> None:
         for name, least in (("evaluations", 0), ("features", 0), ("feature_batch", 1),
@@ -372,8 +373,8 @@ def _check_workers(workers: int, scheduler_address, client) -> None:
 
 
 def _check_ledger_config(ledger: SearchLedger, task_name: str, config: SearchConfig) -> None:
-    """Refuse a ledger of another task, space, operator set, seed, factor precision or
-    unsupported-layer policy (the features of one ledger share one layout and precision;
+    """Refuse a ledger of another task, space, operator set, seed or factor precision (the
+    features of one ledger share one layout and precision;
     cheap: before any work)."""
     stored = ledger.meta("config")
     if stored is None:
@@ -381,8 +382,10 @@ def _check_ledger_config(ledger: SearchLedger, task_name: str, config: SearchCon
     if stored.get("task") != task_name:
         raise ValueError(f"{ledger.path} belongs to a search of task {stored.get('task')!r}, "
                          f"not {task_name!r}")
+    # on_unsupported is not compared: with "error" a model that K-FAC covers fully gets the
+    # same features as with "skip", and one it does not cover got none
     for key, default in (("space", "4-node"), ("operators", "paper"), ("seed", 0),
-                         ("factor_dtype", "auto"), ("on_unsupported", "error")):
+                         ("factor_dtype", "auto")):
         if stored.get(key, default) != getattr(config, key):
             raise ValueError(f"{ledger.path} holds a search of the {key} "
                              f"{stored.get(key, default)!r}, not {getattr(config, key)!r}; "

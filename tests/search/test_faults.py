@@ -295,3 +295,16 @@ def test_a_full_disk_keeps_the_previous_export(tmp_path):
         assert sorted(p.name for p in disk.iterdir()) == ["filler", "r.csv"]  # no temp left
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_command_line_stage_defaults_are_the_search_configs():
+    """`aquasurf search run` states its K-FAC defaults without importing the engine; they
+    must be SearchConfig's (skip what K-FAC cannot represent, refuse below half coverage)."""
+    from aquasurf_core.cli import build_parser
+    from aquasurf_core.search.tasks import DEFAULT_MIN_COVERAGE
+
+    args = build_parser().parse_args(["search", "run", "--task", "digits-cnn"])
+    config = SearchConfig()
+    assert (args.on_unsupported, args.min_coverage, args.factor_dtype) == (
+        config.on_unsupported, config.min_coverage, config.factor_dtype)
+    assert config.min_coverage == DEFAULT_MIN_COVERAGE == 0.5

@@ -210,8 +210,9 @@ def test_stage_options_are_checked_and_reach_the_features():
             check_task(_toy_task(_mlp), options=StageOptions(device="cuda"))
     # the one place where names become dtypes; a default is not passed (the features' own)
     assert StageOptions(factor_dtype="float32").fim_kwargs() == {
-        "on_unsupported": "error", "factor_dtype": torch.float32}
-    assert StageOptions().fim_kwargs() == {"on_unsupported": "error"}
+        "on_unsupported": "skip", "factor_dtype": torch.float32, "min_coverage": 0.5}
+    assert StageOptions().fim_kwargs() == {"on_unsupported": "skip", "min_coverage": 0.5}
+    assert "min_coverage" not in StageOptions(min_coverage=None).fim_kwargs()
     assert StageOptions(min_coverage=0.9).fim_kwargs()["min_coverage"] == 0.9
     task = _toy_task(_mlp)
     f64 = task_features(task, "tanh(x)", 0, StageOptions(factor_dtype="float64"))
@@ -220,7 +221,8 @@ def test_stage_options_are_checked_and_reach_the_features():
     # the same spectrum in two precisions: CDFs agree up to eigenvalues moved across a bin
     # edge by float32 round-off (each such move shifts one CDF entry by 1/|theta_l|)
     assert float(abs(f64.cdf - f32.cdf).max()) <= 0.02
-    # an unsupported layer: refused by default, left out of the spectrum with "skip"
+    # an unsupported layer: refused with "error", left out of the spectrum with "skip" (the
+    # default)
 
     class Gru(nn.Module):
         def __init__(self):
@@ -237,8 +239,9 @@ def test_stage_options_are_checked_and_reach_the_features():
 
     with pytest.raises(TaskError, match="K-FAC cannot compute .*GRU.*in a search: "
                                         "SearchConfig\\(on_unsupported='skip'\\)"):
-        check_task(_toy_task(build), train=False)
-    skip = StageOptions(on_unsupported="skip")
+        check_task(_toy_task(build), train=False,
+                   options=StageOptions(on_unsupported="error"))
+    skip = StageOptions(on_unsupported="skip", min_coverage=None)
     check_task(_toy_task(build), train=False, options=skip)
     feats = task_features(_toy_task(build), "relu(x)", 0, skip)
     assert [s.name for s in feats.skipped] == ["3.gru"]
