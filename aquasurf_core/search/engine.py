@@ -359,6 +359,26 @@ def _claim(run: _Run, class_id: int) -> bool:
                                             exclude=run.baselines))
 
 
+def _task_ref(task: Task):
+    """What travels to the workers: a built-in task's name (each worker builds its own), else
+    the task itself, pickled by cloudpickle -- checked here, so that a task that cannot travel
+    is a :class:`TaskError` before any work rather than a serialisation error mid-search."""
+    if task.name in builtin_tasks():
+        return task.name
+    import cloudpickle
+
+    try:
+        cloudpickle.dumps(task)
+    except Exception as err:  # noqa: BLE001 -- whatever pickling raises is reported
+        raise TaskError(
+            f"task {task.name!r} cannot be sent to the dask workers: cloudpickle failed with "
+            f"{type(err).__name__}: {err}. Functions defined in a notebook or script travel by "
+            "value with every global they name: keep large data and open resources inside the "
+            "functions, and import classes (from torchvision.ops import MLP) rather than naming "
+            "torch.ops / torchvision.ops attributes, which cannot be pickled") from err
+    return task
+
+
 def default_ledger_path(task_name: str) -> Path:
     """``<cache>/search/<task>/ledger.sqlite`` (:func:`aquasurf_core.paths.cache_dir`);
     ``ValueError`` for a task name that is not one path component."""
@@ -417,7 +437,7 @@ def run_search(task: str | Task, ledger_path: str | Path, config: SearchConfig |
     task_obj = get_task(task)
     resolve_device(config.device or task_obj.device)  # a device this machine lacks: now
     # built-in tasks travel by name (each worker builds its own); others pickled (cloudpickle)
-    task_ref = task_obj.name if task_obj.name in builtin_tasks() else task_obj
+    task_ref = _task_ref(task_obj)
     session = uuid.uuid4().hex[:12]
     ledger = SearchLedger(ledger_path)
     try:
@@ -781,7 +801,7 @@ def compare_with_baselines(task: str | Task, ledger_path: str | Path, *, top: in
     search_task = get_task(task).name
     other = final_task if final_task is not None else transfer_task
     task_obj = get_task(other if other is not None else task)
-    task_ref = task_obj.name if task_obj.name in builtin_tasks() else task_obj
+    task_ref = _task_ref(task_obj)
     with SearchLedger(ledger_path, readonly=True) as ledger:
         config = ledger.meta("config") or {}
         if config.get("task") != search_task:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import textwrap
 from pathlib import Path
 
 import cloudpickle
@@ -269,3 +270,40 @@ def test_features_failing_for_every_function_stop_the_search(tmp_path, client, n
     print(f"stopped after {failed} failed feature computations")
     assert engine.FEATURE_FAILURES_TO_STOP <= failed < engine.FEATURE_FAILURES_TO_STOP + 3 * 8
     assert counts["featuring"] == counts["queued"] == counts["running"] == 0
+
+
+def test_a_task_that_cannot_travel_to_the_workers_is_refused_before_any_work(tmp_path):
+    """A script whose build names torchvision.ops.MLP (cloudpickle, sending __main__'s functions
+    by value, then tries to pickle torch.ops) is refused with the cause and the fix, before a
+    ledger is written; importing the class instead travels (the README's recipe)."""
+    import subprocess
+
+    script = tmp_path / "search.py"
+    script.write_text(textwrap.dedent("""
+        import sys
+        import torch
+        import torchvision
+        from torch import nn
+        from aquasurf_core.models import make_searchable
+        from aquasurf_core.search import SearchConfig, Task, TaskError, run_search
+
+        def build(fn_name, seed):
+            torch.manual_seed(seed)  # torch and .ops named: cloudpickle looks up torch.ops
+            mlp = torchvision.ops.MLP(4, [5, 3], activation_layer=nn.ReLU)
+            return make_searchable(mlp, fn_name)[0]
+
+        task = Task("unpicklable", build, lambda fn_name, seed: {"val_acc": 0.5},
+                    lambda seed: (torch.randn(8, 4), torch.arange(8) % 3))
+        if __name__ == "__main__":
+            try:
+                run_search(task, sys.argv[1], SearchConfig(evaluations=1), workers=1)
+            except TaskError as err:
+                print("REFUSED", err)
+    """))
+    ledger = tmp_path / "ledger.sqlite"
+    out = subprocess.run([sys.executable, str(script), str(ledger)], capture_output=True,
+                         text=True, timeout=120, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert "REFUSED task 'unpicklable' cannot be sent to the dask workers" in out.stdout, (
+        out.stdout + out.stderr)
+    assert "_Ops" in out.stdout and "from torchvision.ops import MLP" in out.stdout
+    assert not ledger.exists()
