@@ -164,10 +164,11 @@ NOTEBOOKS: list[Notebook] = [
     Notebook(
         "04_benchmark_search.ipynb",
         smoke={"source": "shipped", "max_functions": 400, "trials": 3, "budget": 20,
+               "umap_seeds": [0, 1],
                "ablation_trials": 3, "ablation_dims": [5], "ablation_ks": [5],
                "methods": ["knr", "svr", "random", "random-filter"]},
         paper={"source": "shipped", "max_functions": None, "trials": 100, "budget": 100,
-               "ablation_trials": 100, "ablation_dims": [5, 10], "ablation_ks": [1, 5, 8],
+               "umap_seeds": [0, 1, 2, 3, 4], "ablation_trials": 100, "ablation_dims": [5, 10], "ablation_ks": [1, 5, 8],
                "methods": ["knr", "rfr", "svr", "gpr-ei", "gpr-ucb", "random",
                            "random-filter"]},
         full={"source": "rebuild"},

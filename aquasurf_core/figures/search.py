@@ -30,7 +30,8 @@ from aquasurf_core.bench.table import Benchmark
 __all__ = ["METHOD_LABELS", "ablation_table", "auc_table", "fig6_search", "holm", "references",
            "results_table", "scorecard"]
 
-METHOD_LABELS = {"knr": "KNR", "rfr": "RFR", "svr": "SVR", "gpr-ei": "GPR-EI",
+METHOD_LABELS = {"knr": "KNR", "knr-uniform": "KNR-uniform", "knr-ucb": "KNR-UCB",
+                 "lgp-ucb": "LGP-UCB", "rfr": "RFR", "svr": "SVR", "gpr-ei": "GPR-EI",
                  "gpr-ucb": "GPR-UCB", "random": "RS", "random-filter": "RS + filter"}
 FEATURE_LABELS = {"fim": "FIM", "outputs": "outputs", "both": "both"}
 #: One colour per method; the feature is the line's dash (both: solid, outputs: dashed, FIM:
@@ -54,9 +55,12 @@ def references(benchmarks: Mapping[str, Benchmark]) -> dict[str, dict[str, float
 
 
 def _label(method: str, feature: str) -> str:
+    """``"KNR (both)"``; a method with options keeps them: ``"LGP-UCB(kappa=2) (both)"``."""
+    name, bracket, options = method.partition("(")
+    label = METHOD_LABELS.get(name, name) + bracket + options
     if method.startswith("random"):
-        return METHOD_LABELS[method]
-    return f"{METHOD_LABELS[method]} ({FEATURE_LABELS.get(feature, feature)})"
+        return label
+    return f"{label} ({FEATURE_LABELS.get(feature, feature)})"
 
 
 def _t_interval(values: np.ndarray) -> tuple[float, float, float]:
