@@ -101,6 +101,9 @@ class Searcher:
         elif surrogate in USES_COORDINATES and self.coords is None:
             raise SearchError(f"surrogate {surrogate!r} needs coordinates (or, for "
                               f"{', '.join(sorted(DISTANCE_SURROGATES))}, distances)")
+        # symmetric distances are read by rows only (the same values, gathered faster)
+        self.symmetric = self.distances is not None and bool(
+            np.array_equal(self.distances, self.distances.T))
         self.valid = np.ones(n, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
         if self.valid.shape != (n,):
             raise SearchError(f"valid must be a bool array of {n}, got shape {self.valid.shape}")
@@ -156,8 +159,12 @@ class Searcher:
         rows = [r for r, _ in known]
         y = np.array([acc for _, acc in known], dtype=np.float64)
         if self.distances is not None and known:
-            x, candidates = self.distances[np.ix_(rows, rows)], self.distances[np.ix_(allowed,
-                                                                                     rows)]
+            if self.symmetric:
+                block = self.distances[rows]
+                x, candidates = block[:, rows], block[:, allowed].T
+            else:
+                x = self.distances[np.ix_(rows, rows)]
+                candidates = self.distances[np.ix_(allowed, rows)]
             scores = score_candidates(surrogate, x, y, candidates, self.rng, self.k,
                                       precomputed=True, **options)
         else:

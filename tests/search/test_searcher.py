@@ -230,3 +230,20 @@ def test_options_are_checked_and_kept_in_the_state(space):
                15).results() == whole.results()
     default = run(Searcher(names, coords, **{**kwargs, "options": None}), accuracy, 25)
     assert default.results() != whole.results()  # the options change the search
+
+
+def test_asymmetric_distances_are_read_as_given(space):
+    names, coords, valid, accuracy = space
+    rng = np.random.default_rng(3)
+    d = rng.random((N, N))  # not symmetric: candidate-to-evaluated is row candidate
+    searcher = run(Searcher(names, None, valid=valid, first=[names[0]], seed=1, distances=d),
+                   accuracy, 10)
+    assert not searcher.symmetric
+    known = [searcher.index[n] for n, _ in searcher.results() if valid[searcher.index[n]]]
+    y = np.array([accuracy[r] for r in known])
+    open_rows = [r for r in range(N) if valid[r] and r not in known
+                 and names[r] not in dict(searcher.results())]
+    model = KNeighborsRegressor(3, weights="distance", metric="precomputed").fit(
+        d[np.ix_(known, known)], y)
+    pred = model.predict(d[np.ix_(open_rows, known)])
+    assert searcher.ask() == [names[open_rows[int(np.argmax(pred))]]]
