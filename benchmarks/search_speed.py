@@ -11,8 +11,9 @@
    ``RandomForestRegressor`` against :func:`~aquasurf_core.search.forest.forest_predict`
    (which the surrogate uses; the two predictions are checked to be identical), side by
    side, with their ratio.
-2. The total those costs imply for the paper profile of notebook 04 (3 benchmarks x 3 features
-   x 7 methods x 100 trials x 92 surrogate steps, plus the KNR ablations), on 1 and 2 workers.
+2. The total those costs imply for the paper profile of notebook 04's sections 1-5 (3
+   benchmarks x 3 features x 7 methods x 100 trials x 92 surrogate steps, plus the KNR
+   ablations), on 1 and 2 workers.
 3. Measured trials per second on a dask ``LocalCluster`` with 1 and 2 single-threaded workers
    (KNR and RFR, ``--trials`` each), side by side in this process: the scaling a user with more
    cores or a cluster can expect.
@@ -28,6 +29,8 @@ import time
 STEPS = 92  # surrogate steps of a 100-evaluation search (the first 8 are the start)
 MAIN = 3 * 3 * 100  # benchmarks x features x trials per method
 ABLATION_KNR_TRIALS = 3 * 9 * 100  # benchmarks x ablation arms x trials
+#: The methods of notebook 04's main experiment (paper profile).
+NOTEBOOK_METHODS = ("knr", "rfr", "svr", "gpr-ei", "gpr-ucb", "random", "random-filter")
 
 
 def main() -> None:
@@ -84,7 +87,18 @@ def main() -> None:
     for method in sorted(DISTANCE_SURROGATES):
         seconds = ask_seconds(raw, method, args.evaluated, distances=raw.distances)
         print(f"{method + ' (raw)':<20} {1000 * seconds:>5.1f} ms per ask")
-    total = sum(per_step.values()) * STEPS * MAIN + per_step["knr"] * STEPS * ABLATION_KNR_TRIALS
+    # timing only: every function a candidate, with the Euclidean distances of random points
+    from scipy.spatial.distance import cdist
+
+    points = np.random.default_rng(0).normal(size=(len(bench), 10))
+    timed = Searcher(raw.names, None, surrogate="lgp-ucb", first=[raw.first], seed=0,
+                     distances=cdist(points, points).astype(np.float32))
+    for _ in range(args.evaluated):
+        (name,) = timed.ask()
+        timed.tell(name, float(raw.val_acc[timed.index[name]]))
+    print(f"lgp-ucb, all {len(bench)} functions as candidates (timing only, random points): "
+          f"{1000 * median_ask(timed):.1f} ms per ask")
+    total = sum(per_step[m] for m in NOTEBOOK_METHODS) * STEPS * MAIN + per_step["knr"] * STEPS * ABLATION_KNR_TRIALS
     print(f"\nimplied paper-profile search time: {total / 60:.1f} min on 1 worker, "
           f"{total / 120:.1f} min on 2 (of which RFR {per_step['rfr'] * STEPS * MAIN / 60:.1f}"
           " min on 1)")

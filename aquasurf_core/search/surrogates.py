@@ -20,7 +20,9 @@ candidate; the search evaluates the highest-scoring candidates next.
   scale is relative: ``ell = length * median`` of the distances between the evaluated functions
   (``length`` 0.3 by default). Targets are standardised, noise ``alpha = 0.01``; the score is the
   upper confidence bound ``mu + kappa * sigma`` (``kappa`` 1 by default), ``mu = k_*^T (K +
-  alpha I)^-1 y``, ``sigma^2 = 1 - k_*^T (K + alpha I)^-1 k_*`` in standardised units;
+  alpha I)^-1 y``, ``sigma^2 = 1 - k_*^T (K + alpha I)^-1 k_*`` in standardised units (for
+  distances that are not a metric, where ``K`` may be indefinite, ``alpha`` grows 10x and
+  100x before a ``ValueError``);
 * ``"rfr"`` -- ``RandomForestRegressor()`` with scikit-learn's defaults (100 trees), seeded,
   computed by :func:`aquasurf_core.search.forest.forest_predict` (the same trees and
   predictions, bit for bit, without scikit-learn's per-tree overhead);
@@ -138,7 +140,16 @@ def _lgp_ucb(x, y, candidates, rng, k, precomputed=False, kappa=1.0, length=0.3)
     ell = length * scale
     sd = y.std()
     z = (y - y.mean()) / sd if sd > 0 else y - y.mean()
-    factor = cho_factor(np.exp(-dxx / ell) + GPR_ALPHA * np.eye(len(y)))
+    factor = None
+    for jitter in (1.0, 10.0, 100.0):  # a distance that is not a metric may break definiteness
+        try:
+            factor = cho_factor(np.exp(-dxx / ell) + jitter * GPR_ALPHA * np.eye(len(y)))
+            break
+        except np.linalg.LinAlgError:
+            continue
+    if factor is None:
+        raise ValueError("lgp-ucb: the Laplace kernel of these distances is not positive "
+                         "definite even with 100x the noise term; are they a metric?")
     kc = np.exp(-dcx / ell)
     mean = kc @ cho_solve(factor, z)
     var = 1.0 - np.einsum("ij,ji->i", kc, cho_solve(factor, kc.T))

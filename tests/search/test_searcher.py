@@ -247,3 +247,14 @@ def test_asymmetric_distances_are_read_as_given(space):
         d[np.ix_(known, known)], y)
     pred = model.predict(d[np.ix_(open_rows, known)])
     assert searcher.ask() == [names[open_rows[int(np.argmax(pred))]]]
+
+
+def test_lgp_ucb_on_distances_that_are_not_a_metric_raises_a_clear_error():
+    # eight spokes far apart, a hub at distance 0 from each: exp(-d / ell) has the eigenvalue
+    # about 1 - sqrt(8) < -1, beyond even 100x the noise term (alpha = 1)
+    d = np.full((9, 9), 1e4)
+    d[8, :] = d[:, 8] = 0.0
+    np.fill_diagonal(d, 0.0)
+    with pytest.raises(ValueError, match="not positive definite"):
+        score_candidates("lgp-ucb", d, np.linspace(0.1, 0.9, 9), np.ones((2, 9)),
+                         np.random.default_rng(0), precomputed=True)
