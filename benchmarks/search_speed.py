@@ -6,12 +6,14 @@
 1. Per-step cost of each surrogate: one ``ask`` after ``--evaluated`` evaluations on the
    shipped benchmark's 2-D union embedding (fit on the evaluated functions, score every open
    candidate: 2,902 of cnn's after 100), median over repeats, in one process with one thread.
-   For ``"rfr"`` also the random forest alone on that step's data, scikit-learn's
+   The distance surrogates (KNR, KNR-uniform, KNR-UCB, LGP-UCB) also on the raw Eq. 2/3
+   distances (the union's median-scaled sum), no UMAP. For ``"rfr"`` also the random forest alone on that step's data, scikit-learn's
    ``RandomForestRegressor`` against :func:`~aquasurf_core.search.forest.forest_predict`
    (which the surrogate uses; the two predictions are checked to be identical), side by
    side, with their ratio.
-2. The total those costs imply for the paper profile of notebook 04 (3 benchmarks x 3 features
-   x 7 methods x 100 trials x 92 surrogate steps, plus the KNR ablations), on 1 and 2 workers.
+2. The total those costs imply for the paper profile of notebook 04's sections 1-5 (3
+   benchmarks x 3 features x 7 methods x 100 trials x 92 surrogate steps, plus the KNR
+   ablations), on 1 and 2 workers.
 3. Measured trials per second on a dask ``LocalCluster`` with 1 and 2 single-threaded workers
    (KNR and RFR, ``--trials`` each), side by side in this process: the scaling a user with more
    cores or a cluster can expect.
@@ -27,6 +29,8 @@ import time
 STEPS = 92  # surrogate steps of a 100-evaluation search (the first 8 are the start)
 MAIN = 3 * 3 * 100  # benchmarks x features x trials per method
 ABLATION_KNR_TRIALS = 3 * 9 * 100  # benchmarks x ablation arms x trials
+#: The methods of notebook 04's main experiment (paper profile).
+NOTEBOOK_METHODS = ("knr", "rfr", "svr", "gpr-ei", "gpr-ucb", "random", "random-filter")
 
 
 def main() -> None:
@@ -47,8 +51,13 @@ def main() -> None:
     from aquasurf_core.bench import load
     from aquasurf_core.embedding import embed
     from aquasurf_core.search import SURROGATES, Searcher
-    from aquasurf_core.search.benchmark_search import problem_from, run_experiment
+    from aquasurf_core.search.benchmark_search import (
+        problem_from,
+        raw_problem_from,
+        run_experiment,
+    )
     from aquasurf_core.search.forest import forest_predict, sklearn_forest_predict
+    from aquasurf_core.search.surrogates import DISTANCE_SURROGATES
 
     bench = load(args.benchmark)
     problem = problem_from(bench, embed(bench, "both", log=lambda *_: None))
@@ -65,18 +74,31 @@ def main() -> None:
             forest_times = [forest_comparison(searcher, problem, np, forest_predict,
                                               sklearn_forest_predict, n)
                             for n in (None, len(problem.names))]
-        times = []
-        for _ in range(7):
-            start = time.perf_counter()
-            (name,) = searcher.ask()
-            times.append(time.perf_counter() - start)
-            searcher.release(name)
-        per_step[method] = statistics.median(times)
+        if method == "knr":  # the filtered surrogates score the embedded, unevaluated ones
+            open_candidates = int(problem.valid.sum()) - sum(
+                bool(problem.valid[searcher.index[n]]) for n, _ in searcher.results())
+        per_step[method] = median_ask(searcher)
     print(f"\n{'method':<14} {'ms per step':>11} {'s per trial':>11}   (after "
-          f"{args.evaluated} evaluations)")
+          f"{args.evaluated} evaluations, {open_candidates} candidates scored)")
     for method, seconds in per_step.items():
         print(f"{method:<14} {1000 * seconds:>11.1f} {seconds * STEPS:>11.2f}")
-    total = sum(per_step.values()) * STEPS * MAIN + per_step["knr"] * STEPS * ABLATION_KNR_TRIALS
+    raw = raw_problem_from(bench, "both")
+    print(f"\non the raw Eq. 2/3 distances (no UMAP; {len(bench)} x {len(bench)} float32):")
+    for method in sorted(DISTANCE_SURROGATES):
+        seconds = ask_seconds(raw, method, args.evaluated, distances=raw.distances)
+        print(f"{method + ' (raw)':<20} {1000 * seconds:>5.1f} ms per ask")
+    # timing only: every function a candidate, with the Euclidean distances of random points
+    from scipy.spatial.distance import cdist
+
+    points = np.random.default_rng(0).normal(size=(len(bench), 10))
+    timed = Searcher(raw.names, None, surrogate="lgp-ucb", first=[raw.first], seed=0,
+                     distances=cdist(points, points).astype(np.float32))
+    for _ in range(args.evaluated):
+        (name,) = timed.ask()
+        timed.tell(name, float(raw.val_acc[timed.index[name]]))
+    print(f"lgp-ucb, all {len(bench)} functions as candidates (timing only, random points): "
+          f"{1000 * median_ask(timed):.1f} ms per ask")
+    total = sum(per_step[m] for m in NOTEBOOK_METHODS) * STEPS * MAIN + per_step["knr"] * STEPS * ABLATION_KNR_TRIALS
     print(f"\nimplied paper-profile search time: {total / 60:.1f} min on 1 worker, "
           f"{total / 120:.1f} min on 2 (of which RFR {per_step['rfr'] * STEPS * MAIN / 60:.1f}"
           " min on 1)")
@@ -100,6 +122,31 @@ def main() -> None:
             print(f"{method:<8} {workers:>7} {args.trials:>6} {seconds:>8.1f} "
                   f"{args.trials / seconds:>9.2f}")
     print("(the dask runs include starting the local cluster, ~2-4 s)")
+
+
+def median_ask(searcher, repeats: int = 7) -> float:
+    """Median seconds of one ``ask`` (the asked function is released each time)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        (name,) = searcher.ask()
+        times.append(time.perf_counter() - start)
+        searcher.release(name)
+    return statistics.median(times)
+
+
+def ask_seconds(problem, method, evaluated, distances=None):
+    """Median seconds per ``ask`` of ``method`` after ``evaluated`` evaluations of
+    ``problem`` (on its coordinates, or on ``distances``)."""
+    from aquasurf_core.search import Searcher
+
+    searcher = Searcher(problem.names, None if distances is not None else problem.coords,
+                        valid=problem.valid, surrogate=method, first=[problem.first], seed=0,
+                        distances=distances)
+    for _ in range(evaluated):
+        (name,) = searcher.ask()
+        searcher.tell(name, float(problem.val_acc[searcher.index[name]]))
+    return median_ask(searcher)
 
 
 def forest_comparison(searcher, problem, np, fast, reference, n_candidates=None,

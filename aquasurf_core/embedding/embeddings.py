@@ -8,7 +8,11 @@
   ``metric='manhattan', n_neighbors=3, min_dist=0.1``;
 * ``"outputs"`` -- the cleaned outputs on the 1,000 normal inputs (Eq. 3), UMAP
   ``metric='euclidean', n_neighbors=15, min_dist=0.1``;
-* ``"both"`` -- the union of those two fitted models (umap's ``+``).
+* ``"both"`` -- the union of those two fitted models (umap's ``+``), embedded from seed
+  ``42 + seed`` (:func:`~aquasurf_core.embedding.umap_models.union`): seed 0 is exactly umap's
+  ``+`` (the paper's), and other seeds give other realisations. (umap's ``+`` alone embeds the
+  union from 42 whatever the seed, and on fewer than 4,096 functions the union graph is
+  seed-independent, so without this every seed gave the same union layout.)
 
 All three embed the same functions: those whose Fisher spectrum is valid (the paper filters the
 others out first, and the union needs both features), in benchmark row order (``rows``). A
@@ -45,6 +49,7 @@ from aquasurf_core.embedding.distances import fim_embedding_features
 from aquasurf_core.embedding.umap_models import (
     FIM_SETTINGS,
     OUTPUT_SETTINGS,
+    UMAP_UNION_SEED,
     UmapSettings,
     fit,
     restore,
@@ -209,9 +214,13 @@ def _union(benchmark: Benchmark, rows: np.ndarray, fim_settings: UmapSettings,
     """``(union, fim, outputs)`` embeddings; each model fitted at most once."""
     fim_emb, fim_model = _component(benchmark, "fim", rows, fim_settings, use_cache, log)
     out_emb, out_model = _component(benchmark, "outputs", rows, out_settings, use_cache, log)
+    union_seed = UMAP_UNION_SEED + fim_settings.seed
     settings = {"fim": fim_settings.to_dict(), "outputs": out_settings.to_dict(),
-                "combination": "umap union (fim_model + output_model)"}
-    key = _key("both", fim_emb.key, out_emb.key)
+                "combination": "umap union (fim_model + output_model)",
+                "union_seed": union_seed}
+    # seed 0 keeps the key it had before union seeds existed (same layout, same entry)
+    key = _key("both", fim_emb.key, out_emb.key,
+               *([] if union_seed == UMAP_UNION_SEED else [{"union_seed": union_seed}]))
     directory = cache_dir("embeddings", key)
     found = _read(directory, rows) if use_cache else None
     if found is not None:
@@ -222,7 +231,7 @@ def _union(benchmark: Benchmark, rows: np.ndarray, fim_settings: UmapSettings,
     if out_model is None:
         out_model = restore(out_emb.extra["graph"], out_emb.coords, out_settings)
     start = time.perf_counter()
-    model = union(fim_model, out_model)
+    model = union(fim_model, out_model, union_seed)
     seconds = time.perf_counter() - start
     coords = model.embedding_.astype(np.float32)
     if use_cache:

@@ -29,11 +29,12 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import scipy.sparse
+import scipy.sparse.csgraph
 
 from aquasurf_core.features.outputs import OUTPUT_CLIP, clean_outputs
 
-__all__ = ["OUTPUT_SETTINGS", "FIM_SETTINGS", "UmapSettings", "fit", "fit_output_umap",
-           "load_umap", "restore", "union"]
+__all__ = ["OUTPUT_SETTINGS", "FIM_SETTINGS", "UMAP_UNION_SEED", "UmapSettings", "fit",
+           "fit_output_umap", "load_umap", "restore", "union"]
 
 #: umap's modules whose compiled kernels :func:`load_umap` caches on disk.
 UMAP_KERNEL_MODULES = ("umap.umap_", "umap.layouts", "umap.spectral", "umap.utils",
@@ -126,16 +127,41 @@ def restore(graph: scipy.sparse.spmatrix, embedding: np.ndarray, settings: UmapS
     return model
 
 
-def union(fim_model, output_model):
+#: The seed umap's ``+`` always embeds the union graph with.
+UMAP_UNION_SEED = 42
+
+
+def union(fim_model, output_model, seed: int = UMAP_UNION_SEED):
     """umap's ``fim_model + output_model`` (the paper's combined model): the union of the two
-    fuzzy graphs, embedded anew (umap uses a fixed seed, 42, for this step)."""
+    fuzzy graphs, embedded anew. umap embeds it with a fixed seed, 42, whatever the two models'
+    seeds -- and for fewer than 4,096 functions umap's nearest neighbours are exact, so the two
+    graphs, their union and hence the union's layout do not depend on the UMAP seed at all
+    (measured: identical coordinates for seeds 0-4 on Act-Bench-Mini). With another ``seed``
+    the union graph is embedded again exactly as ``+`` does (same graph, settings and
+    initialisation rule) but from that seed: a different realisation of the same union."""
     import warnings
 
     with warnings.catch_warnings():
         # umap warns when the union graph has several components and falls back to a random
         # initialisation; the result is still deterministic
         warnings.filterwarnings("ignore", message=".*Combined graph is not connected.*")
-        return fim_model + output_model
+        result = fim_model + output_model
+    if seed == UMAP_UNION_SEED:
+        return result
+    from sklearn.utils import check_random_state
+    from umap.umap_ import simplicial_set_embedding
+
+    init = "random" if scipy.sparse.csgraph.connected_components(result.graph_)[0] > 1 \
+        else "spectral"
+    n_epochs = None if result.n_epochs is None else np.max(result.n_epochs)
+    # the arguments of umap's UMAP.__add__ (umap 0.5), the seed aside
+    result.embedding_, _ = simplicial_set_embedding(
+        None, result.graph_, np.min(result.n_components), np.min(result.learning_rate),
+        np.mean(result._a), np.mean(result._b), np.mean(result.repulsion_strength),
+        np.mean(result.negative_sample_rate), n_epochs, init, check_random_state(seed),
+        "euclidean", {}, result.densmap, result._densmap_kwds, result.output_dens,
+        parallel=False, verbose=False, tqdm_kwds=fim_model.tqdm_kwds)
+    return result
 
 
 def fit_output_umap(outputs: np.ndarray, *, n_neighbors: int = 15, min_dist: float = 0.1,

@@ -28,9 +28,10 @@ from scipy import stats
 from aquasurf_core.bench.table import Benchmark
 
 __all__ = ["METHOD_LABELS", "ablation_table", "auc_table", "fig6_search", "holm", "references",
-           "results_table", "scorecard"]
+           "heldout_table", "results_table", "scorecard", "stall_figure"]
 
-METHOD_LABELS = {"knr": "KNR", "rfr": "RFR", "svr": "SVR", "gpr-ei": "GPR-EI",
+METHOD_LABELS = {"knr": "KNR", "knr-uniform": "KNR-uniform", "knr-ucb": "KNR-UCB",
+                 "lgp-ucb": "LGP-UCB", "rfr": "RFR", "svr": "SVR", "gpr-ei": "GPR-EI",
                  "gpr-ucb": "GPR-UCB", "random": "RS", "random-filter": "RS + filter"}
 FEATURE_LABELS = {"fim": "FIM", "outputs": "outputs", "both": "both"}
 #: One colour per method; the feature is the line's dash (both: solid, outputs: dashed, FIM:
@@ -54,9 +55,12 @@ def references(benchmarks: Mapping[str, Benchmark]) -> dict[str, dict[str, float
 
 
 def _label(method: str, feature: str) -> str:
+    """``"KNR (both)"``; a method with options keeps them: ``"LGP-UCB(kappa=2) (both)"``."""
+    name, bracket, options = method.partition("(")
+    label = METHOD_LABELS.get(name, name) + bracket + options
     if method.startswith("random"):
-        return METHOD_LABELS[method]
-    return f"{METHOD_LABELS[method]} ({FEATURE_LABELS.get(feature, feature)})"
+        return label
+    return f"{label} ({FEATURE_LABELS.get(feature, feature)})"
 
 
 def _t_interval(values: np.ndarray) -> tuple[float, float, float]:
@@ -334,4 +338,84 @@ def ablation_table(results: pd.DataFrame, baseline: str) -> pd.DataFrame:
         adjusted[tested] = holm(np.asarray(pvalues)[tested])
     # two significant digits: what a p-value means does not hang on the third
     table["p (Holm)"] = [float(f"{p:.2g}") if np.isfinite(p) else p for p in adjusted]
+    return table
+
+
+def stall_figure(replays: pd.DataFrame, agreement: pd.DataFrame,
+                 title: str = "Why KNR on the union embedding stalls"):
+    """Three panels by evaluation, one line per benchmark and method: (1) the mean gap between
+    the best accuracy so far and the surrogate's highest score (``replays`` of
+    :func:`aquasurf_core.search.diagnosis.replay` with ``benchmark`` and ``method`` columns);
+    (2) the share of picks that improve on the best so far (mean over trials); (3) the share of
+    trial pairs that pick the same function (``agreement`` of
+    :func:`~aquasurf_core.search.diagnosis.sequence_agreement`)."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.07, subplot_titles=[
+        "best so far − highest predicted score", "share of picks that improve the best",
+        "share of trial pairs picking the same function"])
+    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+    lines = list(dict.fromkeys(zip(replays["benchmark"], replays["method"], strict=True)))
+    for i, (bench, method) in enumerate(lines):
+        label = f"{bench}: {METHOD_LABELS.get(method, method)}"
+        colour = palette[i % len(palette)]
+        sel = replays[(replays["benchmark"] == bench) & (replays["method"] == method)]
+        by_step = sel.assign(improves=sel["val_acc"] > sel["best_so_far"]).groupby("step")
+        fig.add_scatter(x=by_step["gap"].mean().index, y=by_step["gap"].mean(), name=label,
+                        legendgroup=label, line=dict(color=colour), row=1, col=1)
+        improves = by_step["improves"].mean().rolling(5, min_periods=1).mean()
+        fig.add_scatter(x=improves.index, y=improves, name=label, legendgroup=label,
+                        showlegend=False, line=dict(color=colour), row=1, col=2)
+        agree = agreement[(agreement["benchmark"] == bench) & (agreement["method"] == method)]
+        fig.add_scatter(x=agree["step"], y=agree["same_pick"], name=label, legendgroup=label,
+                        showlegend=False, line=dict(color=colour), row=1, col=3)
+    fig.update_xaxes(title_text="evaluations")
+    fig.update_yaxes(title_text="accuracy", row=1, col=1)
+    fig.update_yaxes(title_text="share (5-step mean)", row=1, col=2)
+    fig.update_yaxes(title_text="share", row=1, col=3)
+    fig.update_layout(title=title, width=1400, height=450)
+    return fig
+
+
+def heldout_table(choice: pd.DataFrame, report: pd.DataFrame,
+                  reference: Mapping[str, Mapping[str, float]],
+                  baseline: tuple[str, str] = ("both", "knr"), within: float = 0.005,
+                  target: int = 30) -> pd.DataFrame:
+    """The held-out verdicts of a chosen default: for each row of ``choice``
+    (:func:`aquasurf_core.search.selection.held_out_choice`: held-out benchmark, feature,
+    method) the reporting trials of ``report`` (tidy results on trials not used for the
+    choice, holding the chosen ``(feature, method)`` and ``baseline`` on each held-out
+    benchmark): mean AUC of both, the paired difference with a one-sided Wilcoxon p-value
+    (Holm-corrected over the held-out benchmarks), the median evaluations to come within
+    ``within`` of the benchmark's best (95% bootstrap interval, a trial that never does counts
+    as ``budget + 1``), and whether it is at most ``target``."""
+    aucs = auc_table(report)
+    budget = int(report["step"].max())
+    near = _evaluations_to(report, {b: r["best"] - within for b, r in reference.items()},
+                           budget, False)
+    rows, pvalues = [], []
+    for _, pick in choice.iterrows():
+        bench = pick["held out"]
+        chosen = (pick["method"], pick["feature"])
+        delta, p, n = _paired(aucs, bench, chosen, baseline[::-1])
+        pvalues.append(p)
+        row = {"held out": bench, "chosen (tuned on the others)": _label(*chosen),
+               "trials": n}
+        for name, (method, feature) in (("chosen", chosen), ("baseline", baseline[::-1])):
+            sel = aucs[(aucs["benchmark"] == bench) & (aucs["method"] == method)
+                       & (aucs["feature"] == feature)]
+            row[f"AUC {name}"] = round(float(sel["auc"].mean()), 4)
+        row["ΔAUC vs " + _label(*baseline[::-1])] = round(delta, 4)
+        for name, (method, feature) in (("chosen", chosen), ("baseline", baseline[::-1])):
+            steps = near[(near["benchmark"] == bench) & (near["method"] == method)
+                         & (near["feature"] == feature)]["step"].to_numpy()
+            row[f"evaluations to within {within} of best, {name} (median)"] = \
+                _median_text(steps, budget)
+            row[f"95% CI, {name}"] = _median_interval(steps, budget)
+            if name == "chosen":
+                row[f"median <= {target}"] = bool(len(steps) and np.median(steps) <= target)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table.insert(table.columns.get_loc("ΔAUC vs " + _label(*baseline[::-1])) + 1, "p (Holm)",
+                 [float(f"{q:.2g}") for q in holm(pvalues)] if pvalues else [])
     return table

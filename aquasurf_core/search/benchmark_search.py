@@ -17,6 +17,15 @@ discarded, with a message); the tidy
 result table (one row per evaluation: benchmark, feature, method, trial, step, function,
 val_acc, test_acc, best_val_so_far, test_acc_of_best) is written to
 ``out_dir/results.parquet`` at the end.
+
+Embedding realisations: a UMAP layout depends on its seed (and on the machine), so one layout
+measures only start-to-start noise. A problem may carry several realisations
+(:func:`problem_from` given one embedding per UMAP seed); trial ``t`` then searches realisation
+``t mod R`` (:meth:`SearchProblem.coords_for`), so the spread over trials includes the
+embedding's. Every method of a trial still sees the same realisation and the same start.
+
+Methods are surrogate names (:data:`~aquasurf_core.search.surrogates.SURROGATES`), optionally
+with options in brackets, e.g. ``"lgp-ucb(kappa=2,length=0.1)"`` (:func:`parse_method`).
 """
 
 from __future__ import annotations
@@ -37,11 +46,11 @@ from aquasurf_core.bench.table import Benchmark
 from aquasurf_core.embedding.embeddings import Embedding
 from aquasurf_core.search.cluster import dask_client
 from aquasurf_core.search.searcher import Searcher
-from aquasurf_core.search.surrogates import USES_COORDINATES
+from aquasurf_core.search.surrogates import DISTANCE_SURROGATES, OPTIONS, USES_COORDINATES
 from aquasurf_core.storage import atomic_write_bytes
 
-__all__ = ["RESULT_COLUMNS", "SearchProblem", "TrialLedger", "problem_from", "raw_problem_from",
-           "run_experiment", "run_trial"]
+__all__ = ["RESULT_COLUMNS", "SearchProblem", "TrialLedger", "parse_method", "problem_from",
+           "raw_problem_from", "run_experiment", "run_trial"]
 
 RESULT_COLUMNS = ("benchmark", "feature", "method", "trial", "step", "function", "val_acc",
                   "test_acc", "best_val_so_far", "test_acc_of_best")
@@ -54,7 +63,9 @@ class SearchProblem:
     ``coords`` is ``[N, d]`` with NaN rows for functions that are not embedded (invalid
     spectra; ``valid`` is False there); ``first`` is the name ReLU has in this benchmark.
     ``distances`` (``[N, N]``, optional) replaces the coordinates for KNR: the raw features'
-    distances (:func:`raw_problem_from`)."""
+    distances (:func:`raw_problem_from`). ``realisations`` (``[R, N, d]``, optional) holds
+    several embeddings' coordinates (one per UMAP seed; ``coords`` is the first): trial ``t``
+    searches ``realisations[t % R]``."""
 
     benchmark: str
     feature: str
@@ -65,6 +76,13 @@ class SearchProblem:
     valid: np.ndarray
     first: str
     distances: np.ndarray | None = None
+    realisations: np.ndarray | None = None
+
+    def coords_for(self, trial: int) -> np.ndarray:
+        """The coordinates trial ``trial`` searches (module docstring)."""
+        if self.realisations is None:
+            return self.coords
+        return self.realisations[int(trial) % len(self.realisations)]
 
     def __post_init__(self) -> None:
         n = len(self.names)
@@ -75,6 +93,10 @@ class SearchProblem:
             raise ValueError(f"coords have {self.coords.shape[0]} rows, expected {n}")
         if self.distances is not None and self.distances.shape != (n, n):
             raise ValueError(f"distances have shape {self.distances.shape}, expected ({n}, {n})")
+        if self.realisations is not None and (self.realisations.ndim != 3 or
+                                              self.realisations.shape[1:] != self.coords.shape):
+            raise ValueError(f"realisations have shape {self.realisations.shape}, expected "
+                             f"(R, {n}, {self.coords.shape[1]})")
         if self.first not in self.names:
             raise ValueError(f"the first function {self.first!r} is not a name of the benchmark")
 
@@ -85,7 +107,8 @@ class SearchProblem:
         import hashlib
 
         digest = hashlib.sha256("\n".join((*self.names, self.first)).encode())
-        for array in (self.val_acc, self.test_acc, self.coords, self.valid, self.distances):
+        for array in (self.val_acc, self.test_acc, self.coords, self.valid, self.distances,
+                      self.realisations):
             if array is not None:
                 a = np.ascontiguousarray(array)
                 digest.update(f"{a.dtype}{a.shape}".encode())
@@ -94,28 +117,46 @@ class SearchProblem:
 
 
 def _problem(benchmark: Benchmark, feature: str, rows: np.ndarray, coords: np.ndarray,
-             first: str, chance: float, distances: np.ndarray | None = None) -> SearchProblem:
+             first: str, chance: float, distances: np.ndarray | None = None,
+             more: Sequence[np.ndarray] = ()) -> SearchProblem:
     located, _ = benchmark.locate([first])
     if located[0] < 0:
         raise ValueError(f"{first!r} is not in benchmark {benchmark.name!r}")
     n = len(benchmark)
-    full = np.full((n, coords.shape[1]), np.nan)
-    full[rows] = coords
+    layouts = np.full((1 + len(more), n, coords.shape[1]), np.nan)
+    for i, layout in enumerate((coords, *more)):
+        layouts[i][rows] = layout
+    full = layouts[0]
     valid = np.zeros(n, dtype=bool)
     valid[rows] = True
     table = benchmark.table
     val = np.nan_to_num(table["val_acc"].to_numpy(dtype=float), nan=chance)
     test = np.nan_to_num(table["test_acc"].to_numpy(dtype=float), nan=chance)
     return SearchProblem(benchmark.name, feature, tuple(table["fn_name"]), val, test, full,
-                         valid, str(table["fn_name"].iloc[located[0]]), distances)
+                         valid, str(table["fn_name"].iloc[located[0]]), distances,
+                         layouts if more else None)
 
 
-def problem_from(benchmark: Benchmark, embedding: Embedding, first: str = "relu(x)",
-                 chance: float = 0.1) -> SearchProblem:
-    """The :class:`SearchProblem` of ``benchmark`` searched on ``embedding``. ``first`` (ReLU)
-    is located by name or outputs; a function whose accuracy is NaN (a failed run) counts at
-    ``chance``. Raises ``ValueError`` when ``first`` is not in the benchmark."""
-    return _problem(benchmark, embedding.kind, embedding.rows, embedding.coords, first, chance)
+def problem_from(benchmark: Benchmark, embedding: Embedding | Sequence[Embedding],
+                 first: str = "relu(x)", chance: float = 0.1) -> SearchProblem:
+    """The :class:`SearchProblem` of ``benchmark`` searched on ``embedding``, or on several
+    realisations of one embedding (a sequence of the same kind, rows and dimension, e.g. one
+    per UMAP seed: trial ``t`` searches the ``t mod R``-th). ``first`` (ReLU) is located by
+    name or outputs; a function whose accuracy is NaN (a failed run) counts at ``chance``.
+    Raises ``ValueError`` when ``first`` is not in the benchmark or the realisations differ in
+    kind, rows or dimension."""
+    embeddings = [embedding] if isinstance(embedding, Embedding) else list(embedding)
+    if not embeddings:
+        raise ValueError("problem_from needs at least one embedding")
+    head = embeddings[0]
+    for other in embeddings[1:]:
+        if other.kind != head.kind or other.dim != head.dim or \
+                not np.array_equal(other.rows, head.rows):
+            raise ValueError("the realisations of a problem must share kind, rows and "
+                             f"dimension; got {head.kind}/{head.dim}-D and "
+                             f"{other.kind}/{other.dim}-D")
+    return _problem(benchmark, head.kind, head.rows, head.coords, first, chance,
+                    more=[e.coords for e in embeddings[1:]])
 
 
 def raw_problem_from(benchmark: Benchmark, feature: str, first: str = "relu(x)",
@@ -136,18 +177,45 @@ def raw_problem_from(benchmark: Benchmark, feature: str, first: str = "relu(x)",
                     chance, distances)
 
 
+def parse_method(method: str) -> tuple[str, dict[str, float]]:
+    """``(surrogate, options)`` of a method name: ``"knr"``, or ``"lgp-ucb(kappa=2,length=0.1)"``
+    (options of :data:`~aquasurf_core.search.surrogates.OPTIONS`, numbers). Raises
+    ``ValueError`` for a malformed name or an option the surrogate does not take."""
+    name, _, rest = method.partition("(")
+    options: dict[str, float] = {}
+    if rest:
+        if not rest.endswith(")"):
+            raise ValueError(f"malformed method {method!r}: expected name(option=value,...)")
+        for part in filter(None, rest[:-1].split(",")):
+            key, eq, value = part.partition("=")
+            try:
+                options[key.strip()] = float(value)
+            except ValueError:
+                eq = ""
+            if not eq:
+                raise ValueError(f"malformed option {part!r} in method {method!r}") from None
+    unknown = set(options) - set(OPTIONS.get(name, {}))
+    if unknown:
+        raise ValueError(f"method {method!r}: {name!r} takes no option(s) {sorted(unknown)}")
+    return name, options
+
+
 def run_trial(problem: SearchProblem, method: str, trial: int, budget: int = 100,
               k: int = 3) -> pd.DataFrame:
-    """One search of ``budget`` evaluations; the trial number is the seed. Returns the rows of
-    :data:`RESULT_COLUMNS` (one per evaluation)."""
-    raw = problem.distances is not None and method == "knr"
-    if problem.distances is not None and method in USES_COORDINATES and not raw:
-        raise ValueError(f"a problem on raw distances is searched by 'knr' or random search, "
+    """One search of ``budget`` evaluations; the trial number is the seed (and picks the
+    embedding realisation, :meth:`SearchProblem.coords_for`). ``method`` is a surrogate name
+    with optional options (:func:`parse_method`). Returns the rows of :data:`RESULT_COLUMNS`
+    (one per evaluation)."""
+    surrogate, options = parse_method(method)
+    raw = problem.distances is not None and surrogate in DISTANCE_SURROGATES
+    if problem.distances is not None and surrogate in USES_COORDINATES and not raw:
+        raise ValueError(f"a problem on raw distances is searched by "
+                         f"{', '.join(sorted(DISTANCE_SURROGATES))} or random search, "
                          f"not {method!r}")
-    coords = problem.coords if method in USES_COORDINATES and not raw else None
-    searcher = Searcher(problem.names, coords, valid=problem.valid, surrogate=method, k=k,
+    coords = problem.coords_for(trial) if surrogate in USES_COORDINATES and not raw else None
+    searcher = Searcher(problem.names, coords, valid=problem.valid, surrogate=surrogate, k=k,
                         first=[problem.first], seed=trial,
-                        distances=problem.distances if raw else None)
+                        distances=problem.distances if raw else None, options=options)
     index = searcher.index
     rows = []
     best_val, best_test = -np.inf, np.nan

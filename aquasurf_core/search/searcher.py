@@ -34,6 +34,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from aquasurf_core.search.surrogates import (
+    DISTANCE_SURROGATES,
+    OPTIONS,
     SURROGATES,
     USES_COORDINATES,
     USES_FILTER,
@@ -64,17 +66,19 @@ class Searcher:
     """Ask/tell search over ``names`` (module docstring).
 
     Arguments: ``coords`` (``[N, d]`` coordinates, e.g. an embedding; required by the regression
-    surrogates) or, for ``"knr"`` only, ``distances`` (``[N, N]``, e.g. the raw Eq. 2/3
-    distances; rows of invalid functions are never read), ``valid`` (bool ``[N]``, default all: the functions the filtered surrogates may
+    surrogates) or, for the distance surrogates (KNR and ``"lgp-ucb"``:
+    :data:`~aquasurf_core.search.surrogates.DISTANCE_SURROGATES`), ``distances`` (``[N, N]``,
+    e.g. the raw Eq. 2/3 distances; rows of invalid functions are never read), ``valid`` (bool ``[N]``, default all: the functions the filtered surrogates may
     pick), ``surrogate`` (one of :data:`~aquasurf_core.search.surrogates.SURROGATES`), ``k`` (the
     KNR's neighbours), ``first`` (candidate names evaluated first), ``n_random`` (random
-    functions after them), ``seed``.
+    functions after them), ``seed``, ``options`` (the surrogate's settings,
+    :data:`~aquasurf_core.search.surrogates.OPTIONS`; kept in the state).
     """
 
     def __init__(self, names: Sequence[str], coords: np.ndarray | None = None, *,
                  valid: np.ndarray | None = None, surrogate: str = "knr", k: int = 3,
                  first: Sequence[str] = (), n_random: int = 7, seed: int = 0,
-                 distances: np.ndarray | None = None):
+                 distances: np.ndarray | None = None, options: dict | None = None):
         self.names = [str(n) for n in names]
         self.index = {n: i for i, n in enumerate(self.names)}
         if len(self.index) != len(self.names):
@@ -88,20 +92,27 @@ class Searcher:
             raise SearchError(f"coords must have shape ({n}, d), got {self.coords.shape}")
         self.distances = None if distances is None else np.asarray(distances)
         if self.distances is not None:
-            if surrogate != "knr":
-                raise SearchError(f"only 'knr' searches with precomputed distances, not "
-                                  f"{surrogate!r}")
+            if surrogate not in DISTANCE_SURROGATES:
+                raise SearchError(f"only {', '.join(sorted(DISTANCE_SURROGATES))} search with "
+                                  f"precomputed distances, not {surrogate!r}")
             if self.distances.shape != (n, n):
                 raise SearchError(f"distances must have shape ({n}, {n}), got "
                                   f"{self.distances.shape}")
         elif surrogate in USES_COORDINATES and self.coords is None:
-            raise SearchError(f"surrogate {surrogate!r} needs coordinates (or, for 'knr', "
-                              "distances)")
+            raise SearchError(f"surrogate {surrogate!r} needs coordinates (or, for "
+                              f"{', '.join(sorted(DISTANCE_SURROGATES))}, distances)")
+        # symmetric distances are read by rows only (the same values, gathered faster)
+        self.symmetric = self.distances is not None and bool(
+            np.array_equal(self.distances, self.distances.T))
         self.valid = np.ones(n, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
         if self.valid.shape != (n,):
             raise SearchError(f"valid must be a bool array of {n}, got shape {self.valid.shape}")
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise SearchError(f"k must be a positive integer, got {k!r}")
+        self.options = {str(key): float(value) for key, value in (options or {}).items()}
+        unknown = set(self.options) - set(OPTIONS.get(surrogate, {}))
+        if unknown:
+            raise SearchError(f"surrogate {surrogate!r} takes no option(s) {sorted(unknown)}")
         self.surrogate, self.k, self.seed = surrogate, k, int(seed)
         self.rng = np.random.default_rng(self.seed)
         first_rows = [self._row(name) for name in first]
@@ -142,19 +153,25 @@ class Searcher:
         learns = self.coords is not None or self.distances is not None
         known = [(r, acc) for r, acc in self.history if learns and self.valid[r]]
         surrogate = self.surrogate
+        options = self.options
         if surrogate in USES_COORDINATES and not known:  # nothing to learn from yet
-            surrogate = "random"
+            surrogate, options = "random", {}
         rows = [r for r, _ in known]
         y = np.array([acc for _, acc in known], dtype=np.float64)
         if self.distances is not None and known:
-            x, candidates = self.distances[np.ix_(rows, rows)], self.distances[np.ix_(allowed,
-                                                                                     rows)]
+            if self.symmetric:
+                block = self.distances[rows]
+                x, candidates = block[:, rows], block[:, allowed].T
+            else:
+                x = self.distances[np.ix_(rows, rows)]
+                candidates = self.distances[np.ix_(allowed, rows)]
             scores = score_candidates(surrogate, x, y, candidates, self.rng, self.k,
-                                      precomputed=True)
+                                      precomputed=True, **options)
         else:
             x = self.coords[rows] if known else np.zeros((0, 1))
             candidates = self.coords[allowed] if self.coords is not None else allowed[:, None]
-            scores = score_candidates(surrogate, x, y, candidates, self.rng, self.k)
+            scores = score_candidates(surrogate, x, y, candidates, self.rng, self.k,
+                                      **options)
         order = np.argsort(-scores, kind="stable")[:n]
         return [int(allowed[i]) for i in order]
 
@@ -236,6 +253,7 @@ class Searcher:
         """A JSON-able dict of the whole state (module docstring)."""
         return {"version": STATE_VERSION, "fingerprint": self.fingerprint,
                 "surrogate": self.surrogate, "k": self.k, "seed": self.seed,
+                "options": dict(self.options),
                 "queue": list(self.queue), "running": list(self.running),
                 "history": [[r, acc] for r, acc in self.history],
                 "rng": self.rng.bit_generator.state}
@@ -249,7 +267,8 @@ class Searcher:
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
             raise SearchError(f"not a search state of version {STATE_VERSION}")
         searcher = cls(names, coords, valid=valid, surrogate=state["surrogate"], k=state["k"],
-                       n_random=0, seed=state["seed"], distances=distances)
+                       n_random=0, seed=state["seed"], distances=distances,
+                       options=state.get("options"))
         if searcher.fingerprint != state["fingerprint"]:
             raise SearchError("the state belongs to a search over other candidates (names, "
                               "coordinates or validity differ)")

@@ -108,3 +108,51 @@ def test_figure6_and_ablation_table():
     assert np.isnan(table[table["variant"] == "base"]["p (Holm)"]).all()
     tested = table["p (Holm)"].dropna()
     assert len(tested) and all(p == float(f"{p:.2g}") for p in tested)  # two digits
+
+
+def test_stall_figure_plots_the_measured_means():
+    replays = pd.DataFrame({"benchmark": ["a"] * 4, "method": ["knr"] * 4,
+                            "step": [9, 9, 10, 10], "gap": [0.1, 0.3, 0.2, 0.2],
+                            "val_acc": [0.9, 0.1, 0.1, 0.1], "best_so_far": [0.5] * 4})
+    agreement = pd.DataFrame({"benchmark": ["a", "a"], "method": ["knr", "knr"],
+                              "step": [9, 10], "same_pick": [0.25, 0.5]})
+    fig = fs.stall_figure(replays, agreement)
+    gap, improves, same = fig.data
+    assert gap.name == "a: KNR" and list(gap.y) == pytest.approx([0.2, 0.2], abs=1e-12)
+    # step 9: one of two picks improves; step 10: none -> 5-step running mean 0.5, 0.25
+    assert list(improves.y) == pytest.approx([0.5, 0.25], abs=1e-12)
+    assert list(same.y) == [0.25, 0.5]
+    # a method with options is labelled with them
+    results = fake_results(trials=2, budget=5)
+    results["method"] = results["method"].replace("svr", "lgp-ucb(kappa=1)")
+    assert "LGP-UCB(kappa=1) (both)" in set(fs.results_table(results, REFERENCE)["method"])
+
+
+def test_heldout_table_against_direct_computation():
+    from aquasurf_core.search.selection import held_out_choice
+
+    results = fake_results(trials=8, budget=30)
+    choice = held_out_choice(results)  # knr on both ramps fastest on every benchmark
+    assert set(choice["method"]) == {"knr"} and set(choice["feature"]) == {"both"}
+    table = fs.heldout_table(choice, results, REFERENCE, baseline=("outputs", "knr"),
+                             target=30).set_index("held out")
+    aucs = fs.auc_table(results)
+    for bench in ("a", "b"):
+        sel = aucs[(aucs["benchmark"] == bench) & (aucs["method"] == "knr")]
+        a = sel[sel["feature"] == "both"].set_index("trial")["auc"]
+        b = sel[sel["feature"] == "outputs"].set_index("trial")["auc"]
+        assert table.loc[bench, "AUC chosen"] == pytest.approx(a.mean(), abs=1e-4)
+        assert table.loc[bench, "ΔAUC vs KNR (outputs)"] == pytest.approx((a - b).mean(),
+                                                                           abs=1e-4)
+        p = stats.wilcoxon(a - b, alternative="greater").pvalue
+        assert table.loc[bench, "p (Holm)"] == pytest.approx(min(1, 2 * p), rel=0.05)
+        # first evaluation whose best-so-far reaches 0.92 - 0.005, 31 when none does
+        knr = results[(results["benchmark"] == bench) & (results["method"] == "knr")
+                      & (results["feature"] == "both")]
+        firsts = [g.loc[g["best_val_so_far"] >= 0.915, "step"].min() if
+                  (g["best_val_so_far"] >= 0.915).any() else 31 for _, g in knr.groupby("trial")]
+        median = float(np.median(firsts))
+        expected = ">30" if median > 30 else f"{round(median * 2) / 2:g}"
+        assert table.loc[bench, "evaluations to within 0.005 of best, chosen (median)"] == \
+            expected
+        assert table.loc[bench, "median <= 30"] == (median <= 30)

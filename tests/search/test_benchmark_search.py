@@ -172,3 +172,41 @@ def test_back_to_back_experiments_on_one_client_keep_their_scattered_problem(tmp
                                          tmp_path / f"{rep}-{arm}", budget=8, client=client,
                                          progress=False, log=lambda *_: None)
                 assert len(results) == 2 * 8
+
+
+def test_trials_cycle_through_the_embedding_realisations():
+    from aquasurf_core.search.benchmark_search import parse_method
+
+    base = tiny_problem(seed=3)
+    rng = np.random.default_rng(9)
+    emb = [Embedding("tiny", "both", np.flatnonzero(base.valid),
+                     [base.names[i] for i in np.flatnonzero(base.valid)],
+                     rng.normal(size=(int(base.valid.sum()), 2)), {}, f"k{s}") for s in range(2)]
+    bench = Benchmark("tiny", make_table([{"fn_name": f, "equivalent_names": [f], "train_acc": v,
+                                           "val_acc": v, "test_acc": t, "train_loss": 1.0,
+                                           "val_loss": 1.0, "test_loss": 1.0, "runtime_s": 1.0}
+                                          for f, v, t in zip(base.names, base.val_acc,
+                                                             base.test_acc, strict=True)]),
+                      output_features(list(base.names)), None, np.zeros(len(base.names), bool))
+    both = problem_from(bench, emb)
+    single = [problem_from(bench, e) for e in emb]
+    assert both.realisations.shape == (2, len(base.names), 2)
+    for trial in range(4):
+        np.testing.assert_array_equal(both.coords_for(trial), single[trial % 2].coords)
+        got = run_trial(both, "knr", trial, budget=15)
+        expected = run_trial(single[trial % 2], "knr", trial, budget=15)
+        assert got["function"].tolist() == expected["function"].tolist()
+    assert both.fingerprint() != single[0].fingerprint()
+    with pytest.raises(ValueError, match="share kind, rows and dimension"):
+        problem_from(bench, [emb[0], Embedding("tiny", "fim", emb[0].rows, emb[0].names,
+                                               emb[0].coords, {}, "x")])
+    # options in the method name reach the surrogate
+    assert parse_method("lgp-ucb(kappa=2, length=0.1)") == ("lgp-ucb", {"kappa": 2.0,
+                                                                      "length": 0.1})
+    assert parse_method("knr") == ("knr", {})
+    for bad in ("knr(kappa=1)", "lgp-ucb(kappa=x)", "lgp-ucb(kappa=1", "lgp-ucb(kappa)"):
+        with pytest.raises(ValueError, match="malformed|takes no option"):
+            parse_method(bad)
+    a = run_trial(both, "lgp-ucb(kappa=0)", 1, budget=20)["function"].tolist()
+    b = run_trial(both, "lgp-ucb(kappa=5)", 1, budget=20)["function"].tolist()
+    assert a[:8] == b[:8] and a != b

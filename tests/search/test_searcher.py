@@ -143,7 +143,118 @@ def test_knr_on_precomputed_distances_is_knr_on_the_coordinates(space):
     by_distances = run(Searcher(names, None, valid=valid, first=[names[0]], seed=8,
                                 distances=cdist(coords, coords)), accuracy, 40)
     assert by_distances.results() == by_coords.results()
-    with pytest.raises(SearchError, match="only 'knr'"):
+    with pytest.raises(SearchError, match="search with precomputed distances, not 'rfr'"):
         Searcher(names, None, surrogate="rfr", distances=cdist(coords, coords))
     with pytest.raises(SearchError, match="distances must have shape"):
         Searcher(names, None, distances=np.zeros((3, 3)))
+
+
+@pytest.mark.parametrize("surrogate", ["knr-uniform", "knr-ucb", "lgp-ucb"])
+def test_distance_surrogates_on_precomputed_distances_match_the_coordinates(space, surrogate):
+    from scipy.spatial.distance import cdist
+
+    names, coords, valid, accuracy = space
+    kwargs = dict(valid=valid, surrogate=surrogate, first=[names[0]], seed=8)
+    by_coords = run(Searcher(names, coords, **kwargs), accuracy, 30)
+    by_distances = run(Searcher(names, None, distances=cdist(coords, coords), **kwargs),
+                       accuracy, 30)
+    assert by_distances.results() == by_coords.results()
+
+
+def test_knr_uniform_is_sklearn_with_uniform_weights(space):
+    names, coords, valid, accuracy = space
+    searcher = run(Searcher(names, coords, valid=valid, surrogate="knr-uniform",
+                            first=[names[0]], seed=2), accuracy, 12)
+    known = [(searcher.index[n], a) for n, a in searcher.results() if valid[searcher.index[n]]]
+    model = KNeighborsRegressor(3, weights="uniform").fit(coords[[r for r, _ in known]],
+                                                         [a for _, a in known])
+    open_rows = [r for r in range(N) if valid[r] and names[r] not in dict(searcher.results())]
+    assert searcher.ask() == [names[open_rows[int(np.argmax(model.predict(coords[open_rows])))]]]
+
+
+def test_knr_ucb_is_the_weighted_mean_plus_kappa_spread_written_out():
+    x = np.array([[0.0], [1.0], [3.0], [10.0]])
+    y = np.array([0.2, 0.6, 0.4, 0.9])
+    candidates = np.array([[0.5], [1.0], [2.0]])
+    got = score_candidates("knr-ucb", x, y, candidates, np.random.default_rng(0), 3, kappa=2.0)
+    expected = []
+    for (c,) in candidates:
+        d = np.abs(x[:, 0] - c)
+        near = np.argsort(d, kind="stable")[:3]
+        if (d[near] == 0).any():
+            w = (d[near] == 0).astype(float)
+        else:
+            w = 1 / d[near]
+        mean = (w * y[near]).sum() / w.sum()
+        spread = np.sqrt((w * (y[near] - mean) ** 2).sum() / w.sum())
+        expected.append(mean + 2.0 * spread)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    # the mean part is scikit-learn's distance-weighted KNR, zero-distance rule included
+    mean = score_candidates("knr-ucb", x, y, candidates, np.random.default_rng(0), 3, kappa=0.0)
+    np.testing.assert_allclose(mean, KNeighborsRegressor(3, weights="distance").fit(x, y)
+                               .predict(candidates), rtol=0, atol=1e-12)
+
+
+def test_lgp_ucb_is_the_laplace_kernel_posterior_written_out():
+    rng = np.random.default_rng(1)
+    x, candidates = rng.normal(size=(6, 2)), rng.normal(size=(4, 2))
+    y = rng.random(6)
+    got = score_candidates("lgp-ucb", x, y, candidates, rng, kappa=1.5, length=0.5)
+    dxx = np.linalg.norm(x[:, None] - x[None], axis=2)
+    dcx = np.linalg.norm(candidates[:, None] - x[None], axis=2)
+    ell = 0.5 * np.median(dxx[~np.eye(6, dtype=bool)])
+    inv = np.linalg.inv(np.exp(-dxx / ell) + 0.01 * np.eye(6))
+    kc = np.exp(-dcx / ell)
+    mean = kc @ inv @ ((y - y.mean()) / y.std())
+    var = 1 - np.array([kc[i] @ inv @ kc[i] for i in range(4)])
+    np.testing.assert_allclose(got, mean + 1.5 * np.sqrt(var), rtol=0, atol=1e-9)
+
+
+def test_options_are_checked_and_kept_in_the_state(space):
+    names, coords, valid, accuracy = space
+    with pytest.raises(ValueError, match="takes no option"):
+        score_candidates("knr", np.zeros((2, 2)), np.zeros(2), np.zeros((3, 2)),
+                         np.random.default_rng(0), kappa=1.0)
+    with pytest.raises(SearchError, match="takes no option"):
+        Searcher(names, coords, surrogate="lgp-ucb", options={"beta": 1})
+    with pytest.raises(ValueError, match="precomputed distances, not 'svr'"):
+        score_candidates("svr", np.zeros((2, 2)), np.zeros(2), np.zeros((3, 2)),
+                         np.random.default_rng(0), precomputed=True)
+    kwargs = dict(valid=valid, surrogate="lgp-ucb", first=[names[0]], seed=4,
+                  options={"kappa": 3.0, "length": 0.1})
+    whole = run(Searcher(names, coords, **kwargs), accuracy, 25)
+    part = run(Searcher(names, coords, **kwargs), accuracy, 10)
+    state = json.loads(json.dumps(part.state_dict()))
+    assert state["options"] == {"kappa": 3.0, "length": 0.1}
+    assert run(Searcher.from_state(state, names, coords, valid=valid), accuracy,
+               15).results() == whole.results()
+    default = run(Searcher(names, coords, **{**kwargs, "options": None}), accuracy, 25)
+    assert default.results() != whole.results()  # the options change the search
+
+
+def test_asymmetric_distances_are_read_as_given(space):
+    names, coords, valid, accuracy = space
+    rng = np.random.default_rng(3)
+    d = rng.random((N, N))  # not symmetric: candidate-to-evaluated is row candidate
+    searcher = run(Searcher(names, None, valid=valid, first=[names[0]], seed=1, distances=d),
+                   accuracy, 10)
+    assert not searcher.symmetric
+    known = [searcher.index[n] for n, _ in searcher.results() if valid[searcher.index[n]]]
+    y = np.array([accuracy[r] for r in known])
+    open_rows = [r for r in range(N) if valid[r] and r not in known
+                 and names[r] not in dict(searcher.results())]
+    model = KNeighborsRegressor(3, weights="distance", metric="precomputed").fit(
+        d[np.ix_(known, known)], y)
+    pred = model.predict(d[np.ix_(open_rows, known)])
+    assert searcher.ask() == [names[open_rows[int(np.argmax(pred))]]]
+
+
+def test_lgp_ucb_on_distances_that_are_not_a_metric_raises_a_clear_error():
+    # eight spokes far apart, a hub at distance 0 from each: exp(-d / ell) has the eigenvalue
+    # about 1 - sqrt(8) < -1, beyond even 100x the noise term (alpha = 1)
+    d = np.full((9, 9), 1e4)
+    d[8, :] = d[:, 8] = 0.0
+    np.fill_diagonal(d, 0.0)
+    with pytest.raises(ValueError, match="not positive definite"):
+        score_candidates("lgp-ucb", d, np.linspace(0.1, 0.9, 9), np.ones((2, 9)),
+                         np.random.default_rng(0), precomputed=True)
