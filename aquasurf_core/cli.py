@@ -8,6 +8,7 @@
     aquasurf bench status --arch cnn|resnet|vit [--ledger PATH]
     aquasurf search run --task NAME [--evaluations 50] [--features 2000] [--workers 2]
                         [--space 3-node|4-node] [--operators paper|coatnet]
+                        [--surrogate lgp-ucb|knr-union]
                         [--scheduler-address ADDR] [--ledger PATH] [--device cpu|cuda]
                         [--factor-dtype auto|float32|float64] [--on-unsupported error|skip]
                         [--min-coverage F]
@@ -207,7 +208,8 @@ def _search_run(args: argparse.Namespace) -> int:
                               space=args.space, seed=args.seed, device=args.device,
                               factor_dtype=args.factor_dtype,
                               on_unsupported=args.on_unsupported,
-                              min_coverage=args.min_coverage, **extended)
+                              min_coverage=args.min_coverage, surrogate=args.surrogate,
+                              **extended)
         status = run_search(args.task, _ledger_for(args), config, workers=args.workers,
                             scheduler_address=args.scheduler_address,
                             progress=not args.quiet)
@@ -394,6 +396,10 @@ def _add_search(commands) -> None:
     run.add_argument("--features", type=int, default=2000,
                      help="functions with Fisher features before the surrogate is used")
     run.add_argument("--space", default="4-node", choices=["3-node", "4-node"])
+    run.add_argument("--surrogate", default="lgp-ucb", choices=["lgp-ucb", "knr-union"],
+                     help="what proposes the next function: GP-UCB on the raw Eq. 2 + Eq. 3 "
+                          "distances (lgp-ucb, default), or the paper's KNR on the 2-D union "
+                          "UMAP embedding (knr-union)")
     run.add_argument("--operators", default="paper", choices=["paper", "coatnet"],
                      help="coatnet: the extended operator set and its 13 baselines (Table 3)")
     run.add_argument("--seed", type=int, default=0)

@@ -17,11 +17,17 @@ What one search does (:func:`run_search`), the paper's recipe with our safeguard
    compute Fisher features for functions in the random order (``feature_batch`` functions per
    dask task).
 3. Once ``features`` functions have features, every free worker but one evaluates the function
-   with the highest predicted accuracy -- KNR (k = 3) on the 2-D union UMAP embedding (FIM
-   features + outputs, :mod:`aquasurf_core.embedding.umap_models`) of the functions with valid
-   spectra, refitted with every result; the embedding itself is refitted when the featured set
-   has grown by ``refit_growth`` -- and the last worker keeps computing features (all workers
-   evaluate when there is only one).
+   with the highest score -- by default (``surrogate="lgp-ucb"``) the upper confidence bound
+   ``mu + kappa sigma`` (kappa = 2) of a Gaussian process with the Laplace kernel
+   ``exp(-d / length)`` (length = 0.3) on the raw distances between the functions with valid
+   spectra (Eq. 2 + Eq. 3, each divided by its median: no UMAP), chosen over the paper's KNR on
+   the union embedding on held-out benchmarks (notebook 04, section 7: higher AUC on all
+   three, the ≤ 30-evaluation target met on one); with ``surrogate="knr-union"`` the paper's
+   own, KNR (k = 3) on the 2-D union UMAP embedding (FIM features + outputs,
+   :mod:`aquasurf_core.embedding.umap_models`). The surrogate is refitted with every result;
+   the distances (or the embedding) are recomputed when the featured set has grown by
+   ``refit_growth`` -- and the last worker keeps computing features (all workers evaluate
+   when there is only one).
 4. It stops after ``evaluations`` functions beyond the baselines, and reports
    (:func:`search_status`, :func:`report_lines`, logged): how many of the requested
    evaluations ran and how many failed, how many functions' features failed, and how many
@@ -96,7 +102,7 @@ from aquasurf_core.search.tasks import (
 )
 from aquasurf_core.space.baselines import COATNET_BASELINES
 
-__all__ = ["EXTENDED_BASELINES", "SearchConfig", "choose_for_comparison",
+__all__ = ["ENGINE_SURROGATES", "EXTENDED_BASELINES", "SearchConfig", "choose_for_comparison",
            "compare_with_baselines", "default_ledger_path", "final_ledger_path",
            "transfer_ledger_path", "write_table", "evaluate_job", "export_results", "features_job",
            "median_over_seeds", "report_lines", "run_search", "search_status", "space_store"]
@@ -107,6 +113,13 @@ __all__ = ["EXTENDED_BASELINES", "SearchConfig", "choose_for_comparison",
 #: as ReLU's baseline result).
 EXTENDED_BASELINES: tuple[str, ...] = tuple(sorted(COATNET_BASELINES.values(),
                                                    key=lambda name: name != "relu(x)"))
+
+
+#: The engine's surrogates, with how the search log names them.
+ENGINE_SURROGATES = {
+    "lgp-ucb": "GP-UCB (Laplace kernel) on the raw Eq. 2 + Eq. 3 distances",
+    "knr-union": "KNR on the 2-D union UMAP embedding (the paper's)",
+}
 
 
 def _check_count(name: str, value, least: int) -> None:
@@ -136,6 +149,13 @@ class SearchConfig:
     operators: str = "paper"
     #: seconds a claim lives without the driver's heartbeat (module docstring)
     lease_seconds: float = 30.0
+    #: what proposes the next function (:data:`ENGINE_SURROGATES`): "lgp-ucb" (default: GP-UCB
+    #: with the Laplace kernel exp(-d / length) on the raw Eq. 2 + Eq. 3 distances, bonus
+    #: kappa x sigma; chosen on held-out benchmarks, notebook 04 section 7) or "knr-union"
+    #: (the paper's: KNR with k neighbours on the 2-D union UMAP embedding)
+    surrogate: str = "lgp-ucb"
+    kappa: float = 2.0
+    length: float = 0.3
     #: where the task's stages run, and K-FAC's settings (:class:`~aquasurf_core.search.tasks.
     #: StageOptions`): the device (None: the task's own, else the CPU), the factor precision
     #: ("auto" | "float32" | "float64"), a layer K-FAC cannot represent ("error" | "skip"), the
@@ -160,6 +180,15 @@ class SearchConfig:
             raise ValueError(f"space must be '3-node' or '4-node', got {self.space!r}")
         if self.operators not in ("paper", "coatnet"):
             raise ValueError(f"operators must be 'paper' or 'coatnet', got {self.operators!r}")
+        if self.surrogate not in ENGINE_SURROGATES:
+            raise ValueError(f"surrogate must be one of {', '.join(ENGINE_SURROGATES)}, got "
+                             f"{self.surrogate!r}")
+        for name in ("kappa", "length"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                    not np.isfinite(value) or value < (0 if name == "kappa" else 1e-9):
+                kind = "non-negative" if name == "kappa" else "positive"
+                raise ValueError(f"{name} must be a {kind} number, got {value!r}")
         self.stage_options  # noqa: B018 -- checks device, factor_dtype, on_unsupported, ...
 
     @property
@@ -252,6 +281,7 @@ class _Run:
     embedded_at: int = -1
     coords: np.ndarray | None = None
     coord_ids: np.ndarray | None = None
+    distances: np.ndarray | None = None  # raw distances of coord_ids (distance surrogates)
     pending: dict = field(default_factory=dict)  # future -> (kind, payload)
     proposals: dict = field(default_factory=dict)  # class_id -> (proposer, reason)
     feature_outcomes: list = field(default_factory=lambda: [0, 0])  # this session: [ok, failed]
@@ -293,8 +323,11 @@ NOTHING_LEARNED = "no results to learn from yet (no evaluated function has a val
 
 
 def _embed(run: _Run, store) -> None:
-    """Refit the union embedding of the functions with valid features (module docstring);
-    with fewer than :data:`MIN_EMBEDDED` of them there are no coordinates yet."""
+    """Recompute what the surrogate searches on, for the functions with valid features: their
+    raw Eq. 2 + Eq. 3 distances (median-scaled sum,
+    :func:`~aquasurf_core.embedding.distances.combined_distances`; ``lgp-ucb``) or their union
+    UMAP embedding (``knr-union``); with fewer than :data:`MIN_EMBEDDED` of them, nothing yet
+    (random picks)."""
     from aquasurf_core.embedding.distances import fim_embedding_features
     from aquasurf_core.embedding.umap_models import FIM_SETTINGS, OUTPUT_SETTINGS, fit, union
     from aquasurf_core.features.fim import FimLayout
@@ -304,10 +337,24 @@ def _embed(run: _Run, store) -> None:
     ids, cdf = ids[valid], cdf[valid]
     run.embedded_at = len(ids)
     if len(ids) < MIN_EMBEDDED:
-        run.coords, run.coord_ids = None, ids
+        run.coords, run.distances, run.coord_ids = None, None, ids
         return
     layout = FimLayout.from_dict(run.ledger.meta("fim_layout"))
     start = time.perf_counter()
+    if run.config.surrogate != "knr-union":  # raw distances: no UMAP on the critical path
+        from aquasurf_core.embedding.distances import (
+            combined_distances,
+            fim_distance_matrix,
+            output_distance_matrix,
+        )
+
+        run.distances = combined_distances(
+            fim_distance_matrix(cdf, layout),
+            output_distance_matrix(clean_outputs(np.asarray(store.outputs[ids]))))
+        run.coords, run.coord_ids = None, ids
+        run.log(f"search: distances between {len(ids)} functions with valid spectra "
+                f"({time.perf_counter() - start:.1f} s)")
+        return
     seed = run.config.seed
     fim_model = fit(fim_embedding_features(cdf, layout), replace(FIM_SETTINGS, seed=seed))
     out_model = fit(clean_outputs(np.asarray(store.outputs[ids])),
@@ -325,8 +372,17 @@ def _next_candidate(run: _Run, running: set[int]) -> int | None:
     names = [str(i) for i in run.coord_ids]
     if not names:
         return None
-    searcher = Searcher(names, run.coords, surrogate="knr" if run.coords is not None else
-                        "random", k=run.config.k, n_random=0, seed=run.config.seed + len(done))
+    config = run.config
+    seed = config.seed + len(done)
+    ready = run.coords is not None or run.distances is not None
+    if run.distances is not None:
+        searcher = Searcher(names, None, distances=run.distances, surrogate=config.surrogate,
+                            options={"kappa": float(config.kappa),
+                                     "length": float(config.length)},
+                            k=config.k, n_random=0, seed=seed)
+    else:
+        searcher = Searcher(names, run.coords, surrogate="knr" if ready else "random",
+                            k=config.k, n_random=0, seed=seed)
     learned = 0
     for class_id, acc in done.items():
         if str(class_id) in searcher.index:
@@ -335,12 +391,15 @@ def _next_candidate(run: _Run, running: set[int]) -> int | None:
     for class_id in running:
         if str(class_id) in searcher.index:
             searcher.reserve(str(class_id))
-    if run.coords is None:
+    if not ready:
         proposal = ("random", TOO_FEW_EMBEDDED.format(MIN_EMBEDDED))
     elif not learned:
         proposal = ("random", NOTHING_LEARNED)
+    elif config.surrogate == "knr-union":
+        proposal = ("surrogate", f"KNR (k={config.k}) on the union embedding")
     else:
-        proposal = ("surrogate", f"KNR (k={run.config.k}) on the union embedding")
+        proposal = ("surrogate", f"GP-UCB (kappa={config.kappa:g}, length={config.length:g}) "
+                                 "on the raw Eq. 2 + Eq. 3 distances")
     while asked := searcher.ask():
         if _claim(run, int(asked[0])):
             run.proposals[int(asked[0])] = proposal

@@ -336,3 +336,31 @@ def test_comparison_choice_and_medians_the_slow_obvious_way():
     assert out["test acc per seed"].iloc[1] == "0.400 0.600 0.900"
     with pytest.raises(KeyError, match="relu\\(x\\) \\(class 1\\) has no run with seed\\(s\\) \\[3\\]"):
         median_over_seeds(table, chosen, seeds=(0, 3))
+
+
+@pytest.mark.parametrize("surrogate, says", [
+    ("lgp-ucb", "GP-UCB (kappa=2, length=0.3) on the raw Eq. 2 + Eq. 3 distances"),
+    ("knr-union", "KNR (k=3) on the union embedding")])
+def test_either_surrogate_proposes_and_is_recorded(tmp_path, client, surrogate, says):
+    """The default (GP-UCB on the raw distances, no UMAP) and the paper's KNR on the union
+    embedding both propose every searched function once enough have valid spectra; the
+    ledger records which surrogate proposed each."""
+    config = SearchConfig(evaluations=2, features=48, space="3-node", feature_batch=8,
+                          surrogate=surrogate)
+    logged = []
+    status = run_search(tiny_task(), tmp_path / "ledger.sqlite", config, client=client,
+                        progress=False, log=logged.append)
+    assert status["proposals"] == {"surrogate": 2, "random": 0, "unknown": 0}, status
+    with SearchLedger(tmp_path / "ledger.sqlite", readonly=True) as ledger:
+        reasons = [r["proposer_reason"] for r in ledger.results(0) if r["proposer"] == "surrogate"]
+    assert reasons == [says, says]
+    assert any(("distances between" if surrogate == "lgp-ucb" else "embedded") in line
+               for line in logged)
+
+
+def test_surrogate_settings_are_checked():
+    for bad, says in [({"surrogate": "knr"}, "surrogate must be one of lgp-ucb, knr-union"),
+                      ({"kappa": -1.0}, "kappa must be a non-negative number"),
+                      ({"length": 0.0}, "length must be a positive number")]:
+        with pytest.raises(ValueError, match=says):
+            SearchConfig(**bad)

@@ -305,6 +305,6 @@ def test_command_line_stage_defaults_are_the_search_configs():
 
     args = build_parser().parse_args(["search", "run", "--task", "digits-cnn"])
     config = SearchConfig()
-    assert (args.on_unsupported, args.min_coverage, args.factor_dtype) == (
-        config.on_unsupported, config.min_coverage, config.factor_dtype)
+    assert (args.on_unsupported, args.min_coverage, args.factor_dtype, args.surrogate) == (
+        config.on_unsupported, config.min_coverage, config.factor_dtype, config.surrogate)
     assert config.min_coverage == DEFAULT_MIN_COVERAGE == 0.5
