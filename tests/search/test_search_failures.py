@@ -177,11 +177,15 @@ def test_failing_features_and_training_are_recorded_counted_and_never_replayed(
     assert more["evaluations"]["ran"] == 4 and more["evaluations"]["failed"] == 4
     assert more["feature_failures"] == len({n for n in rebuilt if "tanh" in n}
                                            & _recorded(ledger_path))
-    # resumed as it is: nothing to do, nothing replayed
+    # resumed as it is: nothing replayed -- no evaluation, and no function featured (or
+    # failed) before is built again (on a loaded machine the second run may stop before its
+    # feature target, which the third then completes with new functions only)
+    before = _recorded(ledger_path)
     run_search(task, ledger_path, SearchConfig(**bigger), client=client, progress=False,
                log=lambda *_: None)
     _settled(client)
-    assert _calls(log, "build") == rebuilt and _calls(log, "train") == retrained
+    assert _calls(log, "train") == retrained
+    assert not set(_calls(log, "build")[len(rebuilt):]) & before
 
 
 def test_a_search_with_failing_features_but_healthy_training_reports_it(tmp_path, client,
