@@ -52,9 +52,12 @@ lock:
 browser: venv
 	@VENV=$(VENV) bash scripts/ensure-browser.sh
 
+# The tests run on every core (pytest-xdist; `make test PYTEST_WORKERS=0` runs them in one
+# process): on our 2 cores the suite takes ~11 min instead of ~19.
+PYTEST_WORKERS ?= auto
 test: venv browser
 	$(VENV)/bin/ruff check aquasurf_core tests benchmarks scripts
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(PYTEST_WORKERS)
 
 reproduce: venv browser
 	$(PY) -m aquasurf_core reproduce --profile $(PROFILE) $(if $(ONLY),--only $(ONLY))
