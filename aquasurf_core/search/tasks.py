@@ -404,8 +404,8 @@ def arch_task(name: str, arch: str, data: Callable, *, recipe=None, fisher_examp
     :func:`aquasurf_core.training.reference.train_one` on the splits ``data()`` returns (loaded
     once per process), with the architecture's recipe (or ``recipe``); the Fisher batch is the
     first ``fisher_examples`` training examples. ``device`` is the task's :attr:`Task.device`:
-    its Fisher features (and the check's) run there; training stays on the CPU (the reference
-    trainer has no device)."""
+    its Fisher features, the check's and training run there (training also takes a search's
+    ``device=``, :func:`train_task`)."""
     loaded: dict = {}
 
     def splits():
@@ -418,17 +418,18 @@ def arch_task(name: str, arch: str, data: Callable, *, recipe=None, fisher_examp
 
         return build_model(arch, fn_name, seed=seed)
 
-    def fit(fn_name: str, seed: int):
+    def fit(fn_name: str, seed: int, device: str | None = device):
         from aquasurf_core.training.reference import train_model
 
-        model, r = train_model(arch, fn_name, seed, splits(), recipe)
+        model, r = train_model(arch, fn_name, seed, splits(), recipe,
+                               resolve_device(device) if device else "cpu")
         return model, {"val_acc": r.val_accuracy, "test_acc": r.test_accuracy,
                        "train_acc": r.train_accuracy, "val_loss": r.val_loss,
                        "test_loss": r.test_loss, "train_loss": r.train_loss, "status": r.status,
                        "epochs": r.epochs_completed}
 
-    def train(fn_name: str, seed: int) -> dict:
-        return fit(fn_name, seed)[1]
+    def train(fn_name: str, seed: int, device: str | None = device) -> dict:
+        return fit(fn_name, seed, device)[1]
 
     def fisher_batch(seed: int):
         train_split = splits().train

@@ -50,9 +50,11 @@ EVAL_BATCH = 1000
 def evaluate_split(model: nn.Module, split: Split) -> tuple[float, float]:
     """``(mean cross-entropy, accuracy)`` of ``model`` in eval mode on ``split``."""
     model.eval()
+    device = next(model.parameters()).device
     loss, correct = 0.0, 0
     for start in range(0, len(split), EVAL_BATCH):
         x, y = split.x[start:start + EVAL_BATCH], split.y[start:start + EVAL_BATCH]
+        x, y = x.to(device), y.to(device)
         logits = model(x)
         loss += F.cross_entropy(logits, y, reduction="sum").item()
         correct += (logits.argmax(dim=1) == y).sum().item()
@@ -61,20 +63,23 @@ def evaluate_split(model: nn.Module, split: Split) -> tuple[float, float]:
 
 
 def train_one(arch: str, fn_name: str, seed: int, data: Splits,
-              recipe: Recipe | None = None) -> RunResult:
+              recipe: Recipe | None = None, device: str | torch.device = "cpu") -> RunResult:
     """Train ``build_model(arch, fn_name, seed=seed)`` on ``data`` with ``recipe`` (default
-    :func:`get_recipe`) and evaluate it; see the module docstring for the conventions."""
-    return train_model(arch, fn_name, seed, data, recipe)[1]
+    :func:`get_recipe`) on ``device`` (the weights are built on the CPU from the seed, then
+    moved; the batches follow them) and evaluate it; see the module docstring for the
+    conventions."""
+    return train_model(arch, fn_name, seed, data, recipe, device)[1]
 
 
 def train_model(arch: str, fn_name: str, seed: int, data: Splits,
-                recipe: Recipe | None = None) -> tuple[nn.Module, RunResult]:
+                recipe: Recipe | None = None,
+                device: str | torch.device = "cpu") -> tuple[nn.Module, RunResult]:
     """:func:`train_one`, also returning the network as training left it (for a diverged
     run: as it was when training stopped)."""
     recipe = get_recipe(arch) if recipe is None else recipe
     start = time.perf_counter()
     fn_name = canonical_name(fn_name)
-    model = build_model(arch, fn_name, seed=seed)
+    model = build_model(arch, fn_name, seed=seed).to(device)
     train = train_split(data, recipe)
     steps_per_epoch = recipe.steps_per_epoch(len(train))
     total = steps_per_epoch * recipe.epochs
@@ -83,11 +88,11 @@ def train_model(arch: str, fn_name: str, seed: int, data: Splits,
     train_loss = train_acc = math.nan
     for epoch, order in enumerate(epoch_order(seed, recipe.epochs, len(train))):
         model.train()
-        loss_sum = torch.zeros((), dtype=torch.float64)
-        correct = torch.zeros((), dtype=torch.int64)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
         for begin in range(0, len(train), recipe.batch_size):
             index = order[begin:begin + recipe.batch_size]
-            x, y = train.x[index], train.y[index]
+            x, y = train.x[index].to(device), train.y[index].to(device)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(recipe, step, total, steps_per_epoch)
             logits = model(x)

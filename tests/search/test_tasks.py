@@ -275,3 +275,19 @@ def test_training_gets_the_device_where_train_takes_one():
     assert train_task(replace(task, train=with_device), "relu(x)", 0, "cpu")["val_acc"] == 0.5
     assert train_task(replace(task, train=with_device), "relu(x)", 0, None)["val_acc"] == 0.5
     assert seen == ["cpu", None]
+
+
+def test_arch_task_trains_on_the_device_it_is_given():
+    import inspect
+
+    from aquasurf_core.search.tasks import TaskError, arch_task, train_task
+    from aquasurf_core.training.data import load_mnist1d
+    from aquasurf_core.training.recipes import get_recipe
+
+    task = arch_task("tiny-device", "cnn", load_mnist1d,
+                     recipe=get_recipe("cnn", epochs=1, train_subset=64))
+    assert "device" in inspect.signature(task.train).parameters
+    if not torch.cuda.is_available():
+        with pytest.raises(TaskError, match="CUDA is not available"):
+            train_task(task, "relu(x)", 0, "cuda")
+    assert 0 <= train_task(task, "relu(x)", 0, "cpu")["val_acc"] <= 1

@@ -268,3 +268,14 @@ def test_grouped_training_is_deterministic(data):
     a = train_grouped("cnn", FNS, 7, data, r)
     b = train_grouped("cnn", FNS, 7, data, r)
     assert [fields(x) for x in a] == [fields(x) for x in b]
+
+
+def test_train_one_on_an_explicit_device_is_the_cpu_run(data):
+    """``device="cpu"`` given explicitly (what a search passes) is the default run, bit for
+    bit; on a GPU machine, ``cuda`` trains there and lands within float tolerance."""
+    r = tiny("cnn")
+    a = train_one("cnn", "relu(x)", 1, data, r)
+    assert fields(train_one("cnn", "relu(x)", 1, data, r, device="cpu")) == fields(a)
+    if torch.cuda.is_available():
+        g = train_one("cnn", "relu(x)", 1, data, r, device="cuda")
+        assert g.status == "ok" and abs(g.val_accuracy - a.val_accuracy) <= 0.05
