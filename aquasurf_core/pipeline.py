@@ -209,7 +209,7 @@ NOTEBOOKS: list[Notebook] = [
                "baselines": ["relu(x)", "tanh(x)", "swish(x)"]},
         paper={"fisher_networks": ["resnet18", "mobilenet_v3_small", "vit_tiny", "timm_resnet10t",
                                    "text_transformer", "text_lstm"],
-               "refusals": ["vit-as-built", "resnet18-zero-init-residual", "timm-resnet10t-as-built"],
+               "refusals": ["vit-as-built", "timm-resnet10t-as-built"],
                "fisher_examples": 128, "space": "3-node", "evaluations": 20, "features": 500,
                "baselines": ["relu(x)", "elu(x)", "selu(x)", "sigmoid(x)", "softplus(x)",
                              "softsign(x)", "swish(x)", "tanh(x)"]},
