@@ -286,6 +286,18 @@ def check_training(task: Task, options: StageOptions | None = None) -> dict:
     return metrics
 
 
+def _inplace_hint(err: Exception) -> str:
+    """What to do when autograd reports a tensor it needs as modified in place: the usual
+    cause, once activation sites are searchable, is an in-place tensor operation written in a
+    ``forward`` after a site (``x += y``, ``x.mul_(2)``), which ``make_searchable`` leaves as it
+    is (it switches off only modules' ``inplace=True``)."""
+    if "modified by an inplace operation" not in str(err):
+        return ""
+    return (". An in-place tensor operation in a forward overwrote a tensor that the backward "
+            "pass needs -- typically the output of an activation site (x += y or x.mul_(2) "
+            "after it); write it out of place (x = x + y) in that module's forward")
+
+
 def zero_parameters(model) -> list[str]:
     """Names of the parameters of ``model`` that are exactly zero everywhere, for every module
     whose ``weight`` is all zeros (a zero weight is what stops a signal; a zero bias alone does
@@ -378,7 +390,7 @@ def check_spectra(task: Task, baselines: Sequence[str] = BASELINE_FUNCTIONS,
             raise
         except Exception as err:
             raise TaskError(f"task {task.name!r}: the Fisher features of {name} failed: "
-                            f"{type(err).__name__}: {err}") from err
+                            f"{type(err).__name__}: {err}{_inplace_hint(err)}") from err
         computed[name] = feats
         if feats.valid:
             if name != "relu(x)":

@@ -291,3 +291,30 @@ def test_arch_task_trains_on_the_device_it_is_given():
         with pytest.raises(TaskError, match="CUDA is not available"):
             train_task(task, "relu(x)", 0, "cuda")
     assert 0 <= train_task(task, "relu(x)", 0, "cpu")["val_acc"] <= 1
+
+
+def test_an_inplace_operation_after_a_site_is_refused_with_its_remedy():
+    """An in-place tensor op on an activation site's output (which make_searchable leaves in
+    the user's forward) breaks the backward pass; the check says so and how to fix it."""
+    from torch import nn
+
+    from aquasurf_core.search.tasks import Task, TaskError
+    from aquasurf_core.space.activation import ActivationFunction
+
+    class InPlace(nn.Module):
+        def __init__(self, fn_name):
+            super().__init__()
+            self.l1, self.act, self.l2 = nn.Linear(6, 8), ActivationFunction(fn_name), \
+                nn.Linear(8, 3)
+
+        def forward(self, x):
+            h = self.act(self.l1(x))
+            h.mul_(2.0)  # overwrites the activation's output
+            return self.l2(h)
+
+    task = Task("in-place", lambda fn_name, seed: InPlace(fn_name),
+                lambda fn_name, seed: {"val_acc": 0.5},
+                lambda seed: (torch.randn(8, 6), torch.arange(8) % 3))
+    with pytest.raises(TaskError, match="modified by an inplace operation.*write it out of "
+                                        "place"):
+        check_task(task, train=False, baselines=["tanh(x)"])
