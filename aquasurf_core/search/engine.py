@@ -42,7 +42,8 @@ Where it runs (:class:`SearchConfig`, ``aquasurf search run --device --factor-dt
 training where the task's ``train`` takes a device; K-FAC's factor precision, its policy for
 layers it cannot represent and the coverage it must reach
 (:class:`~aquasurf_core.search.tasks.StageOptions`). A ledger is resumed only with the factor
-precision and policy it was started with (one layout, one precision per ledger).
+precision it was started with (one precision per ledger); the unsupported-layer policy may
+change (where K-FAC covers everything, both policies give the same features).
 
 Faults. Every result and every feature batch is written to the ledger at once. A function
 whose features raise (a CUDA out-of-memory error, a ``build`` that fails for that name) fails
@@ -115,11 +116,9 @@ EXTENDED_BASELINES: tuple[str, ...] = tuple(sorted(COATNET_BASELINES.values(),
                                                    key=lambda name: name != "relu(x)"))
 
 
-#: The engine's surrogates, with how the search log names them.
-ENGINE_SURROGATES = {
-    "lgp-ucb": "GP-UCB (Laplace kernel) on the raw Eq. 2 + Eq. 3 distances",
-    "knr-union": "KNR on the 2-D union UMAP embedding (the paper's)",
-}
+#: The engine's surrogates (:attr:`SearchConfig.surrogate`): GP-UCB on the raw Eq. 2 + Eq. 3
+#: distances (the default), and the paper's KNR on the 2-D union UMAP embedding.
+ENGINE_SURROGATES = ("lgp-ucb", "knr-union")
 
 
 def _check_count(name: str, value, least: int) -> None:
