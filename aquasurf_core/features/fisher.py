@@ -143,8 +143,10 @@ Convolutions with stride 1 along their first spatial axis never form the expande
 :func:`shifted_gram` sums shifted products of the input expanded along the second axis only
 (exact; ~``k - 1/2`` instead of ``k^2 / 2`` Gram-type flops for ``k`` taps along the first
 axis). Depthwise Grams are batched ``|Delta| x |Delta|`` products per (example, channel).
-On the CPU large products go through NumPy (``a.T @ a`` is a BLAS ``syrk``); large expanded
-inputs are processed in chunks of examples to bound memory.
+On the CPU large products go through NumPy (``a.T @ a`` is a BLAS ``syrk``), on as many
+BLAS threads as torch has (:func:`numpy_blas_threads`); large expanded inputs are processed in
+chunks of examples to bound memory. On CUDA the pass runs float32 convolutions and products in
+full float32, never TF32 (:func:`full_float32_precision`).
 
 The signals themselves carry the round-off of the model dtype: if every entry of the ``R x n``
 data matrix (expanded inputs or output gradients) is off by up to ``k eps_model`` relative, its
@@ -162,6 +164,7 @@ are treated as exactly 0, negative round-off included, i.e. log = -inf;
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from dataclasses import dataclass, field
@@ -169,6 +172,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
+from threadpoolctl import ThreadpoolController
 from torch import nn
 from torch.nn import functional as F
 
@@ -419,6 +423,22 @@ def _unfold(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return F.unfold(x, kernel_size=k, dilation=d, stride=s)
 
 
+@functools.cache
+def _blas_pools() -> ThreadpoolController:
+    """The BLAS thread pools loaded in this process (found once)."""
+    return ThreadpoolController()
+
+
+def numpy_blas_threads():
+    """A context in which NumPy's BLAS (OpenBLAS) runs on ``torch.get_num_threads()``
+    threads: the large CPU products and eigenproblems go through NumPy, whose pool otherwise
+    keeps one thread per core whatever torch was told. A search worker runs torch on one
+    thread; with NumPy's pool on every core beside it, two workers on our 2 cores ran those
+    calls 10-40x slower (measured: 4.5 s for one 577 x 577 ``eigvalsh`` that takes 20 ms on one
+    thread), as OpenBLAS's threads wait for cores the other workers hold."""
+    return _blas_pools().limit(limits=torch.get_num_threads(), user_api="blas")
+
+
 def _tn(a: torch.Tensor, b: torch.Tensor | None, out_dtype: torch.dtype) -> torch.Tensor:
     """``a^T b`` (``a^T a`` when ``b`` is None) of ``n x D`` matrices in their own dtype,
     returned in ``out_dtype``. When ``out_dtype`` is wider, the rows are taken
@@ -435,7 +455,7 @@ def _tn(a: torch.Tensor, b: torch.Tensor | None, out_dtype: torch.dtype) -> torc
         if x.device.type == "cpu" and big >= _NUMPY_MIN_FLOPS:
             xn = x.contiguous().numpy()
             yn = xn if y is None else y.contiguous().numpy()
-            with np.errstate(all="ignore"):  # non-finite signals are flagged downstream
+            with np.errstate(all="ignore"), numpy_blas_threads():  # non-finite: flagged later
                 part = torch.from_numpy(xn.T @ yn)
         else:
             part = x.T @ (x if y is None else y)
@@ -1142,6 +1162,21 @@ def _loss(output: torch.Tensor, targets, likelihood: str, fisher: str, conventio
     return F.cross_entropy(output, y, reduction=reduction)
 
 
+@contextlib.contextmanager
+def full_float32_precision():
+    """A context in which CUDA float32 convolutions and matrix products run in float32, not
+    TF32 (10-bit mantissa). torch lets cuDNN use TF32 for convolutions by default
+    (``torch.backends.cudnn.allow_tf32``), which on Ampere and later GPUs would make a GPU
+    worker's signals, hence its spectra, differ from a CPU worker's by far more than float32
+    round-off; the Fisher pass turns it off and restores the settings afterwards."""
+    cudnn, matmul = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = cudnn, matmul
+
+
 def _forward_backward(model: nn.Module, units: list, x: torch.Tensor, targets, fisher: str,
                       convention: str, likelihood: str, seed: int,
                       generator: torch.Generator | None) -> tuple[torch.Tensor, bool, str]:
@@ -1161,7 +1196,8 @@ def _forward_backward(model: nn.Module, units: list, x: torch.Tensor, targets, f
                 installed.append(u)
             else:
                 handles.append(u.module.register_forward_hook(_layer_hook(u, anchor)))
-        with torch.random.fork_rng(devices=devices), torch.enable_grad():
+        with (torch.random.fork_rng(devices=devices), torch.enable_grad(),
+              full_float32_precision()):
             torch.manual_seed(seed)
             output = model(x)
             if not isinstance(output, torch.Tensor) or output.dim() < 1:
@@ -1296,7 +1332,8 @@ def _eigvalsh(matrix: torch.Tensor) -> torch.Tensor:
     is 1.5-4x faster than torch's MKL build (AMD EPYC)."""
     if (matrix.device.type == "cpu" and matrix.dtype in (torch.float32, torch.float64)
             and matrix.numel() * matrix.shape[-1] >= _NUMPY_MIN_FLOPS):
-        return torch.from_numpy(np.linalg.eigvalsh(matrix.numpy()))
+        with numpy_blas_threads():
+            return torch.from_numpy(np.linalg.eigvalsh(matrix.numpy()))
     return torch.linalg.eigvalsh(matrix)
 
 

@@ -86,9 +86,10 @@ class Task:
     description: str = ""
     info: dict = field(default_factory=dict)  # recorded in the ledger (recipe, data...)
     fit: Callable | None = None  # (fn_name, seed) -> (trained network, metrics)
-    #: the device its stages run on (``"cpu"``, ``"cuda"``, ``"cuda:1"``...) unless the
-    #: search says otherwise (:class:`StageOptions`); None: the CPU for the Fisher features,
-    #: and whatever ``train`` does by itself
+    #: the device its stages run on (``"cpu"``, ``"cuda"``, ``"cuda:1"``...; ``"auto"``: the
+    #: first CUDA device of the process that runs the stage when it has one, else the CPU)
+    #: unless the search says otherwise (:class:`StageOptions`); None: the CPU for the Fisher
+    #: features, and whatever ``train`` does by itself
     device: str | None = None
 
 
@@ -148,6 +149,8 @@ def _parse_device(device: str):
     if not isinstance(device, str) or not device:
         raise ValueError(f"device must be a device name such as 'cpu' or 'cuda:0', got "
                          f"{device!r}")
+    if device == "auto":  # resolved where the stage runs: a dask worker sees its own GPUs
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         return torch.device(device)
     except (RuntimeError, ValueError) as err:
@@ -156,7 +159,8 @@ def _parse_device(device: str):
 
 
 def resolve_device(device: str | None):
-    """The ``torch.device`` of ``device`` (None: the CPU). Raises ``ValueError`` for a name
+    """The ``torch.device`` of ``device`` (None: the CPU; ``"auto"``: ``cuda`` when this
+    process sees a CUDA device, else the CPU). Raises ``ValueError`` for a name
     that is not a device, and :class:`TaskError` for a CUDA device this machine does not have
     (CUDA not available, or an index beyond its devices)."""
     import torch
@@ -193,8 +197,7 @@ def train_task(task: Task, fn_name: str, seed: int, device: str | None = None) -
     """``task.train(fn_name, seed)``, given ``device=`` when one is set and ``train`` takes a
     ``device`` keyword (module docstring)."""
     if device is not None and "device" in inspect.signature(task.train).parameters:
-        resolve_device(device)
-        return task.train(fn_name, seed, device=device)
+        return task.train(fn_name, seed, device=str(resolve_device(device)))
     return task.train(fn_name, seed)
 
 
@@ -463,20 +466,16 @@ def loader_task(name: str, arch: str, load: Callable, *, num_classes: int, recip
     :func:`aquasurf_core.training.loader_training.train_with_loaders` on the splits ``load()``
     returns (an object with ``train``, ``validation``, ``test`` datasets; loaded once per
     process, on first use, so a task is registered without its data), on ``device`` (the
-    task's :attr:`Task.device`, or the ``device`` given to ``train``); without one, on the first
-    CUDA device when there is one (a dask worker sees only its own), else on CPU. The Fisher
-    batch is the first ``fisher_examples`` validation images (unaugmented, fixed)."""
+    task's :attr:`Task.device`, or the ``device`` given to ``train``); without one
+    (``"auto"``), on the first CUDA device when there is one (a dask worker sees only its own),
+    else on CPU: training and the Fisher features alike. The Fisher batch is the first
+    ``fisher_examples`` validation images (unaugmented, fixed)."""
     loaded: dict = {}
 
     def splits():
         if "data" not in loaded:
             loaded["data"] = load()
         return loaded["data"]
-
-    def auto_device():
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
 
     def build(fn_name: str, seed: int):
         from aquasurf_core.models import build_model
@@ -487,7 +486,7 @@ def loader_task(name: str, arch: str, load: Callable, *, num_classes: int, recip
         from aquasurf_core.training.loader_training import Mixing, train_with_loaders
 
         data = splits()
-        device = device or auto_device()
+        device = str(resolve_device(device or "auto"))
         r = train_with_loaders(build(fn_name, seed), data.train, data.validation, data.test,
                                used, seed=seed, num_classes=num_classes, device=device,
                                mixing=mixing or Mixing(), num_workers=num_workers, arch=arch,
@@ -511,7 +510,7 @@ def loader_task(name: str, arch: str, load: Callable, *, num_classes: int, recip
                 {"arch": arch, "num_classes": num_classes,
                  "recipe": {k: getattr(used, k) for k in ("epochs", "batch_size", "optimizer",
                                                          "lr")},
-                 "mixing": None if mixing is None else vars(mixing)}, device=device)
+                 "mixing": None if mixing is None else vars(mixing)}, device=device or "auto")
 
 
 #: Table 4's batch mixing for the ImageNet-scale recipes.

@@ -556,3 +556,48 @@ def test_float32_products_float64_sums_match_float64_factors():
     assert single.omega.dtype == torch.float32
     with pytest.raises(ValueError, match="factor_dtype"):
         kfac_factors(model, x, y, factor_dtype=torch.int32)
+
+
+def test_numpy_blas_follows_torch_threads():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from aquasurf_core.features.fisher import numpy_blas_threads
+
+    def blas_threads():
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    before = torch.get_num_threads()
+    assert blas_threads(), "NumPy's BLAS pool is not visible to threadpoolctl"
+    try:
+        with threadpool_limits(3, user_api="blas"):  # a pool wider than torch's
+            torch.set_num_threads(1)
+            with numpy_blas_threads():
+                assert blas_threads() == [1] * len(blas_threads())
+            assert blas_threads() == [3] * len(blas_threads())
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_fisher_pass_turns_tf32_off_and_restores_it():
+    from aquasurf_core.features import fisher
+
+    seen = []
+
+    class Probe(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 2)
+
+        def forward(self, x):
+            seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+            return self.lin(x)
+
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+        fisher.kfac_factors(Probe(), torch.randn(4, 3), torch.tensor([0, 1, 0, 1]))
+        assert seen == [(False, False)]
+        assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == (
+            True, True)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved

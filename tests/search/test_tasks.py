@@ -318,3 +318,19 @@ def test_an_inplace_operation_after_a_site_is_refused_with_its_remedy():
     with pytest.raises(TaskError, match="modified by an inplace operation.*write it out of "
                                         "place"):
         check_task(task, train=False, baselines=["tanh(x)"])
+
+
+def test_full_size_tasks_compute_features_where_they_train(monkeypatch):
+    """A loader task's device is "auto": its Fisher features go to the first CUDA device of the
+    process that computes them, as its training does, not to the CPU."""
+    from aquasurf_core.search import tasks as t
+
+    task = t.loader_task("lazy", "all-cnn-c", lambda: None, num_classes=10)
+    assert task.device == "auto"
+    assert t.resolve_device(task.device) == torch.device(
+        "cuda" if torch.cuda.is_available() else "cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert t.resolve_device("auto") == torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert t.resolve_device("auto") == torch.device("cpu")
+    assert t.StageOptions(device="auto").device == "auto"
