@@ -3,15 +3,30 @@
     .venv/bin/python benchmarks/fim_speed.py                      # everything, CPU
     .venv/bin/python benchmarks/fim_speed.py --archs all-cnn-c --fns "relu(x)" --small 0
     .venv/bin/python benchmarks/fim_speed.py --device cuda --no-reference   # GPU figures
+    .venv/bin/python benchmarks/fim_speed.py --anchor all-cnn-c resnet-56 mobilevitv2-0.5 \
+        resnet18 mobilenet_v3_small vit_tiny --archs --small 0 --repeats 3   # vs curvlinops
 
 Part 1, full-size models (batch of N(0,1) inputs with random labels, fixed seed): seconds per
-function for :func:`aquasurf_core.fim_features.fim_features` (one forward/backward, factors,
+function for :func:`aquasurf_core.features.fim.fim_features` (one forward/backward, factors,
 eigenvalues, histograms) and for :func:`fisher_reference` below, the same maths written the
 obvious way: NumPy float64, patches expanded by shifting the padded input once per kernel
 offset, ``scipy.linalg.eigh``. Both use the same forward/backward pass of the same model (the
 reference captures layer inputs and output gradients with ``retain_grad``) and the same
 round-off floor on factor eigenvalues; the table prints the largest relative difference of
 the Kronecker eigenvalues (those > 0 in both) and how many are zero in one but not the other.
+
+Part 0 (``--anchor``), side by side with curvlinops, the K-FAC library a user would pick
+instead: for each model (the paper's three and the own-model networks of
+:mod:`aquasurf_core.models.user_networks`), alternating in this process, the same batch and
+the same empirical Fisher: ours (:func:`fim_features`, float64 factors) against curvlinops'
+``KFACLinearOperator`` (``FisherType.EMPIRICAL``, expand, weight and bias in one factor, its
+own float32 factors) followed by ``torch.linalg.eigvalsh`` of every factor; the ratio
+(curvlinops / ours, > 1: ours faster), how far each factor's normalised spectrum is from the
+other's on the layers both cover, and a FLOP floor: the forward and backward pass's FLOPs
+(``torch.utils.flop_counter``) at this CPU's float32 GEMM rate plus the Kronecker factors'
+Gram FLOPs as we compute them (``syrk`` halves; the shift decomposition of stride-1
+convolutions) and ``4/3 n^3`` per eigenproblem at its float64 rate, both rates measured here
+first. Only a floor: memory traffic, patch extraction and the cast to float64 are free in it.
 
 Part 2, small MNIST-1D models: functions per second of
 :func:`aquasurf_core.fim_features.fim_features_batch` (model construction included).
@@ -24,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import os
 import time
 
@@ -35,6 +51,7 @@ from torch.nn import functional as F
 
 from aquasurf_core import models
 from aquasurf_core.features.fim import fim_features, fim_features_batch, random_batch
+from aquasurf_core.features.fisher import UnsupportedLayerError, classify_module, shift_decomposable
 
 FULL = ["all-cnn-c", "resnet-56", "mobilevitv2-0.5"]
 SMALL = ["cnn", "resnet", "vit"]
@@ -42,6 +59,7 @@ SMALL_FNS = ["relu(x)", "elu(x)", "selu(x)", "swish(x)", "tanh(x)", "sigmoid(x)"
              "softplus(x)", "gelu(x)", "arctan(x)", "softsign(x)", "mish(x)", "leaky_relu(x)",
              "elish(x)", "erf(x)", "arcsinh(x)", "abs(x)", "mul(x,sigmoid(x))",
              "max(x,zero(x))", "sub(x,tanh(x))", "add(x,erf(x))"]
+ANCHOR_NETS = ["resnet18", "mobilenet_v3_small", "vit_tiny"]
 PAPER_A10G = {"all-cnn-c": 26.0, "resnet-56": 84.0, "mobilevitv2-0.5": 37.0}
 H100_TARGET = {"all-cnn-c": 0.5, "resnet-56": 1.5, "mobilevitv2-0.5": 1.0}
 CHUNK = 1 << 23  # elements of one chunk of expanded patches in the reference
@@ -202,6 +220,175 @@ def run_full(args) -> None:
     print(_load())
 
 
+# --------------------------------------------------------------------------- curvlinops anchor
+
+
+def _gemm_rate(dtype: torch.dtype, n: int = 1536) -> float:
+    """FLOP/s of one square ``torch.mm`` in ``dtype`` (best of 3) on this machine, now."""
+    a = torch.randn(n, n, dtype=dtype)
+    best = math.inf
+    for _ in range(3):
+        start = time.perf_counter()
+        a @ a
+        best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best
+
+
+def _anchor_model(name: str, seed: int):
+    """(model, x, y) for a paper architecture or an own-model network, batch set later."""
+    if name in models.ARCHITECTURES:
+        spec = models.ARCHITECTURES[name]
+        return models.build_model(name, "relu(x)", seed=seed), spec.input_shape, spec.num_classes
+    from own_model_fisher import searchable  # benchmarks/ is on sys.path when run as a script
+
+    model, _ = searchable(name, seed)
+    return model, (3, 32, 32), 10
+
+
+def _kind(name: str, module: nn.Module) -> str | None:
+    try:
+        return classify_module(name, module)
+    except UnsupportedLayerError:  # a container holding parameters (e.g. a ViT's class token)
+        return None
+
+
+def gram_flops(model: nn.Module, x: torch.Tensor) -> tuple[float, float]:
+    """(Gram FLOPs of the K-FAC factors as fisher.py computes them, 4/3 n^3 summed over the
+    factors' eigenproblems), from the layer inputs/outputs of one forward pass."""
+    total, eig = 0.0, 0.0
+    shapes: list = []
+
+    def hook(mod, args, out):
+        shapes.append((mod, tuple(args[0].shape), tuple(out.shape)))
+
+    handles = [m.register_forward_hook(hook) for n, m in model.named_modules()
+               if _kind(n, m) in ("dense", "conv", "depthwise")]
+    with torch.no_grad():
+        model(x)
+    for h in handles:
+        h.remove()
+    for mod, xin, xout in shapes:
+        kind = _kind("", mod)
+        if isinstance(mod, nn.Linear):
+            rows = math.prod(xin[:-1])
+            d_in, d_out = xin[-1] + (mod.bias is not None), xout[-1]
+            total += rows * d_in ** 2 + rows * d_out ** 2  # two syrk: n d^2 each
+            eig += 4 / 3 * (d_in ** 3 + d_out ** 3)
+            continue
+        m, c = xin[0], xin[1]
+        k = math.prod(mod.kernel_size)
+        positions = math.prod(xout[2:])
+        if kind == "depthwise":
+            total += 2 * m * c * positions * k * k + m * positions * xout[1] ** 2
+            eig += 4 / 3 * ((k + 1) ** 3 + xout[1] ** 3)
+            continue
+        d_in = c * k + (mod.bias is not None)
+        if shift_decomposable(kind, mod) and isinstance(mod, nn.Conv2d):
+            kh, kw = mod.kernel_size
+            pad = mod._reversed_padding_repeated_twice  # (left, right, top, bottom)
+            hp = xin[2] + pad[2] + pad[3]
+            u_rows, width = m * hp * xout[3], c * kw
+            total += (2 * kh - 1) * u_rows * width ** 2
+        else:
+            total += m * positions * d_in ** 2
+        total += m * positions * xout[1] ** 2
+        eig += 4 / 3 * (d_in ** 3 + xout[1] ** 3)
+    return total, eig
+
+
+def curvlinops_spectra(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int):
+    """Per layer name, (input-factor eigenvalues, gradient-factor eigenvalues) from
+    curvlinops' KFACLinearOperator (empirical Fisher, expand, float32 factors). The global
+    RNG is seeded with ``seed`` before the pass, as fim_features does, so that dropout draws
+    the same masks in both."""
+    from curvlinops import KFACLinearOperator
+    from curvlinops.kfac import FisherType
+
+    names = {m: n for n, m in model.named_modules()}
+    layers = [m for m in model.modules()
+              if type(m) in (nn.Linear, nn.Conv2d) or type(m).__name__ ==
+              "NonDynamicallyQuantizableLinear"]
+    params = [p for m in layers for p in m.parameters(recurse=False)]
+    op = KFACLinearOperator(model, nn.CrossEntropyLoss(), params, [(x, y)],
+                            fisher_type=FisherType.EMPIRICAL, check_deterministic=False,
+                            separate_weight_and_bias=False, progressbar=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        op.compute_kronecker_factors()
+    out = {}
+    for m in layers:
+        name = names[m]
+        a = op._input_covariances.get(name)
+        g = op._gradient_covariances.get(name)
+        if g is None:
+            continue
+        out[name] = (torch.linalg.eigvalsh(a) if a is not None else None,
+                     torch.linalg.eigvalsh(g))
+    return out, sum(p.numel() for p in params)
+
+
+def spectra_gap(ours, names: list[str], theirs: dict) -> tuple[float, int]:
+    """Largest relative difference of normalised factor eigenvalues above 1e-3 of the
+    largest, over the factors of the same size in both; how many factors were compared."""
+    worst, compared = 0.0, 0
+    for name, (eo, eg) in zip(names, ours, strict=True):
+        if name not in theirs:
+            continue
+        for mine, other in zip((eo, eg), theirs[name], strict=True):
+            if other is None or mine.numel() != other.numel():
+                continue
+            a = np.sort(mine.double().cpu().numpy())
+            b = np.sort(other.double().cpu().numpy())
+            a, b = a / a.max(), b / b.max()
+            keep = b > 1e-3
+            worst = max(worst, float(np.max(np.abs(a[keep] - b[keep]) / b[keep])))
+            compared += 1
+    return worst, compared
+
+
+def run_anchor(args) -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    r32, r64 = _gemm_rate(torch.float32), _gemm_rate(torch.float64)
+    print(f"\n== side by side with curvlinops: batch {args.batch_size}, torch threads "
+          f"{torch.get_num_threads()}, GEMM rate here {r32 / 1e9:.0f} GF/s float32, "
+          f"{r64 / 1e9:.0f} GF/s float64, {_load()}")
+    print("ours = fim_features (float64 factors, eigenvalues, histograms); curvlinops = "
+          "KFACLinearOperator factors (float32) + eigvalsh; ratio = curvlinops / ours (> 1: "
+          "ours faster); median of the repeats, alternating; floor = fwd+bwd FLOPs at the "
+          "float32 rate + Gram and eigen FLOPs at the float64 rate")
+    print(f"{'model':<20} {'ours s':>7} {'curvl s':>7} {'ratio':>6} {'floor s':>7} "
+          f"{'ours/floor':>10} {'covered ours':>12} {'curvl':>7} {'spectra gap':>11} "
+          f"{'factors':>7}")
+    for name in args.anchor:
+        model, shape, classes = _anchor_model(name, args.seed)
+        x, y = random_batch(shape, classes, args.batch_size, args.seed)
+        xg = x.clone().requires_grad_(True)
+        with FlopCounterMode(display=False) as counter:
+            F.cross_entropy(model(xg), y).backward()
+        model.zero_grad(set_to_none=True)
+        gram, eig = gram_flops(model, x)
+        floor = counter.get_total_flops() / r32 + (gram + eig) / r64
+        ours_t, theirs_t = [], []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            feats = fim_features(model, x, y, seed=args.seed, keep_eigenvalues=True,
+                                 on_unsupported="skip")  # as a search does
+            ours_t.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            spectra, n_params = curvlinops_spectra(model, x, y, args.seed)
+            theirs_t.append(time.perf_counter() - start)
+        model.zero_grad(set_to_none=True)
+        ours_s, theirs_s = float(np.median(ours_t)), float(np.median(theirs_t))
+        total = sum(p.numel() for p in model.parameters())
+        gap, compared = spectra_gap(feats.factor_eigenvalues, [la.name for la in feats.layers],
+                                    spectra)
+        print(f"{name:<20} {ours_s:>7.2f} {theirs_s:>7.2f} {theirs_s / ours_s:>5.2f}x "
+              f"{floor:>7.2f} {ours_s / floor:>9.1f}x {feats.coverage.fraction:>12.1%} "
+              f"{n_params / total:>7.1%} {gap:>11.1e} {compared:>7}", flush=True)
+    print(_load())
+
+
 def run_small(args) -> None:
     fns = list(itertools.islice(itertools.cycle(SMALL_FNS), args.small))
     threads = torch.get_num_threads()
@@ -233,6 +420,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=1, help="best of N for ours")
     parser.add_argument("--no-reference", dest="reference", action="store_false")
+    parser.add_argument("--anchor", nargs="*", default=[],
+                        help="models to time side by side with curvlinops (part 0), e.g. "
+                        + " ".join(FULL + ANCHOR_NETS))
     parser.add_argument("--small", type=int, default=40, help="functions per small model")
     parser.add_argument("--small-batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
@@ -243,6 +433,8 @@ def main() -> None:
         raise SystemExit("CUDA is not available")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.anchor:
+        run_anchor(args)
     if args.archs:
         run_full(args)
     if args.small:

@@ -439,6 +439,16 @@ def numpy_blas_threads():
     return _blas_pools().limit(limits=torch.get_num_threads(), user_api="blas")
 
 
+def _as_numpy(t: torch.Tensor) -> np.ndarray:
+    """A NumPy view of a CPU matrix that is contiguous or the transpose of a contiguous
+    one (no copy), else a contiguous copy."""
+    if t.is_contiguous():
+        return t.numpy()
+    if t.T.is_contiguous():
+        return t.T.numpy().T
+    return t.contiguous().numpy()
+
+
 def _tn(a: torch.Tensor, b: torch.Tensor | None, out_dtype: torch.dtype) -> torch.Tensor:
     """``a^T b`` (``a^T a`` when ``b`` is None) of ``n x D`` matrices in their own dtype,
     returned in ``out_dtype``. When ``out_dtype`` is wider, the rows are taken
@@ -453,8 +463,10 @@ def _tn(a: torch.Tensor, b: torch.Tensor | None, out_dtype: torch.dtype) -> torc
         y = None if b is None else b[i:i + step]
         big = x.shape[0] * x.shape[1] * (x.shape[1] if y is None else y.shape[1])
         if x.device.type == "cpu" and big >= _NUMPY_MIN_FLOPS:
-            xn = x.contiguous().numpy()
-            yn = xn if y is None else y.contiguous().numpy()
+            # a transposed view of a contiguous matrix goes to NumPy as that view (no copy):
+            # NumPy still sees ``a.T @ a`` as a ``syrk``
+            xn = _as_numpy(x)
+            yn = xn if y is None else _as_numpy(y)
             with np.errstate(all="ignore"), numpy_blas_threads():  # non-finite: flagged later
                 part = torch.from_numpy(xn.T @ yn)
         else:
@@ -567,6 +579,34 @@ def shifted_gram(module: nn.Module, x: torch.Tensor, comp: torch.dtype, out: tor
     return gram.view(n, n), colsum.view(n), m * ho * wo
 
 
+def depthwise_gram(module: nn.Module, x: torch.Tensor, dtype: torch.dtype):
+    """``(P^T P, column sums of P, rows of P)`` of a depthwise convolution's channel-folded
+    expanded input ``P``: one row per (example, channel, output position), one column per
+    kernel offset ``(a, b)`` (row-major), ``P[(n, c, p), (a, b)] = x_pad[n, c, p s + (a, b) d]``.
+
+    ``P`` is built transposed, ``|Delta| x (m C L)``, by slicing the padded input once per
+    offset into one buffer of ``dtype`` (the slices do the cast), and its Gram is one ``syrk``
+    of ``|Delta|`` rows: no ``F.unfold``, no cast of the expanded input, no batch of
+    ``|Delta| x |Delta|`` products per (example, channel). Exact in ``dtype`` (the same sums
+    in another order)."""
+    pad, mode, k, d, s = _conv_geometry(module)
+    if any(pad):
+        x = F.pad(x, pad, mode=mode) if mode != "constant" else F.pad(x, pad)
+    if isinstance(module, nn.Conv1d):
+        x = x.unsqueeze(2)
+    m, c, hp, wp = x.shape
+    ho = (hp - d[0] * (k[0] - 1) - 1) // s[0] + 1
+    wo = (wp - d[1] * (k[1] - 1) - 1) // s[1] + 1
+    cols = torch.empty((k[0] * k[1], m, c, ho, wo), dtype=dtype, device=x.device)
+    for a in range(k[0]):
+        for b in range(k[1]):
+            top, left = a * d[0], b * d[1]
+            cols[a * k[1] + b].copy_(x[:, :, top:top + s[0] * (ho - 1) + 1:s[0],
+                                       left:left + s[1] * (wo - 1) + 1:s[1]])
+    flat = cols.view(k[0] * k[1], -1)
+    return _tn(flat.T, None, dtype), flat.sum(1, dtype=dtype), flat.shape[1]
+
+
 def _input_gram(kind: str, module: nn.Module, x: torch.Tensor, comp: torch.dtype,
                 out: torch.dtype):
     """``(P^T P, column sums of P, number of rows of P)`` of the expanded input ``P`` (no
@@ -593,6 +633,11 @@ def _input_gram(kind: str, module: nn.Module, x: torch.Tensor, comp: torch.dtype
     n_rows = 0
     for i in range(0, m, step):
         chunk = x[i:i + step]
+        if kind == "depthwise" and comp == out:
+            gram, colsum, rows = depthwise_gram(module, chunk, out)
+            n_rows += rows
+            _accumulate(acc, gram, colsum)
+            continue
         if toeplitz:
             gram, colsum, rows = shifted_gram(module, chunk, comp, out)
             n_rows += rows

@@ -235,6 +235,14 @@ def _brute_factors(model, layer, x, y, depthwise=False):
         (lambda: nn.Conv1d(2, 3, 4, padding="same"), (2, 6)),
         (lambda: nn.Conv2d(3, 3, 3, padding=1, groups=3), (3, 4, 4)),
         (lambda: nn.Conv1d(3, 3, 3, stride=2, groups=3, bias=False), (3, 7)),
+        # depthwise: strides, dilations, padding modes, a non-square kernel (depthwise_gram)
+        (lambda: nn.Conv2d(3, 3, 3, stride=2, padding=1, groups=3), (3, 6, 5)),
+        (lambda: nn.Conv2d(2, 2, (3, 2), stride=(1, 2), dilation=(2, 1), padding=(2, 1),
+                           padding_mode="reflect", groups=2), (2, 5, 6)),
+        (lambda: nn.Conv2d(2, 2, 3, padding="same", padding_mode="circular", groups=2,
+                           bias=False), (2, 4, 4)),
+        (lambda: nn.Conv1d(2, 2, 3, dilation=2, padding=1, padding_mode="replicate", groups=2),
+         (2, 8)),
         (lambda: nn.Conv2d(2, 3, 1, stride=2), (2, 5, 4)),  # pointwise fast path
         (lambda: nn.Conv1d(2, 3, 1, bias=False), (2, 4)),
     ],
