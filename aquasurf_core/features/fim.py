@@ -285,7 +285,7 @@ def _layer_check(f: LayerFactors, summary: LayerSummary
         if not bool(torch.isfinite(mat).all()):
             return Invalidity(kind, f.name), None, None
     try:
-        eo = factor_eigenvalues(f.omega, f.data_eps)
+        eo = factor_eigenvalues(f.omega, f.data_eps, f.omega_rows)
         eg = factor_eigenvalues(f.gamma, f.data_eps)
     except (torch.linalg.LinAlgError, np.linalg.LinAlgError) as error:
         return Invalidity(InvalidKind.SOLVER_FAILED, f.name, detail=str(error)), None, None

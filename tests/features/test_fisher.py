@@ -609,3 +609,55 @@ def test_fisher_pass_turns_tf32_off_and_restores_it():
             True, True)
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def _low_rank_net():
+    # conv on 2x2 images: 3 examples x 4 positions = 12 rows < 4 * 9 + 1 columns; the head has
+    # 3 rows < 33 columns; the first conv 3 x 16 = 48 rows > 2 * 9 + 1
+    return nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.Tanh(), nn.Conv2d(4, 8, 3, padding=1),
+                         nn.Tanh(), nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.Flatten(),
+                         nn.Linear(32, 5))
+
+
+@pytest.mark.parametrize("convention", ["per_example", "official"])
+def test_low_rank_omega_eigenvalues_from_the_dual_match_the_full_matrix(convention):
+    from aquasurf_core.features.fisher import factor_eigenvalues, layer_eigenvalues
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 2, 4, 4)
+    y = torch.tensor([0, 3, 1])
+    model = _init(_low_rank_net(), x)
+    layers = kfac_factors(model, x, y, convention=convention).layers
+    kept = [f.omega_rows is not None for f in layers]
+    assert kept == [False, False, True, True]  # 48 > 19 and 48 > 37 rows; 3 x 1 < 73; 3 < 33
+    for f in layers:
+        if f.omega_rows is None:
+            continue
+        torch.testing.assert_close(f.omega_rows.T @ f.omega_rows, f.omega, rtol=1e-10,
+                                   atol=1e-13)
+        dual = factor_eigenvalues(f.omega, f.data_eps, f.omega_rows)
+        full = factor_eigenvalues(f.omega, f.data_eps)  # the n x n eigenproblem
+        assert dual.shape == full.shape and bool((dual[:-f.omega_rows.shape[0]] == 0).all())
+        assert torch.equal(dual > 0, full > 0)
+        torch.testing.assert_close(dual, full, rtol=1e-9, atol=1e-12 * float(full.max()))
+        assert layer_eigenvalues(f).shape == (f.num_params,)
+
+
+def test_rows_are_dropped_once_a_layer_has_as_many_rows_as_columns():
+    torch.manual_seed(0)
+    lin = nn.Linear(4, 3)
+
+    class Twice(nn.Module):  # the layer is called twice: 2 + 2 rows, then 4 + 4 > 5 columns
+        def __init__(self):
+            super().__init__()
+            self.lin = lin
+
+        def forward(self, x):
+            return self.lin(x) + self.lin(2 * x)
+
+    two = kfac_factors(Twice(), torch.randn(2, 4), torch.tensor([0, 1])).layers[0]
+    assert two.omega_rows is not None and two.omega_rows.shape == (4, 5)
+    torch.testing.assert_close(two.omega_rows.T @ two.omega_rows, two.omega, rtol=1e-10,
+                               atol=1e-13)
+    four = kfac_factors(Twice(), torch.randn(4, 4), torch.tensor([0, 1, 2, 0])).layers[0]
+    assert four.omega_rows is None
