@@ -33,7 +33,7 @@ ALLOWED = {
                "embedding"},
     "figures": {"paper", "space", "models", "features", "training", "bench", "embedding",
                 "search"},
-    "export": set(),
+    "export": {"storage"},
     "pipeline": {"paths"},
     "cli": {"paths", "space", "models", "features", "training", "bench", "embedding", "search",
             "pipeline"},
