@@ -2,11 +2,15 @@
 # PROFILE=smoke for a quick run, ONLY="01 02" for some
 # notebooks) and `make test`. Both create .venv from requirements.lock on first use and need
 # nothing installed by hand but python3 (3.11, the lock's Python) with venv.
+# `make lab` serves the whole repository (so figures/ and papermill_runs/ are in reach) and
+# opens notebooks/; LAB_ARGS passes options on to jupyter lab, e.g.
+# `make lab LAB_ARGS="--no-browser --ip=0.0.0.0 --port=8888"`.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= paper
 ONLY ?=
+LAB_ARGS ?=
 STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 LOCK_PYTHON := 3.11
@@ -63,7 +67,9 @@ reproduce: venv browser
 	$(PY) -m aquasurf_core reproduce --profile $(PROFILE) $(if $(ONLY),--only $(ONLY))
 
 lab: venv
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" \
+	  --LabApp.default_url=/lab/tree/notebooks \
+	  $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check aquasurf_core tests benchmarks scripts
