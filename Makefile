@@ -2,11 +2,17 @@
 # PROFILE=smoke for a quick run, ONLY="01 02" for some
 # notebooks) and `make test`. Both create .venv from requirements.lock on first use and need
 # nothing installed by hand but python3 (3.11, the lock's Python) with venv.
+# `make lab` serves the whole repository (so figures/ and papermill_runs/ are in reach) and
+# opens notebooks/; LAB_ARGS passes options on to jupyter lab, e.g.
+# `make lab LAB_ARGS="--no-browser --ip=0.0.0.0 --port=8888"`. It also reads
+# jupyter_server_config.py (besides your own Jupyter config), whose pre-save hook keeps the
+# notebooks/*.ipynb files free of outputs and execution counts when JupyterLab saves them.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= paper
 ONLY ?=
+LAB_ARGS ?=
 STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 LOCK_PYTHON := 3.11
@@ -56,17 +62,20 @@ browser: venv
 # process): on our 2 cores the suite takes ~11 min instead of ~19.
 PYTEST_WORKERS ?= auto
 test: venv browser
-	$(VENV)/bin/ruff check aquasurf_core tests benchmarks scripts
+	$(VENV)/bin/ruff check aquasurf_core tests benchmarks scripts jupyter_server_config.py
 	$(PY) -m pytest -n $(PYTEST_WORKERS)
 
 reproduce: venv browser
 	$(PY) -m aquasurf_core reproduce --profile $(PROFILE) $(if $(ONLY),--only $(ONLY))
 
 lab: venv
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
+	JUPYTER_CONFIG_PATH="$(CURDIR)$(if $(JUPYTER_CONFIG_PATH),:$(JUPYTER_CONFIG_PATH))" \
+	  $(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" \
+	  --LabApp.default_url=/lab/tree/notebooks \
+	  $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 lint: venv
-	$(VENV)/bin/ruff check aquasurf_core tests benchmarks scripts
+	$(VENV)/bin/ruff check aquasurf_core tests benchmarks scripts jupyter_server_config.py
 
 clean:
 	rm -rf papermill_runs/smoke papermill_runs/paper .aquasurf_cache

@@ -1,8 +1,9 @@
 """Exporting the notebooks' figures and tables into one flat figures directory.
 
 Every figure is written twice: ``<name>.png`` (static, rendered by kaleido through a headless
-Chromium) for the README and the paper comparison, and ``<name>.html`` (interactive plotly,
-loading plotly.js from the CDN so each file stays a few kB). Every table is written as
+Chromium) for the README and the paper comparison, and ``<name>.html`` (interactive plotly).
+The HTML files load plotly.js from ``plotly.min.js`` beside them (written once per directory,
+~4.6 MB), so each stays a few kB and they work offline, with no CDN. Every table is written as
 ``<name>.csv`` (full precision, for machines) and ``<name>.md`` (a GitHub-flavoured Markdown
 table, for people).
 
@@ -28,15 +29,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from aquasurf_core.storage import atomic_write_bytes, atomic_write_text
+
 DEFAULT_WIDTH = 900
 DEFAULT_HEIGHT = 560
 DEFAULT_SCALE = 2
 NAME_PATTERN = re.compile(r"[0-9]{2}_[A-Za-z0-9_-]+")
+#: The plotly.js bundle every HTML figure of a directory loads, relative to itself.
+PLOTLYJS_NAME = "plotly.min.js"
 
 __all__ = [
     "DEFAULT_HEIGHT",
     "DEFAULT_SCALE",
     "DEFAULT_WIDTH",
+    "PLOTLYJS_NAME",
     "FigureExportError",
     "markdown_table",
     "save_figure",
@@ -95,6 +101,22 @@ def _write_png(fig: Any, path: Path, width: int, height: int, scale: float) -> N
         _server_started = True
 
 
+def _write_plotlyjs(directory: Path) -> Path:
+    """Write this plotly's ``plotly.min.js`` into ``directory`` for the HTML figures there:
+    atomically, and only when it is missing or differs (another plotly version), so an
+    unchanged bundle is left as it is and a crash never leaves a truncated one."""
+    from plotly.offline import get_plotlyjs
+
+    path = directory / PLOTLYJS_NAME
+    data = get_plotlyjs().encode("utf-8")
+    try:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return path
+    except FileNotFoundError:
+        pass
+    return atomic_write_bytes(path, data)
+
+
 def save_figure(
     fig: Any,
     name: str,
@@ -108,8 +130,10 @@ def save_figure(
 
     The PNG is ``width x height`` CSS pixels (default: the figure's layout size, else
     ``DEFAULT_WIDTH x DEFAULT_HEIGHT``) rendered at ``scale`` device pixels per CSS pixel.
-    The HTML loads plotly.js from the CDN and uses ``name`` as its div id, so re-exporting an
-    unchanged figure gives a byte-identical file. Returns the two paths (PNG first).
+    The HTML loads plotly.js from ``plotly.min.js`` in the same directory (written there if
+    missing or out of date; not among the returned paths), so it works offline, and uses
+    ``name`` as its div id, so re-exporting an unchanged figure gives a byte-identical file.
+    Both text files are replaced atomically. Returns the two paths (PNG first).
     """
     if not (hasattr(fig, "write_image") and hasattr(fig, "write_html")):
         raise TypeError(f"save_figure expects a plotly Figure, got {type(fig).__name__}")
@@ -130,7 +154,11 @@ def save_figure(
         raise FigureExportError(f"could not write {png}: {error}\n{_browser_help}") from error
     if not png.is_file() or png.stat().st_size == 0:
         raise FigureExportError(f"kaleido wrote no PNG data to {png}. {_browser_help}")
-    fig.write_html(html, include_plotlyjs="cdn", full_html=True, div_id=name)
+    # plotly's own write_html(include_plotlyjs="directory") would write both files in place;
+    # the bundle goes first so an HTML file never points at a missing one.
+    _write_plotlyjs(directory)
+    atomic_write_text(html, fig.to_html(include_plotlyjs="directory", full_html=True,
+                                        div_id=name))
     return [png, html]
 
 

@@ -5,7 +5,8 @@
 notebook of :data:`NOTEBOOKS` in order with papermill (kernel ``python3`` of this interpreter,
 working directory ``notebooks/``), write the executed copies to
 ``<output root>/papermill_runs/<profile>/``, and write a ``manifest.json`` (notebook, seconds,
-files produced) next to the figures the notebooks saved with :mod:`aquasurf_core.export`.
+files produced; under ``shared`` the ``plotly.min.js`` their HTML figures load) next to the
+figures the notebooks saved with :mod:`aquasurf_core.export`.
 
 Adding a notebook is adding one :class:`Notebook` entry to :data:`NOTEBOOKS`, giving the
 papermill parameters of each profile. Every notebook also receives :data:`COMMON_PARAMETERS`:
@@ -53,6 +54,9 @@ KERNEL_NAME = "python3"
 MANIFEST_NAME = "manifest.json"
 ENV_OUTPUT_ROOT = "AQUASURF_OUTPUT_ROOT"
 FIGURE_SUFFIXES = (".png", ".html", ".csv", ".md")
+#: Files of the figures dir that belong to no one notebook: the plotly.js bundle every HTML
+#: figure loads (:data:`aquasurf_core.export.PLOTLYJS_NAME`), listed apart in the manifest.
+SHARED_FILES = ("plotly.min.js",)
 
 REPO_ROOT = repo_root()
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -401,6 +405,7 @@ def _write_manifest(manifest: Manifest, registry: Sequence[Notebook]) -> Path:
         "python": sys.version.split()[0],
         "seconds_this_run": round(manifest.seconds, 2),
         "notebooks": entries,
+        "shared": [name for name in SHARED_FILES if (manifest.figures_dir / name).is_file()],
     }
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     return path

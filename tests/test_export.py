@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from aquasurf_core.export import (
     DEFAULT_HEIGHT,
     DEFAULT_SCALE,
     DEFAULT_WIDTH,
+    PLOTLYJS_NAME,
     FigureExportError,
     markdown_table,
     save_figure,
@@ -37,12 +39,37 @@ def test_save_figure_writes_png_and_small_html(tmp_path):
     assert paths == [tmp_path / "figs" / "01_demo.png", tmp_path / "figs" / "01_demo.html"]
     assert png_size(png) == (640, 400)
     text = html.read_text()
-    assert "https://cdn.plot.ly/plotly" in text and 'id="01_demo"' in text
+    assert 'id="01_demo"' in text
     assert html.stat().st_size < 50_000  # plotly.js itself (~4 MB) is not embedded
     # re-exporting the same figure gives the same HTML (stable div id)
     first = text
     save_figure(fig, "01_demo", tmp_path / "figs", width=320, height=200, scale=2)
     assert html.read_text() == first
+
+
+def test_html_loads_plotly_js_from_beside_it_not_a_cdn(tmp_path):
+    from plotly.offline import get_plotlyjs
+
+    figs = tmp_path / "figs"
+    _, html = save_figure(go.Figure(go.Bar(y=[1, 2])), "01_offline", figs, scale=1)
+    text = html.read_text()
+    scripts = re.findall(r"<script[^>]*\bsrc=[\"']([^\"']*)", text)
+    assert scripts == [PLOTLYJS_NAME], scripts
+    assert not re.search(r"https?://[^\"'\s]*plotly", text), "the HTML loads plotly from the web"
+    bundle = figs / PLOTLYJS_NAME
+    assert bundle.read_text(encoding="utf-8") == get_plotlyjs()
+    assert sorted(p.name for p in figs.iterdir()) == [
+        "01_offline.html", "01_offline.png", "plotly.min.js"]  # no temporary files left
+
+    # an up-to-date bundle is not rewritten; a stale or truncated one is replaced
+    before = bundle.stat().st_mtime_ns
+    os.utime(bundle, ns=(before - 10**9, before - 10**9))
+    save_figure(go.Figure(go.Bar(y=[2, 1])), "01_offline_two", figs, scale=1)
+    assert bundle.stat().st_mtime_ns == before - 10**9
+    bundle.write_text("/* truncated */")
+    save_figure(go.Figure(go.Bar(y=[2, 1])), "01_offline_two", figs, scale=1)
+    assert bundle.read_text(encoding="utf-8") == get_plotlyjs()
+    assert not [p for p in figs.iterdir() if p.name.startswith(".")]
 
 
 def test_save_figure_default_size_follows_layout(tmp_path):

@@ -7,6 +7,7 @@ functions (the lazy ones count too)."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,7 @@ ALLOWED = {
                "embedding"},
     "figures": {"paper", "space", "models", "features", "training", "bench", "embedding",
                 "search"},
-    "export": set(),
+    "export": {"storage"},
     "pipeline": {"paths"},
     "cli": {"paths", "space", "models", "features", "training", "bench", "embedding", "search",
             "pipeline"},
@@ -107,6 +108,23 @@ def test_stages_import_only_earlier_stages():
                 if part != "__init__" and dest not in ALLOWED[part] | {part}:
                     wrong.append(f"{path.relative_to(ROOT)}:{line} ({part}) imports {dest}")
     assert wrong == []
+
+
+def test_module_references_in_docstrings_name_existing_modules():
+    """Every :mod:`target` in the package names one of its modules (``~`` and a leading ``.``,
+    relative to the referring module's package, allowed); a renamed module leaves none stale."""
+    known = modules()
+    stale = []
+    for module, path in known.items():
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        text = path.read_text(encoding="utf-8")
+        for match in re.finditer(r":mod:`~?([A-Za-z0-9_.]+)`", text):
+            target = match.group(1)
+            full = f"{package}{target}" if target.startswith(".") else target
+            if full not in known:
+                line = text.count("\n", 0, match.start()) + 1
+                stale.append(f"{path.relative_to(ROOT)}:{line} :mod:`{target}`")
+    assert stale == []
 
 
 def test_no_import_cycles_between_modules():

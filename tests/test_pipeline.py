@@ -87,7 +87,9 @@ def test_runs_notebooks_in_order_collects_figures_and_writes_manifest(project):
     # figures and tables, flat in figures_dir
     png = figures_dir / "01_squares.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "cdn.plot.ly" in (figures_dir / "01_squares.html").read_text()
+    html = (figures_dir / "01_squares.html").read_text()
+    assert '<script charset="utf-8" src="plotly.min.js">' in html and "cdn.plot.ly" not in html
+    assert (figures_dir / "plotly.min.js").stat().st_size > 1_000_000
     assert (figures_dir / "01_points.csv").read_text().splitlines() == ["i", "0", "1", "2", "3"]
     assert (figures_dir / "01_points.md").read_text().startswith("| i |")
     assert (figures_dir / "02_note.md").read_text() == "# from smoke-run\n"
@@ -102,6 +104,7 @@ def test_runs_notebooks_in_order_collects_figures_and_writes_manifest(project):
     assert entries["02_beta.ipynb"]["files"] == ["02_note.md"]
     assert entries["02_beta.ipynb"]["executed"] == "papermill_runs/smoke/02_beta.ipynb"
     assert all(e["seconds"] > 0 for e in entries.values())
+    assert document["shared"] == ["plotly.min.js"]  # no notebook's own file
     text = format_manifest(manifest)
     assert "01_alpha.ipynb" in text and "01_squares.png" in text
 

@@ -287,7 +287,8 @@ def load_actbench(path: str | os.PathLike, name: str | None = None) -> Benchmark
 
 def _equivalence_check(table: pd.DataFrame, outputs: np.ndarray, examples: int = 5) -> dict:
     """Diagnostics: entries whose members' outputs differ from the representative's, and
-    entries whose outputs equal another entry's (rule of :mod:`space_evaluation`)."""
+    entries whose outputs equal another entry's (the rule of
+    :mod:`aquasurf_core.space.evaluation`)."""
     rule = DEFAULT_SIGNED_ZERO_DISTINCT
     rep_bits = canonical_bits(outputs, rule)
     members = [(row, m) for row, names in enumerate(table["equivalent_names"])
