@@ -55,6 +55,7 @@ from aquasurf_core.features.fisher import (
     KFACFactors,
     LayerFactors,
     SkippedLayer,
+    all_finite,
     factor_eigenvalues,
     kfac_factors,
     kronecker_eigenvalues,
@@ -282,7 +283,7 @@ def _layer_check(f: LayerFactors, summary: LayerSummary
     lo, hi = LOG_RANGE
     for kind, mat in ((InvalidKind.NONFINITE_OMEGA, f.omega), (InvalidKind.NONFINITE_GAMMA,
                                                                 f.gamma)):
-        if not bool(torch.isfinite(mat).all()):
+        if not all_finite(mat):
             return Invalidity(kind, f.name), None, None
     try:
         eo = factor_eigenvalues(f.omega, f.data_eps, f.omega_rows)
