@@ -254,7 +254,7 @@ def _kind(name: str, module: nn.Module) -> str | None:
 
 def gram_flops(model: nn.Module, x: torch.Tensor) -> tuple[float, float]:
     """(Gram FLOPs of the K-FAC factors as fisher.py computes them, 4/3 n^3 summed over the
-    factors' eigenproblems), from the layer inputs/outputs of one forward pass."""
+    factors' eigenproblems, n the smaller of the factor's size and its rows: the dual), from the layer inputs/outputs of one forward pass."""
     total, eig = 0.0, 0.0
     shapes: list = []
 
@@ -273,7 +273,7 @@ def gram_flops(model: nn.Module, x: torch.Tensor) -> tuple[float, float]:
             rows = math.prod(xin[:-1])
             d_in, d_out = xin[-1] + (mod.bias is not None), xout[-1]
             total += rows * d_in ** 2 + rows * d_out ** 2  # two syrk: n d^2 each
-            eig += 4 / 3 * (d_in ** 3 + d_out ** 3)
+            eig += 4 / 3 * (min(rows, d_in) ** 3 + d_out ** 3)  # the dual when rows < d
             continue
         m, c = xin[0], xin[1]
         k = math.prod(mod.kernel_size)
@@ -292,7 +292,7 @@ def gram_flops(model: nn.Module, x: torch.Tensor) -> tuple[float, float]:
         else:
             total += m * positions * d_in ** 2
         total += m * positions * xout[1] ** 2
-        eig += 4 / 3 * (d_in ** 3 + xout[1] ** 3)
+        eig += 4 / 3 * (min(m * positions, d_in) ** 3 + xout[1] ** 3)
     return total, eig
 
 
