@@ -62,15 +62,19 @@ def local_cluster(workers: int = 2, envs: list[dict[str, str]] | None = None):
     pins ``CUDA_VISIBLE_DEVICES``)."""
     from dask.distributed import LocalCluster, Nanny, Scheduler, SpecCluster
 
+    # The dashboard off. The scheduler still serves its HTTP routes (health, metrics), so give
+    # it a free loopback port: with dashboard_address=None it takes 8787 and warns "Port 8787
+    # is already in use" beside any other cluster.
     if not envs:
         return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                            dashboard_address=None)
+                            dashboard_address="127.0.0.1:0",
+                            scheduler_kwargs={"dashboard": False})
     specs = {}
     for i, env in enumerate(envs):
         name = f"gpu-{env['CUDA_VISIBLE_DEVICES']}" if "CUDA_VISIBLE_DEVICES" in env else str(i)
         specs[name] = {"cls": Nanny, "options": {"nthreads": 1, "env": dict(env)}}
     return SpecCluster(workers=specs, scheduler={"cls": Scheduler, "options": {
-        "dashboard_address": None, "host": "127.0.0.1"}})
+        "dashboard_address": "127.0.0.1:0", "dashboard": False, "host": "127.0.0.1"}})
 
 
 @contextmanager

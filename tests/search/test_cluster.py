@@ -56,3 +56,19 @@ def test_a_pinned_local_cluster_starts_each_worker_with_its_environment():
         threads = {w["nthreads"] for w in client.scheduler_info()["workers"].values()}
     assert sorted(seen.values()) == ["0", "1"]
     assert names == {"gpu-0", "gpu-1"} and threads == {1}
+
+
+def test_two_local_clusters_at_once_warn_of_no_port_in_use():
+    import warnings
+
+    from aquasurf_core.search.cluster import local_cluster
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = local_cluster(1)
+        try:
+            second = local_cluster(1)
+            second.close()
+        finally:
+            first.close()
+    assert not [w for w in caught if "already in use" in str(w.message)]
