@@ -417,12 +417,27 @@ def _conv_geometry(module: nn.Module) -> tuple[list[int], str, tuple, tuple, tup
     return pad, mode, tuple(k), tuple(d), tuple(s)
 
 
+def _pad(x: torch.Tensor, pad: list[int], mode: str) -> torch.Tensor:
+    """``x`` padded as a convolution pads its input (``pad``, ``mode`` from
+    :func:`_conv_geometry`); ``x`` itself without padding."""
+    if not any(pad):
+        return x
+    return F.pad(x, pad, mode=mode) if mode != "constant" else F.pad(x, pad)
+
+
+def _rows(src: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The ``R x D`` matrix of ``src``'s last axis (leading axes are rows) in ``dtype``,
+    contiguous: one copy does the layout change and the cast."""
+    rows = torch.empty(src.shape, dtype=dtype, device=src.device)
+    rows.copy_(src)
+    return rows.view(-1, src.shape[-1])
+
+
 def _unfold(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Patches ``(m, C * |Delta|, L)`` of a conv input ``x`` (``(m, C, L)`` or ``(m, C, H, W)``)
     in ``weight.reshape(out, -1)`` column order."""
     pad, mode, k, d, s = _conv_geometry(module)
-    if any(pad):
-        x = F.pad(x, pad, mode=mode) if mode != "constant" else F.pad(x, pad)
+    x = _pad(x, pad, mode)
     if isinstance(module, nn.Conv1d):
         x = x.unsqueeze(2)
     return F.unfold(x, kernel_size=k, dilation=d, stride=s)
@@ -545,8 +560,7 @@ def shifted_gram(module: nn.Module, x: torch.Tensor, comp: torch.dtype, out: tor
     Any padding mode, dilation and stride along the second axis is allowed (those enter
     ``U`` through ``F.pad`` and ``F.unfold``), so the result is exact (sums reordered)."""
     pad, mode, k, d, s = _conv_geometry(module)
-    if any(pad):
-        x = F.pad(x, pad, mode=mode) if mode != "constant" else F.pad(x, pad)
+    x = _pad(x, pad, mode)
     m, c = x.shape[0], x.shape[1]
     if isinstance(module, nn.Conv1d):  # rows = positions, nothing to expand
         kh, dh, kw = module.kernel_size[0], module.dilation[0], 1
@@ -606,8 +620,7 @@ def depthwise_gram(module: nn.Module, x: torch.Tensor, dtype: torch.dtype):
     ``|Delta| x |Delta|`` products per (example, channel). Exact in ``dtype`` (the same sums
     in another order)."""
     pad, mode, k, d, s = _conv_geometry(module)
-    if any(pad):
-        x = F.pad(x, pad, mode=mode) if mode != "constant" else F.pad(x, pad)
+    x = _pad(x, pad, mode)
     if isinstance(module, nn.Conv1d):
         x = x.unsqueeze(2)
     m, c, hp, wp = x.shape
@@ -674,10 +687,7 @@ def _input_gram(kind: str, module: nn.Module, x: torch.Tensor, comp: torch.dtype
                 _accumulate(acc, gram, colsum)
                 continue
             src = patches.transpose(1, 2)  # rows (example, position)
-        # one copy does the transpose and the cast to the accumulation dtype
-        rows = torch.empty(src.shape, dtype=comp, device=src.device)
-        rows.copy_(src)
-        rows = rows.view(-1, src.shape[-1])
+        rows = _rows(src, comp)
         n_rows += rows.shape[0]
         _gram_update(acc, rows, out)
     return acc[0], acc[1], n_rows
@@ -946,10 +956,7 @@ class _Block:
             rows = x.reshape(-1, x.shape[-1]).to(self.out)
         else:
             patches = _unfold(module, x if batched else x.unsqueeze(0))
-            rows = torch.empty((patches.shape[0], patches.shape[2], patches.shape[1]),
-                               dtype=self.out, device=x.device)
-            rows.copy_(patches.transpose(1, 2))
-            rows = rows.view(-1, patches.shape[1])
+            rows = _rows(patches.transpose(1, 2), self.out)
         self.kept_rows.append(rows)
 
     def record_rows(self, rows: torch.Tensor) -> None:
