@@ -116,11 +116,20 @@ class Notebook:
 
     def parameters(self, profile: str) -> dict[str, Any]:
         """The notebook-specific parameters of ``profile`` (without the common ones); those
-        of ``full`` are ``paper``'s updated with ``full``'s."""
+        of ``full`` are ``paper``'s updated with ``full``'s. A value given as a function is
+        read from its registry now (:func:`_experiment_methods`)."""
         _check_profile(profile)
-        if profile == "full":
-            return {**self.paper, **self.full}
-        return dict(getattr(self, profile))
+        values = {**self.paper, **self.full} if profile == "full" else dict(
+            getattr(self, profile))
+        return {key: value() if callable(value) else value for key, value in values.items()}
+
+
+def _experiment_methods() -> list[str]:
+    """Notebook 04's main experiment: every surrogate the registry marks ``experiment``
+    (:func:`aquasurf_core.search.surrogates.experiment_methods`)."""
+    from aquasurf_core.search.surrogates import experiment_methods
+
+    return experiment_methods()
 
 
 # The registry, in execution order. Adding a notebook = adding an entry here.
@@ -182,8 +191,7 @@ NOTEBOOKS: list[Notebook] = [
                    ["outputs (raw)", "lgp-ucb(kappa=1,length=0.3)"],
                    ["both", "lgp-ucb(kappa=1,length=0.3)"]],
                "ablation_trials": 100, "ablation_dims": [5, 10], "ablation_ks": [1, 5, 8],
-               "methods": ["knr", "rfr", "svr", "gpr-ei", "gpr-ucb", "random",
-                           "random-filter"]},
+               "methods": _experiment_methods},
         full={"source": "rebuild"},
         outputs=("04_fig6_search", "04_results", "04_scorecard", "04_ablations", "04_stall",
                  "04_stall_summary", "04_default_tuning", "04_default_heldout", "04_default_results"),

@@ -166,7 +166,7 @@ def test_registry_entries_and_selection():
         for profile in ("smoke", "paper", "full"):
             assert not set(nb.parameters(profile)) & set(COMMON_PARAMETERS)
         # full = paper's parameters with full's on top
-        assert nb.parameters("full") == {**nb.paper, **nb.full}
+        assert nb.parameters("full") == {**nb.parameters("paper"), **nb.full}
     for profile in ("smoke", "paper", "full"):  # every parameter passed is declared
         check_notebooks(NOTEBOOKS, NOTEBOOKS_DIR, profile)
     full = {nb.number: nb.parameters("full") for nb in NOTEBOOKS}

@@ -26,18 +26,39 @@ import pandas as pd
 from scipy import stats
 
 from aquasurf_core.bench.table import Benchmark
+from aquasurf_core.search.surrogates import get_surrogate, surrogate_names
 
-__all__ = ["METHOD_LABELS", "ablation_table", "auc_table", "fig6_search", "holm", "references",
-           "heldout_table", "results_table", "scorecard", "stall_figure"]
+__all__ = ["METHOD_COLOURS", "METHOD_LABELS", "ablation_table", "auc_table", "fig6_search",
+           "holm", "references", "heldout_table", "results_table", "scorecard", "stall_figure"]
 
-METHOD_LABELS = {"knr": "KNR", "knr-uniform": "KNR-uniform", "knr-ucb": "KNR-UCB",
-                 "lgp-ucb": "LGP-UCB", "rfr": "RFR", "svr": "SVR", "gpr-ei": "GPR-EI",
-                 "gpr-ucb": "GPR-UCB", "random": "RS", "random-filter": "RS + filter"}
+
+class _RegistryView(Mapping):
+    """A read-only view of one field of the surrogate registry
+    (:mod:`aquasurf_core.search.surrogates`), read when looked up: a surrogate registered
+    later is drawn with its own label and colour without another edit here."""
+
+    def __init__(self, field: str):
+        self.field = field
+
+    def __getitem__(self, name: str) -> str:
+        if name not in surrogate_names():
+            raise KeyError(name)
+        return getattr(get_surrogate(name), self.field)
+
+    def __iter__(self):
+        return iter(surrogate_names())
+
+    def __len__(self) -> int:
+        return len(surrogate_names())
+
+
+#: Each surrogate's label (``"KNR"``) and colour, from the registry.
+METHOD_LABELS: Mapping[str, str] = _RegistryView("label")
 FEATURE_LABELS = {"fim": "FIM", "outputs": "outputs", "both": "both"}
-#: One colour per method; the feature is the line's dash (both: solid, outputs: dashed, FIM:
-#: dotted).
-METHOD_COLOURS = {"knr": "#1f77b4", "rfr": "#2ca02c", "svr": "#ff7f0e", "gpr-ei": "#9467bd",
-                  "gpr-ucb": "#8c564b", "random": "#d62728", "random-filter": "#7f7f7f"}
+#: One colour per method (the registry's); the feature is the line's dash (both: solid,
+#: outputs: dashed, FIM: dotted).
+METHOD_COLOURS: Mapping[str, str] = _RegistryView("colour")
+#: The paper's three "out of the box" regressors, which its Section 5 claims name.
 REGRESSORS = ("knr", "rfr", "svr")
 ALPHA = 0.05
 

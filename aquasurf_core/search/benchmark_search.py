@@ -46,7 +46,7 @@ from aquasurf_core.bench.table import Benchmark
 from aquasurf_core.embedding.embeddings import Embedding
 from aquasurf_core.search.cluster import dask_client
 from aquasurf_core.search.searcher import Searcher
-from aquasurf_core.search.surrogates import DISTANCE_SURROGATES, OPTIONS, USES_COORDINATES
+from aquasurf_core.search.surrogates import get_surrogate
 from aquasurf_core.storage import atomic_write_bytes
 
 __all__ = ["RESULT_COLUMNS", "SearchProblem", "TrialLedger", "parse_method", "problem_from",
@@ -194,7 +194,8 @@ def parse_method(method: str) -> tuple[str, dict[str, float]]:
                 eq = ""
             if not eq:
                 raise ValueError(f"malformed option {part!r} in method {method!r}") from None
-    unknown = set(options) - set(OPTIONS.get(name, {}))
+    entry = get_surrogate(name)  # ValueError naming the known ones
+    unknown = set(options) - set(entry.options)
     if unknown:
         raise ValueError(f"method {method!r}: {name!r} takes no option(s) {sorted(unknown)}")
     return name, options
@@ -207,12 +208,15 @@ def run_trial(problem: SearchProblem, method: str, trial: int, budget: int = 100
     with optional options (:func:`parse_method`). Returns the rows of :data:`RESULT_COLUMNS`
     (one per evaluation)."""
     surrogate, options = parse_method(method)
-    raw = problem.distances is not None and surrogate in DISTANCE_SURROGATES
-    if problem.distances is not None and surrogate in USES_COORDINATES and not raw:
+    needs = get_surrogate(surrogate).needs
+    raw = problem.distances is not None and needs == "distances"
+    if problem.distances is not None and needs == "coordinates":
+        from aquasurf_core.search.surrogates import DISTANCE_SURROGATES
+
         raise ValueError(f"a problem on raw distances is searched by "
                          f"{', '.join(sorted(DISTANCE_SURROGATES))} or random search, "
                          f"not {method!r}")
-    coords = problem.coords_for(trial) if surrogate in USES_COORDINATES and not raw else None
+    coords = problem.coords_for(trial) if needs != "nothing" and not raw else None
     searcher = Searcher(problem.names, coords, valid=problem.valid, surrogate=surrogate, k=k,
                         first=[problem.first], seed=trial,
                         distances=problem.distances if raw else None, options=options)

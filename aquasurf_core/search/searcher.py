@@ -23,6 +23,17 @@ The whole state -- start queue, running functions, history, the generator's stat
 JSON-able dict (:meth:`Searcher.state_dict`); :meth:`Searcher.from_state` resumes it over the
 same candidates (checked by a fingerprint of names, coordinates and validity) and continues
 exactly as the uninterrupted search would.
+
+Batches (several workers). Functions that are *running* (asked and not told, or
+:meth:`Searcher.reserve`-d because another worker evaluates them) are never asked again. With
+``batch="believer"`` (the default) the surrogate also learns from them as if each had already
+returned the accuracy the surrogate predicts there (the kriging believer,
+:func:`~aquasurf_core.search.surrogates.predict_candidates`); ``ask(n)`` picks its ``n``
+functions one at a time that way. For a UCB surrogate this is GP-BUCB: the prediction does not
+move, the uncertainty around the running functions shrinks, so parallel workers do not all get
+functions from the same cluster. With ``batch="independent"`` running functions are only
+excluded and ``ask(n)`` returns the ``n`` best scores of one fit. A search with nothing running
+asks exactly the same functions either way.
 """
 
 from __future__ import annotations
@@ -34,17 +45,17 @@ from collections.abc import Sequence
 import numpy as np
 
 from aquasurf_core.search.surrogates import (
-    DISTANCE_SURROGATES,
-    OPTIONS,
-    SURROGATES,
-    USES_COORDINATES,
-    USES_FILTER,
+    get_surrogate,
+    predict_candidates,
     score_candidates,
+    surrogate_names,
 )
 
-__all__ = ["STATE_VERSION", "SearchError", "Searcher"]
+__all__ = ["BATCH_POLICIES", "STATE_VERSION", "SearchError", "Searcher"]
 
 STATE_VERSION = 1
+#: How running functions shape the next picks (module docstring, "Batches").
+BATCH_POLICIES = ("believer", "independent")
 
 
 class SearchError(ValueError):
@@ -72,35 +83,44 @@ class Searcher:
     pick), ``surrogate`` (one of :data:`~aquasurf_core.search.surrogates.SURROGATES`), ``k`` (the
     KNR's neighbours), ``first`` (candidate names evaluated first), ``n_random`` (random
     functions after them), ``seed``, ``options`` (the surrogate's settings,
-    :data:`~aquasurf_core.search.surrogates.OPTIONS`; kept in the state).
+    :data:`~aquasurf_core.search.surrogates.OPTIONS`; kept in the state), ``batch`` (one of
+    :data:`BATCH_POLICIES`: how running functions shape the next picks; module docstring).
     """
 
     def __init__(self, names: Sequence[str], coords: np.ndarray | None = None, *,
                  valid: np.ndarray | None = None, surrogate: str = "knr", k: int = 3,
                  first: Sequence[str] = (), n_random: int = 7, seed: int = 0,
-                 distances: np.ndarray | None = None, options: dict | None = None):
+                 distances: np.ndarray | None = None, options: dict | None = None,
+                 batch: str = "believer"):
         self.names = [str(n) for n in names]
         self.index = {n: i for i, n in enumerate(self.names)}
         if len(self.index) != len(self.names):
             raise SearchError("candidate names must be distinct")
-        if surrogate not in SURROGATES:
-            raise SearchError(f"unknown surrogate {surrogate!r}; choose one of "
-                              f"{', '.join(SURROGATES)}")
+        try:
+            entry = get_surrogate(surrogate)
+        except ValueError as err:
+            raise SearchError(str(err)) from None
+        if batch not in BATCH_POLICIES:
+            raise SearchError(f"batch must be one of {', '.join(BATCH_POLICIES)}, got "
+                              f"{batch!r}")
+        self.batch = batch
+        distance_surrogates = ", ".join(s for s in surrogate_names()
+                                        if get_surrogate(s).needs == "distances")
         n = len(self.names)
         self.coords = None if coords is None else np.asarray(coords, dtype=np.float64)
         if self.coords is not None and (self.coords.ndim != 2 or len(self.coords) != n):
             raise SearchError(f"coords must have shape ({n}, d), got {self.coords.shape}")
         self.distances = None if distances is None else np.asarray(distances)
         if self.distances is not None:
-            if surrogate not in DISTANCE_SURROGATES:
-                raise SearchError(f"only {', '.join(sorted(DISTANCE_SURROGATES))} search with "
-                                  f"precomputed distances, not {surrogate!r}")
+            if entry.needs != "distances":
+                raise SearchError(f"only {distance_surrogates} search with precomputed "
+                                  f"distances, not {surrogate!r}")
             if self.distances.shape != (n, n):
                 raise SearchError(f"distances must have shape ({n}, {n}), got "
                                   f"{self.distances.shape}")
-        elif surrogate in USES_COORDINATES and self.coords is None:
+        elif entry.needs != "nothing" and self.coords is None:
             raise SearchError(f"surrogate {surrogate!r} needs coordinates (or, for "
-                              f"{', '.join(sorted(DISTANCE_SURROGATES))}, distances)")
+                              f"{distance_surrogates}, distances)")
         # symmetric distances are read by rows only (the same values, gathered faster)
         self.symmetric = self.distances is not None and bool(
             np.array_equal(self.distances, self.distances.T))
@@ -110,7 +130,7 @@ class Searcher:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise SearchError(f"k must be a positive integer, got {k!r}")
         self.options = {str(key): float(value) for key, value in (options or {}).items()}
-        unknown = set(self.options) - set(OPTIONS.get(surrogate, {}))
+        unknown = set(self.options) - set(entry.options)
         if unknown:
             raise SearchError(f"surrogate {surrogate!r} takes no option(s) {sorted(unknown)}")
         self.surrogate, self.k, self.seed = surrogate, k, int(seed)
@@ -140,11 +160,34 @@ class Searcher:
         return len(self.history)
 
     def _allowed(self) -> np.ndarray:
-        mask = self.valid.copy() if self.surrogate in USES_FILTER else np.ones(len(self.names),
-                                                                                 dtype=bool)
+        mask = self.valid.copy() if get_surrogate(self.surrogate).filtered else \
+            np.ones(len(self.names), dtype=bool)
         mask[list(self.told)] = False
         mask[self.running] = False
         return np.flatnonzero(mask)
+
+    def _data(self, rows: list[int],
+              targets: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+        """What the surrogate is fitted on for the evaluated ``rows`` and scores
+        ``targets`` against: ``(x, candidates, precomputed)``."""
+        if self.distances is not None:
+            if self.symmetric:
+                block = self.distances[rows]
+                return block[:, rows], block[:, targets].T, True
+            return (self.distances[np.ix_(rows, rows)],
+                    self.distances[np.ix_(targets, rows)], True)
+        x = self.coords[rows] if rows else np.zeros((0, 1))
+        candidates = self.coords[targets] if self.coords is not None else targets[:, None]
+        return x, candidates, False
+
+    def _scores(self, surrogate: str, options: dict, rows: list[int], y: np.ndarray,
+                targets: np.ndarray, predict: bool = False) -> np.ndarray:
+        x, candidates, precomputed = self._data(rows, targets)
+        if predict:
+            return predict_candidates(surrogate, x, y, candidates, self.rng, self.k,
+                                      precomputed=precomputed, **options)
+        return score_candidates(surrogate, x, y, candidates, self.rng, self.k,
+                                precomputed=precomputed, **options)
 
     def _ranked(self, n: int) -> list[int]:
         allowed = self._allowed()
@@ -154,26 +197,34 @@ class Searcher:
         known = [(r, acc) for r, acc in self.history if learns and self.valid[r]]
         surrogate = self.surrogate
         options = self.options
-        if surrogate in USES_COORDINATES and not known:  # nothing to learn from yet
+        if get_surrogate(surrogate).needs != "nothing" and not known:  # nothing learned yet
             surrogate, options = "random", {}
         rows = [r for r, _ in known]
         y = np.array([acc for _, acc in known], dtype=np.float64)
-        if self.distances is not None and known:
-            if self.symmetric:
-                block = self.distances[rows]
-                x, candidates = block[:, rows], block[:, allowed].T
-            else:
-                x = self.distances[np.ix_(rows, rows)]
-                candidates = self.distances[np.ix_(allowed, rows)]
-            scores = score_candidates(surrogate, x, y, candidates, self.rng, self.k,
-                                      precomputed=True, **options)
-        else:
-            x = self.coords[rows] if known else np.zeros((0, 1))
-            candidates = self.coords[allowed] if self.coords is not None else allowed[:, None]
-            scores = score_candidates(surrogate, x, y, candidates, self.rng, self.k,
-                                      **options)
-        order = np.argsort(-scores, kind="stable")[:n]
-        return [int(allowed[i]) for i in order]
+        believe = self.batch == "believer" and get_surrogate(surrogate).mean is not None
+        if not believe:
+            scores = self._scores(surrogate, options, rows, y, allowed)
+            order = np.argsort(-scores, kind="stable")[:n]
+            return [int(allowed[i]) for i in order]
+        # the kriging believer: running functions count as if they had returned the
+        # surrogate's prediction; a batch is picked one function at a time the same way
+        pending = np.array([r for r in self.running if self.valid[r]], dtype=np.int64)
+        if len(pending):
+            fantasy = self._scores(surrogate, options, rows, y, pending, predict=True)
+            rows, y = rows + pending.tolist(), np.r_[y, fantasy]
+        chosen: list[int] = []
+        open_ = allowed
+        while len(chosen) < n and len(open_):
+            scores = self._scores(surrogate, options, rows, y, open_)
+            best = int(np.argsort(-scores, kind="stable")[0])
+            row = int(open_[best])
+            chosen.append(row)
+            open_ = np.delete(open_, best)
+            if len(chosen) < n and len(open_):
+                fantasy = self._scores(surrogate, options, rows, y, np.array([row]),
+                                       predict=True)
+                rows, y = rows + [row], np.r_[y, fantasy]
+        return chosen
 
     def ask(self, n: int = 1) -> list[str]:
         """The next ``n`` functions to evaluate (fewer when the candidates run out); they are
@@ -253,7 +304,7 @@ class Searcher:
         """A JSON-able dict of the whole state (module docstring)."""
         return {"version": STATE_VERSION, "fingerprint": self.fingerprint,
                 "surrogate": self.surrogate, "k": self.k, "seed": self.seed,
-                "options": dict(self.options),
+                "options": dict(self.options), "batch": self.batch,
                 "queue": list(self.queue), "running": list(self.running),
                 "history": [[r, acc] for r, acc in self.history],
                 "rng": self.rng.bit_generator.state}
@@ -268,7 +319,7 @@ class Searcher:
             raise SearchError(f"not a search state of version {STATE_VERSION}")
         searcher = cls(names, coords, valid=valid, surrogate=state["surrogate"], k=state["k"],
                        n_random=0, seed=state["seed"], distances=distances,
-                       options=state.get("options"))
+                       options=state.get("options"), batch=state.get("batch", "believer"))
         if searcher.fingerprint != state["fingerprint"]:
             raise SearchError("the state belongs to a search over other candidates (names, "
                               "coordinates or validity differ)")

@@ -41,6 +41,18 @@ candidate; the search evaluates the highest-scoring candidates next.
   (no filter); ``"random-filter"`` -- the same over the functions with valid Fisher spectra
   only, so that the filter's share of the regression methods' gain can be measured.
 
+The registry
+------------
+Each surrogate is one :class:`Surrogate` record, registered once (:func:`register`, as Optuna
+registers its samplers): its name, its label and colour in the figures, what it reads
+(``needs``: coordinates, distances only, or nothing), whether it skips functions with invalid
+spectra (``filtered``), its options with their defaults, whether notebook 04's main experiment
+runs it (``experiment``), its scoring function and its *mean* (the accuracy it predicts,
+without exploration bonus; None for random search). Everything else reads the registry --
+:func:`surrogate_names`, :func:`get_surrogate`, and the derived sets below (computed from the
+registry when read, so an entry registered later appears in them too): the searcher, the
+benchmark searches, the figures' labels and colours, the pipeline's method lists.
+
 The surrogates of :data:`DISTANCE_SURROGATES` (the KNR family and ``"lgp-ucb"``) read only
 distances, so they also search precomputed distances (``precomputed=True``; e.g. the raw Eq. 2/3
 distances) instead of coordinates. Their settings (``kappa``, ``length``) are keyword
@@ -48,35 +60,131 @@ distances) instead of coordinates. Their settings (``kappa``, ``length``) are ke
 
 Which candidates a surrogate may pick is :data:`USES_FILTER`: the regression methods and
 ``"random-filter"`` skip functions whose spectrum is invalid (they have no FIM coordinates).
+
+Batches (:func:`predict_candidates`): when several functions are being evaluated at once (a
+search with several workers), the searcher treats each running function as if its result were
+the surrogate's mean prediction there (the *kriging believer*; for the UCB surrogates this is
+GP-BUCB, Desautels et al. 2014: the posterior mean does not move, the posterior variance
+shrinks around the running functions, so the next pick goes elsewhere rather than next to them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 from scipy.stats import norm
 
 from aquasurf_core.search.forest import forest_predict
 
-__all__ = ["DISTANCE_SURROGATES", "OPTIONS", "SURROGATES", "USES_FILTER", "USES_COORDINATES",
-           "knr_neighbours", "score_candidates"]
+__all__ = ["NEEDS", "Surrogate", "experiment_methods", "get_surrogate", "knr_neighbours",
+           "predict_candidates", "register", "score_candidates", "surrogate_names", "unregister"]
+# derived from the registry when read (module __getattr__)
+__all__ += ["DISTANCE_SURROGATES", "OPTIONS", "SURROGATES", "USES_COORDINATES", "USES_FILTER"]  # noqa: F822
 
-SURROGATES = ("knr", "knr-uniform", "knr-ucb", "lgp-ucb", "rfr", "svr", "gpr-ei", "gpr-ucb",
-              "random", "random-filter")
-#: Surrogates that need coordinates (or, for :data:`DISTANCE_SURROGATES`, distances).
-USES_COORDINATES = frozenset({"knr", "knr-uniform", "knr-ucb", "lgp-ucb", "rfr", "svr",
-                              "gpr-ei", "gpr-ucb"})
-#: Surrogates that skip functions with invalid spectra.
-USES_FILTER = USES_COORDINATES | {"random-filter"}
-#: Surrogates that read only distances (and so can search precomputed ones).
-DISTANCE_SURROGATES = frozenset({"knr", "knr-uniform", "knr-ucb", "lgp-ucb"})
-#: The keyword options each surrogate takes, with their defaults.
-OPTIONS = {"knr-ucb": {"kappa": 1.0}, "lgp-ucb": {"kappa": 1.0, "length": 0.3}}
 UCB_KAPPA = 1.96
 GPR_ALPHA = 0.01
+#: What a surrogate reads: "coordinates" (an embedding), "distances" (only distances between
+#: functions: coordinates or precomputed distances), "nothing" (random search).
+NEEDS = ("coordinates", "distances", "nothing")
+
+#: A scoring function: ``(x, y, candidates, rng, k, precomputed, **options) -> scores [m]``.
+Scorer = Callable[..., np.ndarray]
 
 
+@dataclass(frozen=True)
+class Surrogate:
+    """One surrogate (module docstring, "The registry").
+
+    ``name`` is what users pass (``"knr"``); ``label`` and ``colour`` draw it in the figures;
+    ``needs`` is one of :data:`NEEDS`; ``filtered``: it skips functions whose spectrum is
+    invalid; ``options``: its keyword settings with their defaults; ``experiment``: notebook
+    04's main experiment (paper profile) runs it; ``score``: the scoring function
+    (:data:`Scorer`), higher is evaluated sooner; ``mean``: the predicted accuracy with the same
+    signature (None: it predicts nothing, as random search); ``summary``: one line for
+    listings."""
+
+    name: str
+    label: str
+    score: Scorer
+    mean: Scorer | None
+    needs: str
+    filtered: bool
+    options: Mapping[str, float] = field(default_factory=dict)
+    colour: str = "#000000"
+    experiment: bool = False
+    summary: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name or "(" in self.name or "," in self.name:
+            raise ValueError(f"a surrogate name must be non-empty without '(' or ',', got "
+                             f"{self.name!r}")
+        if self.needs not in NEEDS:
+            raise ValueError(f"surrogate {self.name!r}: needs must be one of {NEEDS}, got "
+                             f"{self.needs!r}")
+        object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+
+
+_REGISTRY: dict[str, Surrogate] = {}
+
+
+def register(surrogate: Surrogate, *, replace: bool = False) -> Surrogate:
+    """Add ``surrogate`` to the registry (returns it). Raises ``ValueError`` when its name is
+    taken (unless ``replace``)."""
+    if surrogate.name in _REGISTRY and not replace:
+        raise ValueError(f"a surrogate named {surrogate.name!r} is registered already")
+    _REGISTRY[surrogate.name] = surrogate
+    return surrogate
+
+
+def unregister(name: str) -> None:
+    """Remove a surrogate from the registry (``KeyError`` if there is none of that name)."""
+    del _REGISTRY[name]
+
+
+def surrogate_names() -> tuple[str, ...]:
+    """Every registered surrogate's name, in registration order."""
+    return tuple(_REGISTRY)
+
+
+def get_surrogate(name: str) -> Surrogate:
+    """The registered surrogate ``name``; ``ValueError`` naming the known ones otherwise."""
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown surrogate {name!r}; choose one of "
+                         f"{', '.join(_REGISTRY)}") from None
+
+
+def experiment_methods() -> list[str]:
+    """The surrogates notebook 04's main experiment runs (``experiment=True``), in order."""
+    return [s.name for s in _REGISTRY.values() if s.experiment]
+
+
+def _derived() -> dict[str, object]:
+    entries = list(_REGISTRY.values())
+    coordinates = frozenset(s.name for s in entries if s.needs != "nothing")
+    return {"SURROGATES": tuple(s.name for s in entries),
+            "USES_COORDINATES": coordinates,
+            "USES_FILTER": frozenset(s.name for s in entries if s.filtered),
+            "DISTANCE_SURROGATES": frozenset(s.name for s in entries if s.needs == "distances"),
+            "OPTIONS": {s.name: dict(s.options) for s in entries if s.options}}
+
+
+def __getattr__(name: str):
+    """The derived sets, computed from the registry when read: ``SURROGATES`` (names, in
+    order), ``USES_COORDINATES`` (need coordinates or distances), ``USES_FILTER`` (skip invalid
+    spectra), ``DISTANCE_SURROGATES`` (read only distances), ``OPTIONS`` (name -> options with
+    defaults)."""
+    derived = _derived()
+    if name in derived:
+        return derived[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# ----------------------------------------------------------------------------- the maths
 def knr_neighbours(distances: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """``(index, distance)`` of the ``min(k, n)`` nearest evaluated functions of each candidate,
     from ``distances`` (``[m, n]``, candidate to evaluated), nearest first; ties go to the lower
@@ -114,15 +222,16 @@ def _distances(x, candidates, precomputed):
     return cdist(x, x), cdist(candidates, x)
 
 
-def _knr(x, y, candidates, rng, k, metric="minkowski", weights="distance"):
+def _knr(x, y, candidates, rng, k, precomputed=False, weights="distance"):
     from sklearn.neighbors import KNeighborsRegressor
 
-    model = KNeighborsRegressor(n_neighbors=min(k, len(y)), weights=weights, metric=metric)
+    model = KNeighborsRegressor(n_neighbors=min(k, len(y)), weights=weights,
+                                metric="precomputed" if precomputed else "minkowski")
     return model.fit(x, y).predict(candidates)
 
 
-def _knr_uniform(x, y, candidates, rng, k, metric="minkowski"):
-    return _knr(x, y, candidates, rng, k, metric, weights="uniform")
+def _knr_uniform(x, y, candidates, rng, k, precomputed=False):
+    return _knr(x, y, candidates, rng, k, precomputed, weights="uniform")
 
 
 def _knr_ucb(x, y, candidates, rng, k, precomputed=False, kappa=1.0):
@@ -131,7 +240,12 @@ def _knr_ucb(x, y, candidates, rng, k, precomputed=False, kappa=1.0):
     return mean + kappa * spread
 
 
-def _lgp_ucb(x, y, candidates, rng, k, precomputed=False, kappa=1.0, length=0.3):
+def _knr_ucb_mean(x, y, candidates, rng, k, precomputed=False, kappa=1.0):
+    return _knr_ucb(x, y, candidates, rng, k, precomputed, kappa=0.0)
+
+
+def _lgp(x, y, candidates, precomputed, length):
+    """``(mean, sigma)`` of the Laplace-kernel GP in the data's units (module docstring)."""
     from scipy.linalg import cho_factor, cho_solve
 
     dxx, dcx = _distances(x, candidates, precomputed)
@@ -153,21 +267,38 @@ def _lgp_ucb(x, y, candidates, rng, k, precomputed=False, kappa=1.0, length=0.3)
     kc = np.exp(-dcx / ell)
     mean = kc @ cho_solve(factor, z)
     var = 1.0 - np.einsum("ij,ji->i", kc, cho_solve(factor, kc.T))
-    return mean + kappa * np.sqrt(np.maximum(var, 0.0))
+    return mean, np.sqrt(np.maximum(var, 0.0)), (sd if sd > 0 else 1.0), y.mean()
 
 
-def _rfr(x, y, candidates, rng, k):
+def _lgp_ucb(x, y, candidates, rng, k, precomputed=False, kappa=1.0, length=0.3):
+    mean, sigma, _, _ = _lgp(x, y, candidates, precomputed, length)
+    return mean + kappa * sigma
+
+
+def _lgp_mean(x, y, candidates, rng, k, precomputed=False, kappa=1.0, length=0.3):
+    mean, _, sd, centre = _lgp(x, y, candidates, precomputed, length)
+    return mean * sd + centre  # back in accuracy units
+
+
+def _rfr(x, y, candidates, rng, k, precomputed=False):
     # RandomForestRegressor(random_state=seed).fit(x, y).predict(candidates), bit for bit
     return forest_predict(x, y, candidates, int(rng.integers(2**31 - 1)))
 
 
-def _svr(x, y, candidates, rng, k):
+def _rfr_mean(x, y, candidates, rng, k, precomputed=False):
+    # the believer's forest: seeded by a generator of its own, so asking for fantasies never
+    # moves the search's generator (the picks of a search without running functions stay
+    # exactly those of the sequential search)
+    return forest_predict(x, y, candidates, 0)
+
+
+def _svr(x, y, candidates, rng, k, precomputed=False):
     from sklearn.svm import SVR
 
     return SVR().fit(x, y).predict(candidates)
 
 
-def _gpr(x, y, candidates, rng):
+def _gpr(x, y, candidates):
     from sklearn.gaussian_process import GaussianProcessRegressor
 
     model = GaussianProcessRegressor(alpha=GPR_ALPHA, normalize_y=True, optimizer=None)
@@ -176,25 +307,71 @@ def _gpr(x, y, candidates, rng):
     return mean, np.maximum(std, 1e-12)
 
 
-def _gpr_ei(x, y, candidates, rng, k):
-    mean, std = _gpr(x, y, candidates, rng)
+def _gpr_ei(x, y, candidates, rng, k, precomputed=False):
+    mean, std = _gpr(x, y, candidates)
     z = (mean - y.max()) / std
     return (mean - y.max()) * norm.cdf(z) + std * norm.pdf(z)
 
 
-def _gpr_ucb(x, y, candidates, rng, k):
-    mean, std = _gpr(x, y, candidates, rng)
+def _gpr_ucb(x, y, candidates, rng, k, precomputed=False):
+    mean, std = _gpr(x, y, candidates)
     return mean + UCB_KAPPA * std
 
 
-def _random(x, y, candidates, rng, k):
+def _gpr_mean(x, y, candidates, rng, k, precomputed=False):
+    return _gpr(x, y, candidates)[0]
+
+
+def _random(x, y, candidates, rng, k, precomputed=False):
     return rng.random(len(candidates))
 
 
-_SCORERS: dict[str, Callable] = {"knr": _knr, "knr-uniform": _knr_uniform,
-                                 "knr-ucb": _knr_ucb, "lgp-ucb": _lgp_ucb, "rfr": _rfr, "svr": _svr, "gpr-ei": _gpr_ei,
-                                 "gpr-ucb": _gpr_ucb, "random": _random,
-                                 "random-filter": _random}
+# ----------------------------------------------------------------------------- registered
+for _entry in (
+    Surrogate("knr", "KNR", _knr, _knr, "distances", True, colour="#1f77b4", experiment=True,
+              summary="k-nearest-neighbour regression, inverse-distance weights (the paper's)"),
+    Surrogate("knr-uniform", "KNR-uniform", _knr_uniform, _knr_uniform, "distances", True,
+              colour="#17becf", summary="KNR with uniform weights"),
+    Surrogate("knr-ucb", "KNR-UCB", _knr_ucb, _knr_ucb_mean, "distances", True,
+              {"kappa": 1.0}, colour="#bcbd22",
+              summary="KNR plus kappa x the neighbours' weighted spread"),
+    Surrogate("lgp-ucb", "LGP-UCB", _lgp_ucb, _lgp_mean, "distances", True,
+              {"kappa": 1.0, "length": 0.3}, colour="#e377c2",
+              summary="GP-UCB with the Laplace kernel on distances (the engine's default)"),
+    Surrogate("rfr", "RFR", _rfr, _rfr_mean, "coordinates", True, colour="#2ca02c",
+              experiment=True, summary="random forest regression (scikit-learn's defaults)"),
+    Surrogate("svr", "SVR", _svr, _svr, "coordinates", True, colour="#ff7f0e",
+              experiment=True, summary="support vector regression (scikit-learn's defaults)"),
+    Surrogate("gpr-ei", "GPR-EI", _gpr_ei, _gpr_mean, "coordinates", True, colour="#9467bd",
+              experiment=True, summary="GP regression (RBF), expected improvement"),
+    Surrogate("gpr-ucb", "GPR-UCB", _gpr_ucb, _gpr_mean, "coordinates", True,
+              colour="#8c564b", experiment=True,
+              summary="GP regression (RBF), upper confidence bound (kappa 1.96)"),
+    Surrogate("random", "RS", _random, None, "nothing", False, colour="#d62728",
+              experiment=True, summary="random search over every function"),
+    Surrogate("random-filter", "RS + filter", _random, None, "nothing", True,
+              colour="#7f7f7f", experiment=True,
+              summary="random search over the functions with valid spectra"),
+):
+    register(_entry)
+del _entry
+
+
+# ----------------------------------------------------------------------------- the front
+def _checked(surrogate: str, y, precomputed: bool, options: dict) -> Surrogate:
+    entry = get_surrogate(surrogate)
+    unknown = set(options) - set(entry.options)
+    if unknown:
+        raise ValueError(f"surrogate {surrogate!r} takes no option(s) {sorted(unknown)}; it "
+                         f"takes {sorted(entry.options) or 'none'}")
+    if precomputed and entry.needs != "distances":
+        distance = sorted(s.name for s in _REGISTRY.values() if s.needs == "distances")
+        raise ValueError(f"only {', '.join(distance)} search with precomputed distances, not "
+                         f"{surrogate!r}")
+    if entry.needs != "nothing" and len(y) == 0:
+        raise ValueError(f"surrogate {surrogate!r} needs at least one evaluated function with "
+                         "coordinates")
+    return entry
 
 
 def score_candidates(surrogate: str, x: np.ndarray, y: np.ndarray, candidates: np.ndarray,
@@ -207,26 +384,22 @@ def score_candidates(surrogate: str, x: np.ndarray, y: np.ndarray, candidates: n
     each candidate to them (``[m, n]``). ``options`` are the surrogate's settings
     (:data:`OPTIONS`). Raises ``ValueError`` for an unknown surrogate or option, or a
     surrogate that cannot read precomputed distances."""
-    if surrogate not in _SCORERS:
-        raise ValueError(f"unknown surrogate {surrogate!r}; choose one of "
-                         f"{', '.join(SURROGATES)}")
-    unknown = set(options) - set(OPTIONS.get(surrogate, {}))
-    if unknown:
-        raise ValueError(f"surrogate {surrogate!r} takes no option(s) {sorted(unknown)}; it "
-                         f"takes {sorted(OPTIONS.get(surrogate, {})) or 'none'}")
-    if precomputed and surrogate not in DISTANCE_SURROGATES:
-        raise ValueError(f"only {', '.join(sorted(DISTANCE_SURROGATES))} search with "
-                         f"precomputed distances, not {surrogate!r}")
-    if surrogate in USES_COORDINATES and len(y) == 0:
-        raise ValueError(f"surrogate {surrogate!r} needs at least one evaluated function with "
-                         "coordinates")
     y = np.asarray(y, dtype=np.float64)
-    if surrogate in ("knr", "knr-uniform"):
-        scores = _SCORERS[surrogate](x, y, candidates, rng, k,
-                                     metric="precomputed" if precomputed else "minkowski")
-    elif surrogate in DISTANCE_SURROGATES:
-        scores = _SCORERS[surrogate](x, y, candidates, rng, k, precomputed=precomputed,
-                                     **options)
-    else:
-        scores = _SCORERS[surrogate](x, y, candidates, rng, k)
+    entry = _checked(surrogate, y, precomputed, options)
+    scores = entry.score(x, y, candidates, rng, k, precomputed, **options)
     return np.asarray(scores, dtype=np.float64)
+
+
+def predict_candidates(surrogate: str, x: np.ndarray, y: np.ndarray, candidates: np.ndarray,
+                       rng: np.random.Generator, k: int = 3, *,
+                       precomputed: bool = False, **options: float) -> np.ndarray | None:
+    """The accuracy the surrogate predicts at ``candidates`` (its mean, no exploration bonus;
+    arguments as :func:`score_candidates`), or None for a surrogate that predicts nothing
+    (random search). ``rng`` is not advanced (the believer's fantasies leave the search's
+    random numbers alone). Raises as :func:`score_candidates`."""
+    y = np.asarray(y, dtype=np.float64)
+    entry = _checked(surrogate, y, precomputed, options)
+    if entry.mean is None:
+        return None
+    return np.asarray(entry.mean(x, y, candidates, rng, k, precomputed, **options),
+                      dtype=np.float64)
