@@ -8,14 +8,12 @@
 * :mod:`~aquasurf_core.search.tasks` -- what a search needs to know about your problem.
 * :mod:`~aquasurf_core.search.ledger` -- the fault-tolerant ledger of a large-scale search.
 * :mod:`~aquasurf_core.search.engine` -- the large-scale search on dask (Section 6).
+* :mod:`~aquasurf_core.search.comparisons` -- after a search: its discoveries against the
+  baselines, trained longer (Table 1) or on another task (Table 2).
 """
 
-from aquasurf_core.search.engine import (
-    SearchConfig,
-    compare_with_baselines,
-    run_search,
-    search_status,
-)
+from aquasurf_core.search.comparisons import compare_with_baselines
+from aquasurf_core.search.engine import SearchConfig, run_search, search_status
 from aquasurf_core.search.searcher import Searcher, SearchError
 from aquasurf_core.search.surrogates import SURROGATES, USES_FILTER
 from aquasurf_core.search.tasks import Task, TaskError, check_task, get_task, register_task
