@@ -252,7 +252,7 @@ def _search_export(args: argparse.Namespace) -> int:
 
 
 def _search_compare(args: argparse.Namespace) -> int:
-    from aquasurf_core.search.engine import compare_with_baselines
+    from aquasurf_core.search.comparisons import compare_with_baselines
     from aquasurf_core.search.tasks import TaskError
 
     try:

@@ -12,7 +12,7 @@ finished), ``class_id``, ``name``, ``baseline`` (the baseline's name or ""), ``s
   baselines marked and named.
 * The discoveries table (:func:`discoveries_table`): the top discovered functions against the
   baselines, median test accuracy over the seeds every one of them was trained with
-  (:func:`aquasurf_core.search.engine.median_over_seeds`), and a verdict: does the best
+  (:func:`aquasurf_core.search.comparisons.median_over_seeds`), and a verdict: does the best
   discovery beat every baseline? With the search's recipe, or (``final=True``, Table 1) with
   the longer final training (the rows of phase "final").
 * The map (:func:`fig_space_map`, the paper's appendix figure): the whole space embedded by
@@ -28,7 +28,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from aquasurf_core.search.engine import choose_for_comparison, median_over_seeds
+from aquasurf_core.search.comparisons import choose_for_comparison, median_over_seeds
 
 __all__ = ["discoveries_table", "fig7_searches", "fig_space_map", "map_overlay", "search_curve"]
 

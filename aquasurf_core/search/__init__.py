@@ -9,6 +9,8 @@
 * :mod:`~aquasurf_core.search.tasks` -- what a search needs to know about your problem.
 * :mod:`~aquasurf_core.search.ledger` -- the fault-tolerant ledger of a large-scale search.
 * :mod:`~aquasurf_core.search.engine` -- the large-scale search on dask (Section 6).
+* :mod:`~aquasurf_core.search.comparisons` -- after a search: its discoveries against the
+  baselines, trained longer (Table 1) or on another task (Table 2).
 
 The names below are imported when first used (PEP 562), so importing one module of this
 stage (the surrogates, say) does not load dask, torch or the engine.
@@ -20,10 +22,10 @@ __all__ = ["SURROGATES", "USES_FILTER", "SearchConfig", "SearchError", "Searcher
            "TaskError", "check_task", "compare_with_baselines", "get_task", "register_task",
            "run_search", "search_status"]
 
-_WHERE = {"SearchConfig": "engine", "compare_with_baselines": "engine", "run_search": "engine",
-          "search_status": "engine", "Searcher": "searcher", "SearchError": "searcher",
-          "SURROGATES": "surrogates", "USES_FILTER": "surrogates", "Task": "tasks",
-          "TaskError": "tasks", "check_task": "tasks", "get_task": "tasks",
+_WHERE = {"SearchConfig": "engine", "run_search": "engine", "search_status": "engine",
+          "compare_with_baselines": "comparisons", "Searcher": "searcher",
+          "SearchError": "searcher", "SURROGATES": "surrogates", "USES_FILTER": "surrogates",
+          "Task": "tasks", "TaskError": "tasks", "check_task": "tasks", "get_task": "tasks",
           "register_task": "tasks"}
 
 

@@ -103,10 +103,10 @@ from aquasurf_core.search.tasks import (
 )
 from aquasurf_core.space.baselines import COATNET_BASELINES
 
-__all__ = ["ENGINE_SURROGATES", "EXTENDED_BASELINES", "SearchConfig", "choose_for_comparison",
-           "compare_with_baselines", "default_ledger_path", "final_ledger_path",
-           "transfer_ledger_path", "write_table", "evaluate_job", "export_results", "features_job",
-           "median_over_seeds", "report_lines", "run_search", "search_status", "space_store"]
+__all__ = ["ENGINE_SURROGATES", "EXTENDED_BASELINES", "SearchConfig", "baseline_classes",
+           "check_count", "check_workers", "default_ledger_path", "evaluate_job",
+           "export_results", "features_job", "report_lines", "run_search", "search_status",
+           "space_names", "space_store", "task_for_workers", "write_table"]
 
 
 #: The baselines of a search with the extended operators (Table 3): the 13 of
@@ -121,8 +121,10 @@ EXTENDED_BASELINES: tuple[str, ...] = tuple(sorted(COATNET_BASELINES.values(),
 ENGINE_SURROGATES = ("lgp-ucb", "knr-union")
 
 
-def _check_count(name: str, value, least: int) -> None:
-    """``ValueError`` unless ``value`` is an integer (not a bool) of at least ``least``."""
+def check_count(name: str, value, least: int) -> None:
+    """Check a count: ``value`` must be an integer (not a bool) of at least ``least``.
+
+    Raises ``ValueError`` naming ``name``, the bound and the value otherwise."""
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
         raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
 
@@ -167,7 +169,7 @@ class SearchConfig:
     def __post_init__(self) -> None:
         for name, least in (("evaluations", 0), ("features", 0), ("feature_batch", 1),
                             ("seed", 0), ("k", 1), ("retries", 0)):
-            _check_count(name, getattr(self, name), least)
+            check_count(name, getattr(self, name), least)
         for name in ("refit_growth", "lease_seconds"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or \
@@ -298,7 +300,9 @@ def space_store(space: str, operators: str = "paper"):
                        operators, progress=False)
 
 
-def _space_names(space: str, operators: str = "paper") -> tuple[list[str], object]:
+def space_names(space: str, operators: str = "paper") -> tuple[list[str], object]:
+    """``(names, store)``: the representative name of every unique function of the space
+    (:func:`space_store`), in class-id order, and the store itself."""
     store = space_store(space, operators)
     return [str(n) for n in store.unique["representative"]], store
 
@@ -417,10 +421,11 @@ def _claim(run: _Run, class_id: int) -> bool:
                                             exclude=run.baselines))
 
 
-def _task_ref(task: Task):
+def task_for_workers(task: Task):
     """What travels to the workers: a built-in task's name (each worker builds its own), else
     the task itself, pickled by cloudpickle -- checked here, so that a task that cannot travel
-    is a :class:`TaskError` before any work rather than a serialisation error mid-search."""
+    is a :class:`TaskError` before any work rather than a serialisation error mid-search.
+    Returns the name or the task; raises :class:`TaskError` when cloudpickle fails."""
     if task.name in builtin_tasks():
         return task.name
     import cloudpickle
@@ -445,9 +450,11 @@ def default_ledger_path(task_name: str) -> Path:
     return cache_dir("search", check_path_name(task_name), "ledger.sqlite")
 
 
-def _check_workers(workers: int, scheduler_address, client) -> None:
+def check_workers(workers: int, scheduler_address, client) -> None:
+    """Check ``workers`` (:func:`check_count`, at least 1) when a local cluster is to be
+    started, i.e. when neither a ``client`` nor a ``scheduler_address`` is given."""
     if client is None and scheduler_address is None:
-        _check_count("workers", workers, 1)
+        check_count("workers", workers, 1)
 
 
 def _check_ledger_config(ledger: SearchLedger, task_name: str, config: SearchConfig) -> None:
@@ -470,7 +477,7 @@ def _check_ledger_config(ledger: SearchLedger, task_name: str, config: SearchCon
                              "resume it with its own settings or use another ledger")
 
 
-def _baseline_ids(store, baselines: Sequence[str]) -> list[int]:
+def baseline_classes(store, baselines: Sequence[str]) -> list[int]:
     """The class ids of ``baselines`` in the space; ``ValueError`` naming any not found."""
     ids = [int(c) for c in store.class_of(list(baselines))]
     missing = [n for n, c in zip(baselines, ids, strict=True) if c < 0]
@@ -491,17 +498,17 @@ def run_search(task: str | Task, ledger_path: str | Path, config: SearchConfig |
     from tqdm.auto import tqdm
 
     config = config or SearchConfig()
-    _check_workers(workers, scheduler_address, client)
+    check_workers(workers, scheduler_address, client)
     task_obj = get_task(task)
     resolve_device(config.device or task_obj.device)  # a device this machine lacks: now
     # built-in tasks travel by name (each worker builds its own); others pickled (cloudpickle)
-    task_ref = _task_ref(task_obj)
+    task_ref = task_for_workers(task_obj)
     session = uuid.uuid4().hex[:12]
     ledger = SearchLedger(ledger_path)
     try:
         _check_ledger_config(ledger, task_obj.name, config)  # before the space is built
-        names, store = _space_names(config.space, config.operators)
-        baseline_ids = _baseline_ids(store, config.baselines)
+        names, store = space_names(config.space, config.operators)
+        baseline_ids = baseline_classes(store, config.baselines)
         ledger.add_functions(names, config.seed, first=baseline_ids)
         released = ledger.release(keep_owner=session, stale_after=config.lease_seconds)
         ledger.set_meta("config", {**config.to_dict(), "task": task_obj.name,
@@ -811,134 +818,3 @@ def write_table(table, path: str | Path) -> Path:
         table.to_parquet(buffer, index=False)
         return atomic_write_bytes(path, buffer.getvalue())
     return atomic_write_text(path, table.to_csv(index=False))
-
-
-def final_ledger_path(ledger_path: str | Path) -> Path:
-    """Where the final evaluations of a search's discoveries go (Table 1): beside the search's
-    ledger, ``<stem>-final.sqlite``."""
-    ledger_path = Path(ledger_path)
-    return ledger_path.with_name(f"{ledger_path.stem}-final{ledger_path.suffix}")
-
-
-def transfer_ledger_path(ledger_path: str | Path, task: str) -> Path:
-    """Where a search's discoveries trained on another ``task`` go (Table 2): beside the
-    search's ledger, ``<stem>-transfer-<task>.sqlite``."""
-    from aquasurf_core.paths import check_path_name
-
-    ledger_path = Path(ledger_path)
-    if task:  # "" gives the common prefix of every transfer ledger
-        check_path_name(task)
-    return ledger_path.with_name(f"{ledger_path.stem}-transfer-{task}{ledger_path.suffix}")
-
-
-def compare_with_baselines(task: str | Task, ledger_path: str | Path, *, top: int = 1,
-                           seeds: Sequence[int] = (0, 1, 2), workers: int = 2,
-                           scheduler_address: str | None = None, client=None,
-                           final_task: str | Task | None = None,
-                           transfer_task: str | Task | None = None):
-    """The ``top`` discovered functions (highest validation accuracy among the searched,
-    non-baseline ones, with the search's seed) against the baselines, each trained with every
-    seed of ``seeds`` (missing runs are evaluated now, on dask, and recorded): one row per
-    function with the median validation and test accuracy over the seeds and the per-seed
-    test accuracies, best median test accuracy first.
-
-    With ``final_task`` (the paper's Table 1: the same network trained longer, e.g. the
-    built-in ``<task>-final``), the chosen functions are trained with that task instead and
-    recorded in their own ledger, :func:`final_ledger_path`, so that the search's results and
-    the final ones never mix. With ``transfer_task`` (Table 2: another task), likewise, in
-    :func:`transfer_ledger_path`. Raises ``ValueError`` when both are given."""
-    if final_task is not None and transfer_task is not None:
-        raise ValueError("give final_task or transfer_task, not both")
-    _check_count("top", top, 1)
-    seeds = list(seeds)
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be distinct integers >= 0, got {seeds!r}")
-    for seed in seeds:
-        _check_count("seeds", seed, 0)
-    _check_workers(workers, scheduler_address, client)
-    search_task = get_task(task).name
-    other = final_task if final_task is not None else transfer_task
-    task_obj = get_task(other if other is not None else task)
-    task_ref = _task_ref(task_obj)
-    with SearchLedger(ledger_path, readonly=True) as ledger:
-        config = ledger.meta("config") or {}
-        if config.get("task") != search_task:
-            raise ValueError(f"{ledger.path} holds a search of task {config.get('task')!r}, "
-                             f"not {search_task!r}; compare it with --task "
-                             f"{config.get('task')} or name the ledger of {search_task}")
-        names, store = _space_names(config.get("space", "4-node"),
-                                    config.get("operators", "paper"))
-        baseline_names = list(config.get("baselines", SearchConfig().baselines))
-        baselines = dict(zip(_baseline_ids(store, baseline_names), baseline_names, strict=True))
-        chosen = choose_for_comparison(export_results(ledger), baselines, top,
-                                       seed=int(config.get("seed", 0)))
-    if other is None:
-        target_path, session = Path(ledger_path), "compare"
-    elif final_task is not None:
-        target_path, session = final_ledger_path(ledger_path), "final"
-    else:
-        target_path, session = transfer_ledger_path(ledger_path, task_obj.name), "transfer"
-    target = SearchLedger(target_path)
-    try:
-        stored = target.meta("config")
-        if other is not None and stored is not None and stored.get("task") != task_obj.name:
-            raise ValueError(f"{target.path} holds runs of task {stored.get('task')!r}, not "
-                             f"{task_obj.name!r}")
-        if other is not None:
-            target.add_functions(names, int(config.get("seed", 0)))
-            target.set_meta("config", {**config, "task": task_obj.name,
-                                       "task_info": task_obj.info,
-                                       f"{session}_of": config.get("task")})
-        have = {(r["class_id"], r["seed"]) for r in target.results(None)}
-        missing = [(c, s) for c, _, _ in chosen for s in seeds if (c, s) not in have]
-        if missing:
-            with dask_client(client, scheduler_address, workers) as running:
-                futures = [running.submit(evaluate_job, task_ref, c, target.name_of(c), s,
-                                          pure=False) for c, s in missing]
-                for result in running.gather(futures):
-                    target.record_result(result["class_id"], result["seed"], result["metrics"],
-                                         seconds=result["seconds"],
-                                         worker=str(result["worker"]),
-                                         versions=result["versions"], session=session)
-        table = export_results(target)
-    finally:
-        target.close()
-    return median_over_seeds(table, chosen, seeds)
-
-
-def choose_for_comparison(table, baselines: dict[int, str], top: int, *,
-                          seed: int = 0) -> list[tuple[int, str, str]]:
-    """``(class_id, name, kind)`` of the baselines (``{class_id: name}``, kind "baseline") and
-    the ``top`` searched functions with the highest validation accuracy of the search's
-    ``seed`` (kind "discovered", finite accuracies only) in a results ``table``."""
-    first = table[table["seed"] == seed]
-    searched = first[~first["class_id"].isin(list(baselines)) & np.isfinite(first["val_acc"])]
-    searched = searched.sort_values("val_acc", ascending=False, kind="stable").head(top)
-    return [(c, n, "baseline") for c, n in baselines.items()] + \
-        [(int(c), str(n), "discovered") for c, n in zip(searched["class_id"], searched["name"],
-                                                          strict=True)]
-
-
-def median_over_seeds(table, chosen: Sequence[tuple[int, str, str]], seeds: Sequence[int]):
-    """One row per chosen ``(class_id, name, kind)``: the median validation and test accuracy
-    over ``seeds``, the smallest and largest test accuracy, and the per-seed test accuracies, from a results ``table`` (columns
-    class_id, seed, val_acc, test_acc: :func:`export_results` or a shipped search), best
-    median test accuracy first. Raises ``KeyError`` naming a missing (function, seed) run."""
-    import pandas as pd
-
-    runs = {(int(c), int(s)): (v, t) for c, s, v, t in zip(
-        table["class_id"], table["seed"], table["val_acc"], table["test_acc"], strict=True)}
-    rows = []
-    for class_id, name, kind in chosen:
-        missing = [s for s in seeds if (class_id, s) not in runs]
-        if missing:
-            raise KeyError(f"{name} (class {class_id}) has no run with seed(s) {missing}")
-        vals = [runs[class_id, s][0] for s in seeds]
-        tests = [runs[class_id, s][1] for s in seeds]
-        rows.append({"function": name, "kind": kind, "class_id": class_id,
-                     "median val acc": float(np.median(vals)),
-                     "median test acc": float(np.median(tests)),
-                     "min test acc": float(np.min(tests)), "max test acc": float(np.max(tests)),
-                     "test acc per seed": " ".join(f"{t:.3f}" for t in tests)})
-    return pd.DataFrame(rows).sort_values("median test acc", ascending=False,
-                                          kind="stable").reset_index(drop=True)

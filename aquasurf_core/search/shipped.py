@@ -31,13 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aquasurf_core.machine import describe_machine
-from aquasurf_core.search.engine import (
-    export_results,
-    final_ledger_path,
-    search_status,
-    space_store,
-    transfer_ledger_path,
-)
+from aquasurf_core.search.comparisons import final_ledger_path, transfer_ledger_path
+from aquasurf_core.search.engine import export_results, search_status, space_store
 from aquasurf_core.search.ledger import SearchLedger
 from aquasurf_core.storage import atomic_directory, file_entry, first_file_problem
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aquasurf_core.search.engine import SearchConfig, compare_with_baselines, run_search
+from aquasurf_core.search.comparisons import compare_with_baselines
+from aquasurf_core.search.engine import SearchConfig, run_search
 from aquasurf_core.search.ledger import SearchLedger
 
 ROOT = Path(__file__).resolve().parents[2]

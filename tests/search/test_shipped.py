@@ -62,7 +62,7 @@ def test_round_trip_keeps_every_run_with_its_baseline_name_and_phase(ledger_path
 def test_final_runs_come_from_the_ledgers_final_twin(ledger_path, tmp_path):
     import shutil
 
-    from aquasurf_core.search.engine import final_ledger_path, transfer_ledger_path
+    from aquasurf_core.search.comparisons import final_ledger_path, transfer_ledger_path
 
     search = tmp_path / "s.sqlite"
     shutil.copy(ledger_path, search)
