@@ -8,7 +8,8 @@
     aquasurf bench status --arch cnn|resnet|vit [--ledger PATH]
     aquasurf search run --task NAME [--evaluations 50] [--features 2000] [--workers 2]
                         [--space 3-node|4-node] [--operators paper|coatnet]
-                        [--surrogate lgp-ucb|knr-union]
+                        [--surrogate lgp-ucb|knr-union] [--extra-features 0.5]
+                        [--batch believer|independent]
                         [--scheduler-address ADDR] [--ledger PATH] [--device cpu|cuda]
                         [--factor-dtype auto|float32|float64] [--on-unsupported error|skip]
                         [--min-coverage F]
@@ -209,6 +210,7 @@ def _search_run(args: argparse.Namespace) -> int:
                               factor_dtype=args.factor_dtype,
                               on_unsupported=args.on_unsupported,
                               min_coverage=args.min_coverage, surrogate=args.surrogate,
+                              extra_features=args.extra_features, batch=args.batch,
                               **extended)
         status = run_search(args.task, _ledger_for(args), config, workers=args.workers,
                             scheduler_address=args.scheduler_address,
@@ -402,6 +404,14 @@ def _add_search(commands) -> None:
                           "UMAP embedding (knr-union)")
     run.add_argument("--operators", default="paper", choices=["paper", "coatnet"],
                      help="coatnet: the extended operator set and its 13 baselines (Table 3)")
+    run.add_argument("--extra-features", type=float, default=0.5,
+                     help="features computed after the search starts, as a fraction of "
+                          "--features (default 0.5: at most 1.5 x --features functions get "
+                          "them; then every worker evaluates)")
+    run.add_argument("--batch", default="believer", choices=["believer", "independent"],
+                     help="functions still being evaluated count at their predicted accuracy "
+                          "(believer, default: parallel workers are sent to different "
+                          "regions) or are only skipped (independent)")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--workers", type=int, default=2, help="local dask workers (default 2)")
     run.add_argument("--scheduler-address", default=None,

@@ -26,8 +26,15 @@ What one search does (:func:`run_search`), the paper's recipe with our safeguard
    own, KNR (k = 3) on the 2-D union UMAP embedding (FIM features + outputs,
    :mod:`aquasurf_core.embedding.umap_models`). The surrogate is refitted with every result;
    the distances (or the embedding) are recomputed when the featured set has grown by
-   ``refit_growth`` -- and the last worker keeps computing features (all workers evaluate
-   when there is only one).
+   ``refit_growth``, and once more when no more features will come -- in a separate process
+   (:class:`~aquasurf_core.search.surrogate_space.Refitter`): the search goes on with the
+   previous space meanwhile, so no free worker waits for a refit (only the very first space is
+   waited for, with the workers computing features). The last worker keeps computing features
+   (all workers evaluate when there is only one) until ``features x (1 + extra_features)``
+   functions have them; then it evaluates too. With several evaluations in flight, each
+   running function counts as if it had returned the surrogate's prediction (``batch=
+   "believer"``, GP-BUCB for the UCB surrogate: :mod:`aquasurf_core.search.searcher`), so
+   parallel workers are not all sent into one cluster.
 4. It stops after ``evaluations`` functions beyond the baselines, and reports
    (:func:`search_status`, :func:`report_lines`, logged): how many of the requested
    evaluations ran and how many failed, how many functions' features failed, and how many
@@ -80,14 +87,15 @@ import socket
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from aquasurf_core.search.cluster import dask_client
 from aquasurf_core.search.ledger import SearchLedger
-from aquasurf_core.search.searcher import Searcher
+from aquasurf_core.search.searcher import BATCH_POLICIES, Searcher
+from aquasurf_core.search.surrogate_space import Refitter, SpaceInputs, SurrogateSpace
 from aquasurf_core.search.tasks import (
     DEFAULT_MIN_COVERAGE,
     StageOptions,
@@ -157,6 +165,14 @@ class SearchConfig:
     surrogate: str = "lgp-ucb"
     kappa: float = 2.0
     length: float = 0.3
+    #: features computed after the search has started, as a fraction of ``features``: at most
+    #: ``features x (1 + extra_features)`` functions get Fisher features (0: none beyond
+    #: ``features``); every worker evaluates once they have
+    extra_features: float = 0.5
+    #: how functions still being evaluated shape the next pick
+    #: (:data:`~aquasurf_core.search.searcher.BATCH_POLICIES`): "believer" (default) or
+    #: "independent"
+    batch: str = "believer"
     #: where the task's stages run, and K-FAC's settings (:class:`~aquasurf_core.search.tasks.
     #: StageOptions`): the device (None: the task's own, else the CPU), the factor precision
     #: ("auto" | "float32" | "float64"), a layer K-FAC cannot represent ("error" | "skip"), the
@@ -184,13 +200,21 @@ class SearchConfig:
         if self.surrogate not in ENGINE_SURROGATES:
             raise ValueError(f"surrogate must be one of {', '.join(ENGINE_SURROGATES)}, got "
                              f"{self.surrogate!r}")
-        for name in ("kappa", "length"):
+        for name in ("kappa", "length", "extra_features"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-                    not np.isfinite(value) or value < (0 if name == "kappa" else 1e-9):
-                kind = "non-negative" if name == "kappa" else "positive"
+                    not np.isfinite(value) or value < (1e-9 if name == "length" else 0):
+                kind = "positive" if name == "length" else "non-negative"
                 raise ValueError(f"{name} must be a {kind} number, got {value!r}")
+        if self.batch not in BATCH_POLICIES:
+            raise ValueError(f"batch must be one of {', '.join(BATCH_POLICIES)}, got "
+                             f"{self.batch!r}")
         self.stage_options  # noqa: B018 -- checks device, factor_dtype, on_unsupported, ...
+
+    @property
+    def feature_cap(self) -> int:
+        """The most functions that get Fisher features: ``features x (1 + extra_features)``."""
+        return int(self.features * (1 + self.extra_features))
 
     @property
     def stage_options(self) -> StageOptions:
@@ -279,7 +303,9 @@ class _Run:
     session: str
     baselines: dict[int, str]
     log: object
-    embedded_at: int = -1
+    refitter: Refitter
+    embedded_at: int = -1  # valid featured functions in the space in use (-1: none yet)
+    requested_at: int = -1  # ... in the space last asked for
     coords: np.ndarray | None = None
     coord_ids: np.ndarray | None = None
     distances: np.ndarray | None = None  # raw distances of coord_ids (distance surrogates)
@@ -325,46 +351,40 @@ TOO_FEW_EMBEDDED = "fewer than MIN_EMBEDDED={} functions with valid spectra"
 NOTHING_LEARNED = "no results to learn from yet (no evaluated function has a valid spectrum)"
 
 
-def _embed(run: _Run, store) -> None:
-    """Recompute what the surrogate searches on, for the functions with valid features: their
-    raw Eq. 2 + Eq. 3 distances (median-scaled sum,
-    :func:`~aquasurf_core.embedding.distances.combined_distances`; ``lgp-ucb``) or their union
-    UMAP embedding (``knr-union``); with fewer than :data:`MIN_EMBEDDED` of them, nothing yet
-    (random picks)."""
-    from aquasurf_core.embedding.distances import fim_embedding_features
-    from aquasurf_core.embedding.umap_models import FIM_SETTINGS, OUTPUT_SETTINGS, fit, union
-    from aquasurf_core.features.fim import FimLayout
-    from aquasurf_core.features.outputs import clean_outputs
+def _use_space(run: _Run, space: SurrogateSpace) -> None:
+    run.coords, run.distances, run.coord_ids = space.coords, space.distances, space.class_ids
+    run.embedded_at = space.size
+    what = "embedded" if space.coords is not None else "distances between"
+    run.log(f"search: {what} {space.size} functions with valid spectra "
+            f"({space.seconds:.1f} s, off the workers' path)")
 
-    ids, valid, cdf = run.ledger.featured()
-    ids, cdf = ids[valid], cdf[valid]
-    run.embedded_at = len(ids)
+
+def _refresh(run: _Run, store, final: bool = False) -> None:
+    """Keep what the surrogate searches on up to date (module docstring, step 3): take a
+    finished refit; ask for a new one (:mod:`~aquasurf_core.search.surrogate_space`) when the
+    valid featured set has grown by ``refit_growth`` since the last one asked for, or -- with
+    ``final`` (no more features will come) -- by anything. With fewer than
+    :data:`MIN_EMBEDDED` of them there is no space (random picks), at once."""
+    future = run.refitter.future
+    if future is not None and future.done():
+        run.refitter.future = None
+        _use_space(run, future.result())  # a refit that raised raises here
+    if run.refitter.running:
+        return
+    valid = run.ledger.feature_counts()[1]
+    grown = valid >= max(run.requested_at, 1) * (1 + run.config.refit_growth)
+    if not (run.requested_at < 0 or grown or (final and valid > run.requested_at)):
+        return
+    ids, ok, cdf = run.ledger.featured()
+    ids, cdf = ids[ok], cdf[ok]
+    run.requested_at = len(ids)
     if len(ids) < MIN_EMBEDDED:
         run.coords, run.distances, run.coord_ids = None, None, ids
+        run.embedded_at = len(ids)
         return
-    layout = FimLayout.from_dict(run.ledger.meta("fim_layout"))
-    start = time.perf_counter()
-    if run.config.surrogate != "knr-union":  # raw distances: no UMAP on the critical path
-        from aquasurf_core.embedding.distances import (
-            combined_distances,
-            fim_distance_matrix,
-            output_distance_matrix,
-        )
-
-        run.distances = combined_distances(
-            fim_distance_matrix(cdf, layout),
-            output_distance_matrix(clean_outputs(np.asarray(store.outputs[ids]))))
-        run.coords, run.coord_ids = None, ids
-        run.log(f"search: distances between {len(ids)} functions with valid spectra "
-                f"({time.perf_counter() - start:.1f} s)")
-        return
-    seed = run.config.seed
-    fim_model = fit(fim_embedding_features(cdf, layout), replace(FIM_SETTINGS, seed=seed))
-    out_model = fit(clean_outputs(np.asarray(store.outputs[ids])),
-                    replace(OUTPUT_SETTINGS, seed=seed))
-    run.coords, run.coord_ids = union(fim_model, out_model).embedding_, ids
-    run.log(f"search: embedded {len(ids)} functions with valid spectra "
-            f"({time.perf_counter() - start:.1f} s)")
+    inputs = SpaceInputs(ids, cdf, run.ledger.meta("fim_layout"),
+                         np.asarray(store.outputs[ids]))
+    run.refitter.submit(run.config.surrogate, inputs, run.config.seed)
 
 
 def _next_candidate(run: _Run, running: set[int]) -> int | None:
@@ -382,10 +402,10 @@ def _next_candidate(run: _Run, running: set[int]) -> int | None:
         searcher = Searcher(names, None, distances=run.distances, surrogate=config.surrogate,
                             options={"kappa": float(config.kappa),
                                      "length": float(config.length)},
-                            k=config.k, n_random=0, seed=seed)
+                            k=config.k, n_random=0, seed=seed, batch=config.batch)
     else:
         searcher = Searcher(names, run.coords, surrogate="knr" if ready else "random",
-                            k=config.k, n_random=0, seed=seed)
+                            k=config.k, n_random=0, seed=seed, batch=config.batch)
     learned = 0
     for class_id, acc in done.items():
         if str(class_id) in searcher.index:
@@ -520,7 +540,7 @@ def run_search(task: str | Task, ledger_path: str | Path, config: SearchConfig |
         baselines = dict(zip(baseline_ids, config.baselines, strict=True))
         log(f"search {task_obj.name}: {len(names):,} functions in {ledger.path}; "
             f"released {released} stale claims")
-        run = _Run(config, ledger, task_ref, session, baselines, log)
+        run = _Run(config, ledger, task_ref, session, baselines, log, Refitter())
         relu = int(baseline_ids[0])
         # cheap checks first: the model, K-FAC, the baselines' spectra (no training)
         check_task(task_obj, train=False, baselines=config.baselines,
@@ -540,6 +560,7 @@ def run_search(task: str | Task, ledger_path: str | Path, config: SearchConfig |
                     for future in run.pending:
                         future.cancel()
         finally:
+            run.refitter.close()
             ledger.release_own(session)
         status = search_status(ledger)
         for line in report_lines(status):
@@ -549,8 +570,10 @@ def run_search(task: str | Task, ledger_path: str | Path, config: SearchConfig |
         ledger.close()
 
 
-def _submit_features(run: _Run, client) -> bool:
-    items = run.ledger.claim_features(run.config.feature_batch, run.session)
+def _submit_features(run: _Run, client, room: int) -> bool:
+    """Claim up to ``feature_batch`` functions (at most ``room``) for features and submit
+    them; False when there was nothing to claim."""
+    items = run.ledger.claim_features(min(run.config.feature_batch, room), run.session)
     if not items:
         return False
     future = client.submit(features_job, run.task_ref, items, run.config.seed,
@@ -590,20 +613,24 @@ def _fill(run: _Run, client, slots: int, done: dict, running: set[int], store) -
             running.add(ready[0])
             continue
         n_featured, _ = ledger.feature_counts()
-        left = ledger.count("new") > 0
-        feature_jobs = sum(1 for kind, _ in run.pending.values() if kind == "features")
-        searching = n_featured >= config.features or not left
+        feature_jobs = [p for kind, p in run.pending.values() if kind == "features"]
+        in_feature_jobs = sum(len(p) for p in feature_jobs)
+        # features beyond the cap are never computed (extra_features)
+        room = config.feature_cap - n_featured - in_feature_jobs
+        exhausted = ledger.count("new") == 0
+        left = not exhausted and room > 0
+        searching = n_featured >= config.features or exhausted
         if searching and in_flight < config.evaluations and (
-                feature_jobs >= 1 or slots == 1 or not left):
-            if run.embedded_at < 0 or ledger.feature_counts()[1] >= \
-                    max(run.embedded_at, 1) * (1 + config.refit_growth):
-                _embed(run, store)
-            class_id = _next_candidate(run, running)
-            if class_id is not None:
-                _submit_evaluation(run, client, class_id)
-                running.add(class_id)
-                continue
-        if not left or (searching and feature_jobs >= 1) or not _submit_features(run, client):
+                feature_jobs or slots == 1 or not left):
+            _refresh(run, store, final=not left and not feature_jobs)
+            if run.coord_ids is not None:  # else the first space is being computed
+                class_id = _next_candidate(run, running)
+                if class_id is not None:
+                    _submit_evaluation(run, client, class_id)
+                    running.add(class_id)
+                    continue
+        if not left or (searching and feature_jobs) or not _submit_features(run, client,
+                                                                            room):
             return
 
 
@@ -661,12 +688,18 @@ def _loop(run: _Run, store, client, slots: int, progress: bool, tqdm, wait, firs
             break
         _fill(run, client, slots, done, running, store)
         if not run.pending:
+            if run.refitter.running:  # the first space: nothing else to hand out meanwhile
+                from concurrent.futures import wait as wait_local
+
+                wait_local([run.refitter.future], timeout=beat)
+                continue
             if ledger.claims_of_others(run.session) and evaluated < config.evaluations:
                 time.sleep(beat)  # another driver's claims: wait for them (or their lease)
                 continue
             break
-        try:
-            finished, _ = wait(list(run.pending), timeout=beat, return_when=first)
+        try:  # a refit in flight is looked at every second
+            finished, _ = wait(list(run.pending), return_when=first,
+                               timeout=1.0 if run.refitter.running else beat)
         except TimeoutError:  # dask raises the built-in one
             continue  # nothing finished: renew the lease and look again
         for future in finished:

@@ -339,6 +339,65 @@ def test_either_surrogate_proposes_and_is_recorded(tmp_path, client, surrogate, 
 def test_surrogate_settings_are_checked():
     for bad, says in [({"surrogate": "knr"}, "surrogate must be one of lgp-ucb, knr-union"),
                       ({"kappa": -1.0}, "kappa must be a non-negative number"),
+                      ({"extra_features": -0.5}, "extra_features must be a non-negative"),
+                      ({"batch": "greedy"}, "batch must be one of believer, independent"),
                       ({"length": 0.0}, "length must be a positive number")]:
         with pytest.raises(ValueError, match=says):
             SearchConfig(**bad)
+
+
+def test_extra_features_bound_the_features_computed_beyond_the_request(tmp_path, client):
+    """At most ``features x (1 + extra_features)`` functions get features; then every
+    worker evaluates."""
+    config = SearchConfig(evaluations=4, features=40, space="3-node", feature_batch=8,
+                          extra_features=0.2)
+    status = run_search(tiny_task(), tmp_path / "ledger.sqlite", config, client=client,
+                        progress=False, log=lambda *_: None)
+    assert config.feature_cap == 48
+    assert 40 <= status["with_features"] + status["feature_failures"] <= 48, status
+    assert status["evaluations"]["ran"] == 4
+
+
+def test_the_driver_hands_out_evaluations_while_a_refit_runs(tmp_path):
+    """A refit in flight (a future not done) does not hold up a free worker: the driver
+    proposes from the space it has and leaves the refit running."""
+    from concurrent.futures import Future
+
+    from aquasurf_core.search import engine
+    from aquasurf_core.search.surrogate_space import Refitter
+
+    names = [f"add(x,{u}(x))" for u in ("tanh", "sigmoid", "erf", "arctan", "softsign")] + \
+        [f"f{i}(x)" for i in range(35)]
+    ledger = SearchLedger(tmp_path / "ledger.sqlite")
+    ledger.add_functions(names, 0)
+    claimed = ledger.claim_features(30, "s")
+    rng = np.random.default_rng(0)
+    ledger.record_features([(c, None, rng.random(8).astype(np.float32), 0.1)
+                            for c, _ in claimed])
+    ids = np.array(sorted(c for c, _ in claimed))[:25]  # the space in use: 25 of the 30
+    for c in ids[:5]:  # five results to learn from
+        assert ledger.claim_evaluation([int(c)], "s", budget=10)
+        ledger.start(int(c), "s")
+        ledger.record_result(int(c), 0, {"val_acc": 0.5 + 0.01 * int(c)}, seconds=1.0)
+    config = SearchConfig(evaluations=10, features=20, space="3-node", extra_features=0.0)
+    refit = Future()  # the refit of all 30: still running
+    refitter = Refitter()
+    refitter.future = refit
+    run = engine._Run(config, ledger, "task", "s", {}, lambda *_: None, refitter,
+                      embedded_at=25, requested_at=30, coord_ids=ids,
+                      distances=np.abs(ids[:, None] - ids[None, :]).astype(float))
+
+    class Client:
+        submitted = []
+
+        def submit(self, fn, *args, **kwargs):
+            self.submitted.append((fn.__name__, args))
+            return object()
+
+    client = Client()
+    _, done = engine._evaluated(ledger, {}, 0)
+    engine._fill(run, client, 1, done, set(), store=None)
+    assert [fn for fn, _ in client.submitted] == ["evaluate_job"]
+    assert client.submitted[0][1][1] in set(ids[5:].tolist())  # from the space in use
+    assert refitter.future is refit and not refit.done()  # the refit goes on
+    ledger.close()

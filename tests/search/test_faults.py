@@ -306,6 +306,8 @@ def test_command_line_stage_defaults_are_the_search_configs():
 
     args = build_parser().parse_args(["search", "run", "--task", "digits-cnn"])
     config = SearchConfig()
-    assert (args.on_unsupported, args.min_coverage, args.factor_dtype, args.surrogate) == (
-        config.on_unsupported, config.min_coverage, config.factor_dtype, config.surrogate)
+    assert (args.on_unsupported, args.min_coverage, args.factor_dtype, args.surrogate,
+            args.extra_features, args.batch, args.features, args.evaluations) == (
+        config.on_unsupported, config.min_coverage, config.factor_dtype, config.surrogate,
+        config.extra_features, config.batch, config.features, config.evaluations)
     assert config.min_coverage == DEFAULT_MIN_COVERAGE == 0.5
