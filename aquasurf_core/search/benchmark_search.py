@@ -25,7 +25,11 @@ measures only start-to-start noise. A problem may carry several realisations
 embedding's. Every method of a trial still sees the same realisation and the same start.
 
 Methods are surrogate names (:data:`~aquasurf_core.search.surrogates.SURROGATES`), optionally
-with options in brackets, e.g. ``"lgp-ucb(kappa=2,length=0.1)"`` (:func:`parse_method`).
+with options in brackets, e.g. ``"lgp-ucb(kappa=2,length=0.1)"`` (:func:`parse_method`), and
+optionally searching in batches, as ``q`` parallel workers would: ``"lgp-ucb(kappa=2)+batch=4"``
+asks four functions at a time with the believer (running functions count at their predicted
+accuracy, :mod:`aquasurf_core.search.searcher`), ``"...+batch=4,independent"`` takes the four
+best scores of one fit; each batch is told before the next is asked.
 """
 
 from __future__ import annotations
@@ -49,8 +53,8 @@ from aquasurf_core.search.searcher import Searcher
 from aquasurf_core.search.surrogates import get_surrogate
 from aquasurf_core.storage import atomic_write_bytes
 
-__all__ = ["RESULT_COLUMNS", "SearchProblem", "TrialLedger", "parse_method", "problem_from",
-           "raw_problem_from", "run_experiment", "run_trial"]
+__all__ = ["RESULT_COLUMNS", "SearchProblem", "TrialLedger", "parse_batch", "parse_method",
+           "problem_from", "raw_problem_from", "run_experiment", "run_trial"]
 
 RESULT_COLUMNS = ("benchmark", "feature", "method", "trial", "step", "function", "val_acc",
                   "test_acc", "best_val_so_far", "test_acc_of_best")
@@ -201,12 +205,32 @@ def parse_method(method: str) -> tuple[str, dict[str, float]]:
     return name, options
 
 
+def parse_batch(method: str) -> tuple[str, int, str]:
+    """``(method, batch size, policy)`` of a method name with an optional batch suffix
+    (module docstring): ``"knr+batch=4"`` is ``("knr", 4, "believer")``,
+    ``"knr+batch=4,independent"`` ``("knr", 4, "independent")``, ``"knr"`` ``("knr", 1,
+    "believer")``. Raises ``ValueError`` for a malformed suffix."""
+    from aquasurf_core.search.searcher import BATCH_POLICIES
+
+    base, sep, suffix = method.partition("+batch=")
+    if not sep:
+        return method, 1, "believer"
+    size, _, policy = suffix.partition(",")
+    policy = policy or "believer"
+    if not size.isdigit() or int(size) < 1 or policy not in BATCH_POLICIES:
+        raise ValueError(f"malformed batch in method {method!r}: expected +batch=<size>[,"
+                         f"{'|'.join(BATCH_POLICIES)}]")
+    return base, int(size), policy
+
+
 def run_trial(problem: SearchProblem, method: str, trial: int, budget: int = 100,
               k: int = 3) -> pd.DataFrame:
     """One search of ``budget`` evaluations; the trial number is the seed (and picks the
     embedding realisation, :meth:`SearchProblem.coords_for`). ``method`` is a surrogate name
-    with optional options (:func:`parse_method`). Returns the rows of :data:`RESULT_COLUMNS`
-    (one per evaluation)."""
+    with optional options (:func:`parse_method`) and batch (:func:`parse_batch`). Returns the
+    rows of :data:`RESULT_COLUMNS` (one per evaluation)."""
+    method_name = method
+    method, size, policy = parse_batch(method)
     surrogate, options = parse_method(method)
     needs = get_surrogate(surrogate).needs
     raw = problem.distances is not None and needs == "distances"
@@ -219,21 +243,23 @@ def run_trial(problem: SearchProblem, method: str, trial: int, budget: int = 100
     coords = problem.coords_for(trial) if needs != "nothing" and not raw else None
     searcher = Searcher(problem.names, coords, valid=problem.valid, surrogate=surrogate, k=k,
                         first=[problem.first], seed=trial,
-                        distances=problem.distances if raw else None, options=options)
+                        distances=problem.distances if raw else None, options=options,
+                        batch=policy)
     index = searcher.index
     rows = []
     best_val, best_test = -np.inf, np.nan
-    for step in range(1, budget + 1):
-        asked = searcher.ask()
+    while len(rows) < budget:
+        asked = searcher.ask(min(size, budget - len(rows)))
         if not asked:
             break
-        r = index[asked[0]]
-        val, test = float(problem.val_acc[r]), float(problem.test_acc[r])
-        searcher.tell(asked[0], val)
-        if val > best_val:
-            best_val, best_test = val, test
-        rows.append((problem.benchmark, problem.feature, method, trial, step, asked[0], val,
-                     test, best_val, best_test))
+        for name in asked:  # a batch comes back whole before the next is asked
+            r = index[name]
+            val, test = float(problem.val_acc[r]), float(problem.test_acc[r])
+            searcher.tell(name, val)
+            if val > best_val:
+                best_val, best_test = val, test
+            rows.append((problem.benchmark, problem.feature, method_name, trial,
+                         len(rows) + 1, name, val, test, best_val, best_test))
     return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
 
 

@@ -210,3 +210,34 @@ def test_trials_cycle_through_the_embedding_realisations():
     a = run_trial(both, "lgp-ucb(kappa=0)", 1, budget=20)["function"].tolist()
     b = run_trial(both, "lgp-ucb(kappa=5)", 1, budget=20)["function"].tolist()
     assert a[:8] == b[:8] and a != b
+
+
+def test_a_batched_trial_asks_batches_as_the_searcher_does():
+    """``+batch=q``: q functions asked at a time (the believer, or the q best of one fit with
+    ``independent``), told together; the start is the sequential trial's."""
+    from aquasurf_core.search.benchmark_search import parse_batch
+    from aquasurf_core.search.searcher import Searcher
+
+    problem = tiny_problem()
+    assert parse_batch("lgp-ucb(kappa=2)+batch=4") == ("lgp-ucb(kappa=2)", 4, "believer")
+    assert parse_batch("knr+batch=3,independent") == ("knr", 3, "independent")
+    assert parse_batch("knr") == ("knr", 1, "believer")
+    for bad in ("knr+batch=0", "knr+batch=x", "knr+batch=2,greedy"):
+        with pytest.raises(ValueError, match="malformed batch"):
+            parse_batch(bad)
+    sequential = run_trial(problem, "lgp-ucb(kappa=2)", trial=2, budget=22)
+    for policy in ("believer", "independent"):
+        rows = run_trial(problem, f"lgp-ucb(kappa=2)+batch=4,{policy}", trial=2, budget=22)
+        assert len(rows) == 22 and rows["function"].is_unique
+        assert rows["function"][:8].tolist() == sequential["function"][:8].tolist()
+        assert set(rows["method"]) == {f"lgp-ucb(kappa=2)+batch=4,{policy}"}
+        searcher = Searcher(problem.names, problem.coords, valid=problem.valid,
+                            surrogate="lgp-ucb", first=[problem.first], seed=2,
+                            options={"kappa": 2}, batch=policy)
+        asked = []
+        while len(asked) < 22:
+            names = searcher.ask(min(4, 22 - len(asked)))
+            for name in names:
+                searcher.tell(name, float(problem.val_acc[searcher.index[name]]))
+            asked += names
+        assert rows["function"].tolist() == asked
