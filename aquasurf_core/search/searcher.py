@@ -121,9 +121,6 @@ class Searcher:
         elif entry.needs != "nothing" and self.coords is None:
             raise SearchError(f"surrogate {surrogate!r} needs coordinates (or, for "
                               f"{distance_surrogates}, distances)")
-        # symmetric distances are read by rows only (the same values, gathered faster)
-        self.symmetric = self.distances is not None and bool(
-            np.array_equal(self.distances, self.distances.T))
         self.valid = np.ones(n, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
         if self.valid.shape != (n,):
             raise SearchError(f"valid must be a bool array of {n}, got shape {self.valid.shape}")
@@ -142,7 +139,29 @@ class Searcher:
         self.running: list[int] = []
         self.history: list[tuple[int, float]] = []
         self.told: set[int] = set()
-        self.fingerprint = _fingerprint(self.names, self.coords, self.valid, self.distances)
+        self._fingerprint: str | None = None  # computed when first asked for (fingerprint)
+        self._symmetric: bool | None = None  # likewise (symmetric)
+        self._model = None  # the surrogate updated one result at a time (a cache: _fitted)
+        self._model_key = None
+
+    @property
+    def fingerprint(self) -> str:
+        """A digest of the names, coordinates (or distances) and validity: a saved state is
+        resumed only over the same candidates. Computed once, when first asked for (hashing
+        an ``N x N`` distance matrix is most of a short search's time otherwise)."""
+        if self._fingerprint is None:
+            self._fingerprint = _fingerprint(self.names, self.coords, self.valid,
+                                             self.distances)
+        return self._fingerprint
+
+    @property
+    def symmetric(self) -> bool:
+        """Whether the distances are symmetric (then they are read by rows only: the same
+        values, gathered faster); computed once, when first needed."""
+        if self._symmetric is None:
+            self._symmetric = self.distances is not None and bool(
+                np.array_equal(self.distances, self.distances.T))
+        return self._symmetric
 
     # ---------------------------------------------------------------- asking and telling
     def _row(self, name: str) -> int:
@@ -189,6 +208,26 @@ class Searcher:
         return score_candidates(surrogate, x, y, candidates, self.rng, self.k,
                                 precomputed=precomputed, **options)
 
+    def _fitted(self, surrogate: str, options: dict, rows: list[int], y: np.ndarray):
+        """The surrogate's incremental model (:mod:`~aquasurf_core.search.incremental`) fitted
+        on exactly the results ``rows``, ``y`` -- a cache kept from step to step, rebuilt from
+        the history when the surrogate or its options change (or after :meth:`from_state`);
+        None for a surrogate without one."""
+        entry = get_surrogate(surrogate)
+        if entry.incremental is None:
+            return None
+        key = (surrogate, tuple(sorted(options.items())))
+        if self._model_key != key or self._model.count > len(rows) or \
+                self._model_rows != rows[:self._model.count]:
+            self._model = entry.incremental(self.k, self.coords if self.distances is None
+                                            else None, self.distances, **options)
+            self._model_key, self._model_rows = key, []
+        for row, accuracy in zip(rows[self._model.count:], y[self._model.count:],
+                                 strict=True):
+            self._model.add(row, float(accuracy))
+            self._model_rows.append(row)
+        return self._model
+
     def _ranked(self, n: int) -> list[int]:
         allowed = self._allowed()
         if not len(allowed):
@@ -202,20 +241,27 @@ class Searcher:
         rows = [r for r, _ in known]
         y = np.array([acc for _, acc in known], dtype=np.float64)
         believe = self.batch == "believer" and get_surrogate(surrogate).mean is not None
+        pending = np.array([r for r in self.running if self.valid[r]], dtype=np.int64)
+        # the fast path: the incremental model, where the fit is on the results alone
+        model = self._fitted(surrogate, options, rows, y) if learns and known and not (
+            believe and len(pending)) else None
         if not believe:
-            scores = self._scores(surrogate, options, rows, y, allowed)
+            scores = model.scores(allowed) if model is not None else \
+                self._scores(surrogate, options, rows, y, allowed)
             order = np.argsort(-scores, kind="stable")[:n]
             return [int(allowed[i]) for i in order]
         # the kriging believer: running functions count as if they had returned the
         # surrogate's prediction; a batch is picked one function at a time the same way
-        pending = np.array([r for r in self.running if self.valid[r]], dtype=np.int64)
         if len(pending):
             fantasy = self._scores(surrogate, options, rows, y, pending, predict=True)
             rows, y = rows + pending.tolist(), np.r_[y, fantasy]
         chosen: list[int] = []
         open_ = allowed
         while len(chosen) < n and len(open_):
-            scores = self._scores(surrogate, options, rows, y, open_)
+            if model is not None and not chosen:  # fitted on the results alone
+                scores = model.scores(open_)
+            else:
+                scores = self._scores(surrogate, options, rows, y, open_)
             best = int(np.argsort(-scores, kind="stable")[0])
             row = int(open_[best])
             chosen.append(row)

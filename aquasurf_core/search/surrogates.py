@@ -9,7 +9,9 @@ candidate; the search evaluates the highest-scoring candidates next.
   ``k``, all of them): the prediction ``sum_j w_j y_j / sum_j w_j`` over the ``k`` nearest
   evaluated functions, ``w_j = 1 / d_j`` (a candidate at distance 0 from evaluated functions gets
   the mean of their accuracies exactly); ``"knr-uniform"`` -- the same with ``w_j = 1`` (the
-  other reading of the paper's "KNR", which states no weights);
+  other reading of the paper's "KNR", which states no weights). Computed here with NumPy (the
+  same rule; equal distances go to the earlier evaluated function, where scikit-learn's tree
+  search breaks such ties in its own order);
 * ``"knr-ucb"`` -- KNR (inverse-distance weights) plus an exploration term:
   ``mu + kappa * s``, ``s`` the weighted standard deviation of the ``k`` neighbours' accuracies
   (``s^2 = sum_j w_j (y_j - mu)^2 / sum_j w_j``; ``kappa`` 1 by default);
@@ -78,6 +80,7 @@ import numpy as np
 from scipy.stats import norm
 
 from aquasurf_core.search.forest import forest_predict
+from aquasurf_core.search.incremental import IncrementalGP, IncrementalKNR, knr_prediction
 
 __all__ = ["NEEDS", "Surrogate", "experiment_methods", "get_surrogate", "knr_neighbours",
            "predict_candidates", "register", "score_candidates", "surrogate_names", "unregister"]
@@ -104,7 +107,10 @@ class Surrogate:
     04's main experiment (paper profile) runs it; ``score``: the scoring function
     (:data:`Scorer`), higher is evaluated sooner; ``mean``: the predicted accuracy with the same
     signature (None: it predicts nothing, as random search); ``summary``: one line for
-    listings."""
+    listings; ``incremental`` (optional): a factory ``(k, coords, distances, **options)`` of a
+    model over a fixed table of rows with ``add(row, accuracy)`` and ``scores(rows)`` that
+    gives ``score``'s values one result at a time
+    (:mod:`~aquasurf_core.search.incremental`; the searcher's fast path)."""
 
     name: str
     label: str
@@ -116,6 +122,7 @@ class Surrogate:
     colour: str = "#000000"
     experiment: bool = False
     summary: str = ""
+    incremental: Callable | None = None
 
     def __post_init__(self) -> None:
         if not self.name or "(" in self.name or "," in self.name:
@@ -196,38 +203,26 @@ def knr_neighbours(distances: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarra
 
 def _knr_from_distances(d: np.ndarray, y: np.ndarray, k: int, weights: str):
     """``(mean, weighted std)`` of KNR from candidate-to-evaluated distances ``d``: the rule of
-    ``KNeighborsRegressor`` (a candidate with neighbours at distance 0 gets their mean)."""
+    ``KNeighborsRegressor`` (:func:`~aquasurf_core.search.incremental.knr_prediction`)."""
     index, dist = knr_neighbours(d, k)
-    values = y[index]
-    if weights == "uniform":
-        w = np.ones_like(dist)
-    else:
-        with np.errstate(divide="ignore"):
-            w = 1.0 / dist
-        zero = dist == 0
-        rows = zero.any(axis=1)
-        w[rows] = zero[rows].astype(float)
-    w = w / w.sum(axis=1, keepdims=True)
-    mean = (w * values).sum(axis=1)
-    spread = np.sqrt(np.maximum((w * (values - mean[:, None]) ** 2).sum(axis=1), 0.0))
-    return mean, spread
+    return knr_prediction(dist, y[index], weights)
 
 
-def _distances(x, candidates, precomputed):
-    """``(evaluated-to-evaluated, candidate-to-evaluated)`` distances."""
+def _distances(x, candidates, precomputed, pairs=True):
+    """``(evaluated-to-evaluated, candidate-to-evaluated)`` distances (the first None unless
+    ``pairs``)."""
     if precomputed:
         return np.asarray(x, np.float64), np.asarray(candidates, np.float64)
     from scipy.spatial.distance import cdist
 
-    return cdist(x, x), cdist(candidates, x)
+    return (cdist(x, x) if pairs else None), cdist(candidates, x)
 
 
 def _knr(x, y, candidates, rng, k, precomputed=False, weights="distance"):
-    from sklearn.neighbors import KNeighborsRegressor
-
-    model = KNeighborsRegressor(n_neighbors=min(k, len(y)), weights=weights,
-                                metric="precomputed" if precomputed else "minkowski")
-    return model.fit(x, y).predict(candidates)
+    # KNeighborsRegressor(n_neighbors=min(k, n), weights=weights).fit(x, y).predict(c), with
+    # ties between equal distances going to the earlier evaluated function
+    _, d = _distances(x, candidates, precomputed, pairs=False)
+    return _knr_from_distances(d, y, k, weights)[0]
 
 
 def _knr_uniform(x, y, candidates, rng, k, precomputed=False):
@@ -245,8 +240,11 @@ def _knr_ucb_mean(x, y, candidates, rng, k, precomputed=False, kappa=1.0):
 
 
 def _lgp(x, y, candidates, precomputed, length):
-    """``(mean, sigma)`` of the Laplace-kernel GP in the data's units (module docstring)."""
-    from scipy.linalg import cho_factor, cho_solve
+    """``(mean, sigma)`` of the Laplace-kernel GP in standardised units, with the targets'
+    scale and centre (module docstring). With ``L`` the Cholesky factor of ``K + alpha I``
+    and ``V = L^-1 k_*^T``: ``mean = V^T L^-1 z`` and ``sigma^2 = 1 - sum(V^2)`` (one
+    triangular solve for all candidates)."""
+    from scipy.linalg import cholesky, solve_triangular
 
     dxx, dcx = _distances(x, candidates, precomputed)
     off = dxx[~np.eye(len(y), dtype=bool)]
@@ -254,19 +252,20 @@ def _lgp(x, y, candidates, precomputed, length):
     ell = length * scale
     sd = y.std()
     z = (y - y.mean()) / sd if sd > 0 else y - y.mean()
-    factor = None
+    lower = None
     for jitter in (1.0, 10.0, 100.0):  # a distance that is not a metric may break definiteness
         try:
-            factor = cho_factor(np.exp(-dxx / ell) + jitter * GPR_ALPHA * np.eye(len(y)))
+            lower = cholesky(np.exp(-dxx / ell) + jitter * GPR_ALPHA * np.eye(len(y)),
+                             lower=True, check_finite=False)
             break
         except np.linalg.LinAlgError:
             continue
-    if factor is None:
+    if lower is None:
         raise ValueError("lgp-ucb: the Laplace kernel of these distances is not positive "
                          "definite even with 100x the noise term; are they a metric?")
-    kc = np.exp(-dcx / ell)
-    mean = kc @ cho_solve(factor, z)
-    var = 1.0 - np.einsum("ij,ji->i", kc, cho_solve(factor, kc.T))
+    v = solve_triangular(lower, np.exp(-dcx / ell).T, lower=True, check_finite=False)
+    mean = v.T @ solve_triangular(lower, z, lower=True, check_finite=False)
+    var = 1.0 - np.einsum("ij,ij->j", v, v)
     return mean, np.sqrt(np.maximum(var, 0.0)), (sd if sd > 0 else 1.0), y.mean()
 
 
@@ -326,15 +325,68 @@ def _random(x, y, candidates, rng, k, precomputed=False):
     return rng.random(len(candidates))
 
 
+class _KnrModel(IncrementalKNR):
+    """KNR (and KNR-UCB) one result at a time: ``scores`` is ``mean + kappa x spread``."""
+
+    def __init__(self, k, coords, distances, weights="distance", kappa=0.0):
+        super().__init__(k, coords=coords, distances=distances, weights=weights)
+        self.kappa = float(kappa)
+
+    def scores(self, rows):
+        mean, spread = self.predict(rows)
+        return mean + self.kappa * spread if self.kappa else mean
+
+
+class _GpModel(IncrementalGP):
+    """The ``"gpr-*"`` GP one result at a time: ``scores`` is EI or UCB."""
+
+    def __init__(self, coords, rule):
+        if coords is None:
+            raise ValueError("the gpr surrogates need coordinates")
+        super().__init__(coords, alpha=GPR_ALPHA)
+        self.rule = rule
+
+    def scores(self, rows):
+        mean, std = self.predict(rows)
+        if self.rule == "ucb":
+            return mean + UCB_KAPPA * std
+        best = max(self.y)
+        z = (mean - best) / std
+        return (mean - best) * norm.cdf(z) + std * norm.pdf(z)
+
+
+def _knr_incremental(k, coords, distances):
+    return _KnrModel(k, coords, distances)
+
+
+def _knr_uniform_incremental(k, coords, distances):
+    return _KnrModel(k, coords, distances, weights="uniform")
+
+
+def _knr_ucb_incremental(k, coords, distances, kappa=1.0):
+    return _KnrModel(k, coords, distances, kappa=kappa)
+
+
+def _gpr_ei_incremental(k, coords, distances):
+    return _GpModel(coords, "ei")
+
+
+def _gpr_ucb_incremental(k, coords, distances):
+    return _GpModel(coords, "ucb")
+
+
 # ----------------------------------------------------------------------------- registered
 for _entry in (
     Surrogate("knr", "KNR", _knr, _knr, "distances", True, colour="#1f77b4", experiment=True,
-              summary="k-nearest-neighbour regression, inverse-distance weights (the paper's)"),
+              summary="k-nearest-neighbour regression, inverse-distance weights (the paper's)",
+              incremental=_knr_incremental),
     Surrogate("knr-uniform", "KNR-uniform", _knr_uniform, _knr_uniform, "distances", True,
-              colour="#17becf", summary="KNR with uniform weights"),
+              colour="#17becf", summary="KNR with uniform weights",
+              incremental=_knr_uniform_incremental),
     Surrogate("knr-ucb", "KNR-UCB", _knr_ucb, _knr_ucb_mean, "distances", True,
               {"kappa": 1.0}, colour="#bcbd22",
-              summary="KNR plus kappa x the neighbours' weighted spread"),
+              summary="KNR plus kappa x the neighbours' weighted spread",
+              incremental=_knr_ucb_incremental),
     Surrogate("lgp-ucb", "LGP-UCB", _lgp_ucb, _lgp_mean, "distances", True,
               {"kappa": 1.0, "length": 0.3}, colour="#e377c2",
               summary="GP-UCB with the Laplace kernel on distances (the engine's default)"),
@@ -343,10 +395,12 @@ for _entry in (
     Surrogate("svr", "SVR", _svr, _svr, "coordinates", True, colour="#ff7f0e",
               experiment=True, summary="support vector regression (scikit-learn's defaults)"),
     Surrogate("gpr-ei", "GPR-EI", _gpr_ei, _gpr_mean, "coordinates", True, colour="#9467bd",
-              experiment=True, summary="GP regression (RBF), expected improvement"),
+              experiment=True, summary="GP regression (RBF), expected improvement",
+              incremental=_gpr_ei_incremental),
     Surrogate("gpr-ucb", "GPR-UCB", _gpr_ucb, _gpr_mean, "coordinates", True,
               colour="#8c564b", experiment=True,
-              summary="GP regression (RBF), upper confidence bound (kappa 1.96)"),
+              summary="GP regression (RBF), upper confidence bound (kappa 1.96)",
+              incremental=_gpr_ucb_incremental),
     Surrogate("random", "RS", _random, None, "nothing", False, colour="#d62728",
               experiment=True, summary="random search over every function"),
     Surrogate("random-filter", "RS + filter", _random, None, "nothing", True,

@@ -178,3 +178,29 @@ def test_the_believer_leaves_the_searchs_random_numbers_alone(field):
     assert predict_candidates("random", x, [0.5] * 10, coords[:5], searcher.rng) is None
     with pytest.raises(SearchError, match="batch must be one of"):
         Searcher(names, coords, batch="greedy")
+
+
+def test_lgp_ucb_is_the_gp_posterior_computed_with_an_inverse():
+    """GP-UCB with the Laplace kernel on distances, the slow obvious way: ``K^-1`` by
+    ``numpy.linalg.inv``, the length relative to the median distance, standardised targets;
+    on coordinates and on the same distances precomputed."""
+    from scipy.spatial.distance import cdist
+
+    rng = np.random.default_rng(7)
+    x, c = rng.normal(size=(15, 3)), rng.normal(size=(40, 3))
+    y = rng.uniform(0.2, 0.9, 15)
+    dxx, dcx = cdist(x, x), cdist(c, x)
+    ell = 0.3 * np.median(dxx[~np.eye(15, dtype=bool)])
+    z = (y - y.mean()) / y.std()
+    inverse = np.linalg.inv(np.exp(-dxx / ell) + 0.01 * np.eye(15))
+    kc = np.exp(-dcx / ell)
+    mean = kc @ inverse @ z
+    sigma = np.sqrt(1 - np.sum(kc @ inverse * kc, axis=1))
+    for kappa in (0.0, 2.0):
+        expected = mean + kappa * sigma
+        got = score_candidates("lgp-ucb", x, y, c, rng, kappa=kappa)
+        np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+        got = score_candidates("lgp-ucb", dxx, y, dcx, rng, precomputed=True, kappa=kappa)
+        np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(predict_candidates("lgp-ucb", x, y, c, rng),
+                               mean * y.std() + y.mean(), rtol=1e-9)
