@@ -308,4 +308,6 @@ def test_command_line_stage_defaults_are_the_search_configs():
     config = SearchConfig()
     assert (args.on_unsupported, args.min_coverage, args.factor_dtype, args.surrogate) == (
         config.on_unsupported, config.min_coverage, config.factor_dtype, config.surrogate)
+    # the space and operator set: both read from their registries' defaults
+    assert (args.space, args.operators) == (config.space, config.operators) == ("4-node", "paper")
     assert config.min_coverage == DEFAULT_MIN_COVERAGE == 0.5
