@@ -35,7 +35,7 @@ ALLOWED = {
     "figures": {"paper", "space", "models", "features", "training", "bench", "embedding",
                 "search"},
     "export": {"storage"},
-    "pipeline": {"paths"},
+    "pipeline": {"paths", "models"},
     "cli": {"paths", "space", "models", "features", "training", "bench", "embedding", "search",
             "pipeline"},
     "__init__": set(),
