@@ -45,10 +45,11 @@ Full-size models (paper Sec. 5 and Table 4):
 * ``mobilevitv2-0.5`` -- Mehta & Rastegari 2022, width 0.5, 3x160x160 (:mod:`.mobilevitv2`).
 * ``resnet-50`` -- torchvision ResNet-50, every ReLU replaced (:mod:`.resnet50`).
 
-The architecture registry. :data:`ARCHITECTURES` is the one list of architectures: every other
-place that names architectures reads it, so adding one is adding an :class:`ArchSpec` here,
-plus what the higher stages keep for it under the same name (a lower stage imports no higher
-one, so they register into their own tables rather than this one knowing them):
+The architecture registry. :data:`ARCHITECTURES` is the one list of architectures: the
+package's lists of architectures are derived from it, so adding one is adding an
+:class:`ArchSpec` here, plus what the higher stages keep for it under the same name (a lower
+stage imports no higher one, so they keep their own tables, keyed by the name, rather than this
+one knowing them; ``CONTRIBUTING.md`` has the steps):
 
 * its training recipe, :data:`aquasurf_core.training.recipes.RECIPES` ``[name]``, needed by
   every architecture that is trained by name (a benchmark or a built-in task);
