@@ -1,13 +1,13 @@
 """The ``aquasurf`` command line: every subcommand's parser and handler.
 
-    aquasurf space count SCHEMA... [--operators paper|coatnet] [--json]
-    aquasurf space build SCHEMA... [--operators ...] [--out DIR] [--json]
-    aquasurf space map [--space 3-node|4-node] [--out DIR] [--pca 50] [--seed 0] [--limit N]
+    aquasurf space count SCHEMA... [--operators SET] [--json]
+    aquasurf space build SCHEMA... [--operators SET] [--out DIR] [--json]
+    aquasurf space map [--space SPACE] [--out DIR] [--pca 50] [--seed 0] [--limit N]
     aquasurf fim --arch NAME --fn NAME [--device cpu|cuda] [--batch-size N] [--seed S] [--json]
-    aquasurf bench build --arch cnn|resnet|vit [--seeds 0 1 2] [--workers 2] [--limit N] ...
-    aquasurf bench status --arch cnn|resnet|vit [--ledger PATH]
+    aquasurf bench build --arch ARCH [--seeds 0 1 2] [--workers 2] [--limit N] ...
+    aquasurf bench status --arch ARCH [--ledger PATH]
     aquasurf search run --task NAME [--evaluations 50] [--features 2000] [--workers 2]
-                        [--space 3-node|4-node] [--operators paper|coatnet]
+                        [--space SPACE] [--operators SET]
                         [--surrogate lgp-ucb|knr-union] [--extra-features 0.5]
                         [--batch believer|independent]
                         [--scheduler-address ADDR] [--ledger PATH] [--device cpu|cuda]
@@ -18,7 +18,16 @@
                             [--final | --transfer OTHER]
     aquasurf search ship --task NAME [--ledger PATH] [--out DIR] [--command TEXT]
     aquasurf reproduce --profile smoke|paper [--only 01 02 ...] [--output-root DIR]
-    aquasurf inspect [--bench cnn|resnet|vit] [--port N] [--no-browser]
+    aquasurf inspect [--bench ARCH] [--port N] [--no-browser]
+
+SPACE, SET and ARCH are names from the registries, never written out here: the named spaces
+(:data:`aquasurf_core.space.schemas.NAMED_SPACES`, default
+:data:`~aquasurf_core.space.schemas.DEFAULT_SPACE`), the operator sets
+(:data:`aquasurf_core.space.operators.OPERATOR_SETS`, default
+:data:`~aquasurf_core.space.operators.DEFAULT_OPERATOR_SET`) and the benchmark architectures
+(:data:`aquasurf_core.models.BENCHMARK_ARCHS`). Those modules import torch, so the parser reads
+them only when it needs them -- to check a value or show a subcommand's help (:class:`_Names`,
+:class:`_Default`) -- and building it imports nothing heavy.
 
 Handlers parse and print; the work is done by the library (:mod:`aquasurf_core.space.store`,
 :mod:`aquasurf_core.features.fim`, :mod:`aquasurf_core.bench.build`,
@@ -34,8 +43,93 @@ import argparse
 import json
 import sqlite3
 import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
-ARCHS = ("cnn", "resnet", "vit")
+
+class _Names(Sequence):
+    """A registry's names as argparse ``choices``, read each time argparse needs them (to
+    check a value, or for a usage, help or error message), never when the parser is built. An
+    option with these choices needs an explicit ``metavar``: without one, argparse lists the
+    choices as the option is added."""
+
+    def __init__(self, read: Callable[[], Iterable[str]]):
+        self._read = read
+
+    def _names(self) -> tuple[str, ...]:
+        return tuple(self._read())
+
+    def __getitem__(self, index):
+        return self._names()[index]
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+
+class _Default:
+    """An option's default that a registry module names, read when the subcommand is parsed
+    (:class:`_Parser` puts the value in the namespace) or its help shows ``%(default)s``."""
+
+    def __init__(self, read: Callable[[], str]):
+        self.read = read
+
+    def __str__(self) -> str:
+        return str(self.read())
+
+
+class _Parser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` that resolves the options left at a :class:`_Default`
+    (the subcommands' parsers are of this class too)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        for key, value in vars(namespace).items():
+            if isinstance(value, _Default):
+                setattr(namespace, key, value.read())
+        return namespace, extras
+
+
+def _spaces():
+    from aquasurf_core.space.schemas import NAMED_SPACES
+
+    return NAMED_SPACES
+
+
+def _default_space() -> str:
+    from aquasurf_core.space.schemas import DEFAULT_SPACE
+
+    return DEFAULT_SPACE
+
+
+def _operator_sets():
+    from aquasurf_core.space.operators import OPERATOR_SETS
+
+    return OPERATOR_SETS
+
+
+def _default_operator_set() -> str:
+    from aquasurf_core.space.operators import DEFAULT_OPERATOR_SET
+
+    return DEFAULT_OPERATOR_SET
+
+
+def _benchmark_archs():
+    from aquasurf_core.models import BENCHMARK_ARCHS
+
+    return BENCHMARK_ARCHS
+
+
+#: ``choices`` and defaults of the options that name a space, an operator set or a benchmark
+#: architecture (module docstring).
+_SPACES, _DEFAULT_SPACE = _Names(_spaces), _Default(_default_space)
+_OPERATOR_SETS, _DEFAULT_OPERATOR_SET = _Names(_operator_sets), _Default(_default_operator_set)
+_BENCHMARK_ARCHS = _Names(_benchmark_archs)
+_FIRST_BENCHMARK = _Default(lambda: _benchmark_archs()[0])
 
 
 def _error(command: str, err: BaseException) -> int:
@@ -82,23 +176,25 @@ def _space_build(args: argparse.Namespace) -> int:
 
 def _space_map(args: argparse.Namespace) -> int:
     from aquasurf_core.embedding.space_map import (
+        SHIPPED_MAP,
         SpaceMapError,
         fit_space_map,
         shipped_map_dir,
         write_space_map,
     )
-    from aquasurf_core.space.schemas import FOUR_NODE_SCHEMAS, THREE_NODE_SCHEMA
+    from aquasurf_core.space.schemas import NAMED_SPACES
     from aquasurf_core.space.store import SpaceStoreError, build_space
 
     if args.limit is not None and args.limit < 1:
         return _error("space map", ValueError(f"--limit must be >= 1, got {args.limit}"))
-    out = args.out or (shipped_map_dir() if args.space == "4-node" else None)
+    shipped = SHIPPED_MAP[-1]  # the space of the map that ships with the package
+    out = args.out or (shipped_map_dir() if args.space == shipped else None)
     if out is None:
-        return _error("space map", ValueError("--out is required for the 3-node map (only the "
-                                              "4-node map ships with the package)"))
+        return _error("space map", ValueError(f"--out is required for the {args.space} map "
+                                              f"(only the {shipped} map ships with the "
+                                              "package)"))
     try:
-        store = build_space(FOUR_NODE_SCHEMAS if args.space == "4-node" else THREE_NODE_SCHEMA,
-                            progress=True)
+        store = build_space(NAMED_SPACES[args.space], progress=True)
         pca = None if args.pca == 0 else args.pca
         print(f"aquasurf space map: embedding {args.limit or store.n_unique:,} functions of the "
               f"{args.space} space by their outputs (PCA {pca}, UMAP; long: see the module "
@@ -335,15 +431,17 @@ def _add_space(commands) -> None:
         cmd = sub.add_parser(name, help=summary)
         cmd.add_argument("schemas", nargs="+", metavar="SCHEMA",
                          help="e.g. 'binary(unary(x),unary(x))'")
-        cmd.add_argument("--operators", default="paper", choices=["paper", "coatnet"],
-                         help="operator set (default: paper)")
+        cmd.add_argument("--operators", default=_DEFAULT_OPERATOR_SET,
+                         choices=_OPERATOR_SETS, metavar="SET",
+                         help="operator set: %(choices)s (default: %(default)s)")
         cmd.add_argument("--json", action="store_true", help="print one JSON object")
         if name == "build":
             cmd.add_argument("--out", default=None, help="output directory (default: cache)")
         cmd.set_defaults(func=handler)
     cmd = sub.add_parser("map", help="embed a whole space by its outputs (UMAP; the appendix "
                                      "map), written as a space map")
-    cmd.add_argument("--space", default="4-node", choices=["3-node", "4-node"])
+    cmd.add_argument("--space", default=_DEFAULT_SPACE, choices=_SPACES, metavar="SPACE",
+                     help="a named space: %(choices)s (default: %(default)s)")
     cmd.add_argument("--out", default=None,
                      help="output directory (default for 4-node: the map shipped in the package)")
     cmd.add_argument("--pca", type=int, default=50,
@@ -369,7 +467,8 @@ def _add_bench(commands) -> None:
     bench = commands.add_parser("bench", help="build Act-Bench-Mini benchmarks")
     sub = bench.add_subparsers(dest="bench_command", required=True)
     build = sub.add_parser("build", help="train every 3-node function (resumable)")
-    build.add_argument("--arch", required=True, choices=ARCHS)
+    build.add_argument("--arch", required=True, choices=_BENCHMARK_ARCHS, metavar="ARCH",
+                       help="a benchmark architecture: %(choices)s")
     build.add_argument("--seeds", type=int, nargs="+", default=[0])
     build.add_argument("--workers", type=int, default=2, help="processes (default 2)")
     build.add_argument("--group-size", type=int, default=32,
@@ -383,7 +482,8 @@ def _add_bench(commands) -> None:
     build.add_argument("--quiet", action="store_true", help="no progress bar")
     build.set_defaults(func=_bench_build)
     status = sub.add_parser("status", help="what a build ledger holds")
-    status.add_argument("--arch", required=True, choices=ARCHS)
+    status.add_argument("--arch", required=True, choices=_BENCHMARK_ARCHS, metavar="ARCH",
+                        help="a benchmark architecture: %(choices)s")
     status.add_argument("--ledger", default=None)
     status.set_defaults(func=_bench_status)
 
@@ -397,13 +497,15 @@ def _add_search(commands) -> None:
                      help="functions evaluated beyond the baselines (default 50)")
     run.add_argument("--features", type=int, default=2000,
                      help="functions with Fisher features before the surrogate is used")
-    run.add_argument("--space", default="4-node", choices=["3-node", "4-node"])
+    run.add_argument("--space", default=_DEFAULT_SPACE, choices=_SPACES, metavar="SPACE",
+                     help="a named space: %(choices)s (default: %(default)s)")
     run.add_argument("--surrogate", default="lgp-ucb", choices=["lgp-ucb", "knr-union"],
                      help="what proposes the next function: GP-UCB on the raw Eq. 2 + Eq. 3 "
                           "distances (lgp-ucb, default), or the paper's KNR on the 2-D union "
                           "UMAP embedding (knr-union)")
-    run.add_argument("--operators", default="paper", choices=["paper", "coatnet"],
-                     help="coatnet: the extended operator set and its 13 baselines (Table 3)")
+    run.add_argument("--operators", default=_DEFAULT_OPERATOR_SET, choices=_OPERATOR_SETS,
+                     metavar="SET", help="operator set: %(choices)s (default: %(default)s); "
+                     "coatnet: the extended operator set and its 13 baselines (Table 3)")
     run.add_argument("--extra-features", type=float, default=0.5,
                      help="features computed after the search starts, as a fraction of "
                           "--features (default 0.5: at most 1.5 x --features functions get "
@@ -482,8 +584,9 @@ def _add_reproduce(commands) -> None:
 
 def _add_inspect(commands) -> None:
     parser = commands.add_parser("inspect", help="explore the UMAP embeddings in a web page")
-    parser.add_argument("--bench", default="cnn", choices=ARCHS,
-                        help="benchmark shown first (default: cnn)")
+    parser.add_argument("--bench", default=_FIRST_BENCHMARK, choices=_BENCHMARK_ARCHS,
+                        metavar="ARCH",
+                        help="benchmark shown first: %(choices)s (default: %(default)s)")
     parser.add_argument("--port", type=int, default=None, help="port (default: a free one)")
     parser.add_argument("--no-browser", action="store_true",
                         help="only print the URL; do not open a browser")
@@ -491,7 +594,7 @@ def _add_inspect(commands) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="aquasurf",
         description="AQuaSurF: activation-function search with a Fisher/outputs surrogate.",
     )

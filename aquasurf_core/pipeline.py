@@ -87,7 +87,8 @@ class Notebook:
     """One registry entry: a notebook file in ``notebooks/`` and its papermill parameters per
     profile (on top of :data:`COMMON_PARAMETERS`). ``outputs`` optionally lists the file stems
     (e.g. ``"01_operator_counts"``) the notebook must write into ``figures_dir``; the runner
-    fails if one is not produced."""
+    fails if one is not produced. A parameter's value may be a function of no arguments,
+    called by :meth:`parameters`: a list read from a registry then (:func:`benchmark_archs`)."""
 
     filename: str
     smoke: Mapping[str, Any] = field(default_factory=dict)
@@ -117,11 +118,19 @@ class Notebook:
     def parameters(self, profile: str) -> dict[str, Any]:
         """The notebook-specific parameters of ``profile`` (without the common ones); those
         of ``full`` are ``paper``'s updated with ``full``'s. A value given as a function is
-        read from its registry now (:func:`_experiment_methods`)."""
+        read from its registry now (:func:`benchmark_archs`, :func:`_experiment_methods`)."""
         _check_profile(profile)
-        values = {**self.paper, **self.full} if profile == "full" else dict(
-            getattr(self, profile))
-        return {key: value() if callable(value) else value for key, value in values.items()}
+        chosen = {**self.paper, **self.full} if profile == "full" else getattr(self, profile)
+        return {key: value() if callable(value) else value for key, value in chosen.items()}
+
+
+def benchmark_archs() -> list[str]:
+    """The benchmark architectures, :data:`aquasurf_core.models.BENCHMARK_ARCHS`: the value of
+    the notebook parameters that list them, read when the parameters are asked for (importing
+    the pipeline imports no torch)."""
+    from aquasurf_core.models import BENCHMARK_ARCHS
+
+    return list(BENCHMARK_ARCHS)
 
 
 def _experiment_methods() -> list[str]:
@@ -136,9 +145,9 @@ def _experiment_methods() -> list[str]:
 NOTEBOOKS: list[Notebook] = [
     Notebook(
         "00_benchmarks.ipynb",
-        smoke={"source": "build", "archs": ["cnn", "resnet", "vit"], "smoke_functions": 16,
+        smoke={"source": "build", "archs": benchmark_archs, "smoke_functions": 16,
                "smoke_epochs": 1, "smoke_train_subset": 300},
-        paper={"source": "shipped", "archs": ["cnn", "resnet", "vit"]},
+        paper={"source": "shipped", "archs": benchmark_archs},
         full={"source": "rebuild"},
         outputs=("00_recipes", "00_failure_counts", "00_fig1_histograms", "00_fim_reasons",
                  "00_fig2_correlations", "00_fig2_pairwise", "00_baselines", "00_top10"),
@@ -158,7 +167,7 @@ NOTEBOOKS: list[Notebook] = [
             "negation_seeds": [0, 1, 2, 3, 4],
             "full_size_negation_seeds": [0, 1],
             "invalid_sample": 300,
-            "invalid_archs": ["cnn", "resnet", "vit"],
+            "invalid_archs": benchmark_archs,
             "timing_functions": 2,
         },
         outputs=("02_negation_distances", "02_fig5_negation", "02_invalid_share",

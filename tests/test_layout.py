@@ -35,7 +35,7 @@ ALLOWED = {
     "figures": {"paper", "space", "models", "features", "training", "bench", "embedding",
                 "search"},
     "export": {"storage"},
-    "pipeline": {"paths", "search"},  # the registries its method lists are read from
+    "pipeline": {"paths", "models", "search"},  # the registries its lists are read from
     "cli": {"paths", "space", "models", "features", "training", "bench", "embedding", "search",
             "pipeline"},
     "__init__": set(),

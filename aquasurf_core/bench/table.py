@@ -80,6 +80,7 @@ from aquasurf_core.features.outputs import (
     fingerprint_problems,
     output_features,
 )
+from aquasurf_core.models import BENCHMARK_ARCHS
 from aquasurf_core.paths import shipped_data_dir
 from aquasurf_core.space.evaluation import find_rows_by_outputs
 from aquasurf_core.space.inputs import N_NORMAL
@@ -114,8 +115,10 @@ OUTPUTS_FILE = "outputs.npy"
 FIM_CDF_FILE = "fim_cdf.npy"
 FIM_VALID_FILE = "fim_valid.npy"
 MANIFEST_FILE = "manifest.json"
-#: Names of the shipped benchmarks (``aquasurf_core/data/benchmarks/<name>/``).
-SHIPPED = ("cnn", "resnet", "vit")
+#: Names of the shipped benchmarks (``aquasurf_core/data/benchmarks/<name>/``): one per
+#: benchmark architecture, :data:`aquasurf_core.models.BENCHMARK_ARCHS` itself (read from the
+#: architecture registry at each use).
+SHIPPED = BENCHMARK_ARCHS
 
 class BenchmarkFileError(ValueError):
     """A benchmark file or directory that is corrupt, partial or ill-typed; the message names

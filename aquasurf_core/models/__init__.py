@@ -3,6 +3,7 @@
 Public API::
 
     ARCHITECTURES: dict[str, ArchSpec]
+    BENCHMARK_ARCHS: Sequence[str]  (the names of the benchmark architectures, read at each use)
     build_model(arch, fn_name, *, seed=0, num_classes=None, normalize=False,
                 init="variance") -> nn.Module
     activation_factory(fn_name, normalize=False) -> factory(inplace=False) -> nn.Module
@@ -44,6 +45,30 @@ Full-size models (paper Sec. 5 and Table 4):
 * ``mobilevitv2-0.5`` -- Mehta & Rastegari 2022, width 0.5, 3x160x160 (:mod:`.mobilevitv2`).
 * ``resnet-50`` -- torchvision ResNet-50, every ReLU replaced (:mod:`.resnet50`).
 
+The architecture registry. :data:`ARCHITECTURES` is the one list of architectures: the
+package's lists of architectures are derived from it, so adding one is adding an
+:class:`ArchSpec` here, plus what the higher stages keep for it under the same name (a lower
+stage imports no higher one, so they keep their own tables, keyed by the name, rather than this
+one knowing them; ``CONTRIBUTING.md`` has the steps):
+
+* its training recipe, :data:`aquasurf_core.training.recipes.RECIPES` ``[name]``, needed by
+  every architecture that is trained by name (a benchmark or a built-in task);
+* its search tasks, in :mod:`aquasurf_core.search.tasks`: every benchmark architecture gets
+  the built-in MNIST-1D task ``mnist1d-<name>`` (and its ``-final`` twin) without an edit
+  there; any other architecture is searched through a task of its own (the built-in
+  ``digits-cnn``, ``mnist1d-hard-coatnet`` or the full-size ones, or one registered with
+  :func:`aquasurf_core.search.tasks.register_task`).
+
+``ArchSpec.benchmark`` marks the Act-Bench-Mini benchmark architectures (MNIST-1D input
+``1 x 40``, trained with all 2,902 unique 3-node functions): :data:`BENCHMARK_ARCHS` lists them
+in registry order, and the grouped trainer (:mod:`aquasurf_core.training.grouped`), the shipped
+benchmarks (:data:`aquasurf_core.bench.table.SHIPPED`), the built-in tasks, the command line
+(``aquasurf bench build --arch``, ``aquasurf inspect --bench``) and the pipeline's notebook
+parameters read it when they are used, so a benchmark architecture added here is in all of
+them. ``tests/test_registries.py`` checks that every benchmark architecture has a recipe
+and a task, and that a toy architecture added to the registry reaches every one of those
+places.
+
 Every activation site is an :class:`aquasurf_core.space.ActivationFunction` (the module
 docstrings list the sites); every weight layer is ``nn.Linear``, ``nn.Conv1d`` or
 ``nn.Conv2d`` (depthwise included) without a built-in nonlinearity. Initialisation is
@@ -52,7 +77,7 @@ docstrings list the sites); every weight layer is ``nn.Linear``, ``nn.Conv1d`` o
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -76,8 +101,9 @@ from aquasurf_core.models.small_coatnet import SmallCoAtNet
 from aquasurf_core.models.small_vit import SmallMobileViT
 from aquasurf_core.space.names import canonical_name
 
-__all__ = ["ARCHITECTURES", "INITS", "ArchSpec", "FunctionalSitesError", "Site",
-           "activation_factory", "build_model", "make_searchable", "set_activation"]
+__all__ = ["ARCHITECTURES", "BENCHMARK_ARCHS", "INITS", "ArchSpec", "FunctionalSitesError",
+           "Site", "activation_factory", "build_model", "get_spec", "make_searchable",
+           "set_activation"]
 
 #: ``builder(act_factory, *, in_channels, num_classes) -> nn.Module``.
 Builder = Callable[..., nn.Module]
@@ -85,7 +111,8 @@ Builder = Callable[..., nn.Module]
 
 @dataclass(frozen=True)
 class ArchSpec:
-    """An architecture: input shape without the batch dimension, default class count."""
+    """An architecture: input shape without the batch dimension, default class count, and
+    whether it is an Act-Bench-Mini benchmark architecture (module docstring)."""
 
     name: str
     input_shape: tuple[int, ...]
@@ -93,6 +120,7 @@ class ArchSpec:
     builder: Builder
     description: str
     family: str  # "small" (MNIST-1D, CPU) or "full"
+    benchmark: bool = False
 
 
 ARCHITECTURES: dict[str, ArchSpec] = {
@@ -100,13 +128,16 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     for spec in [
         ArchSpec("cnn", (1, 40), 10, partial(AllCNN, widths=(16, 32), dims=1, dropout=0.0,
                                                first_stride=2),
-                 "All-CNN-C-style 1-D all-convolutional net for MNIST-1D", "small"),
+                 "All-CNN-C-style 1-D all-convolutional net for MNIST-1D", "small",
+                 benchmark=True),
         ArchSpec("resnet", (1, 40), 10,
                  partial(PreActResNet, widths=(8, 16, 32), blocks=(1, 1, 1), dims=1,
                          stem_stride=2),
-                 "pre-activation 1-D ResNet (3 stages x 1 basic block) for MNIST-1D", "small"),
+                 "pre-activation 1-D ResNet (3 stages x 1 basic block) for MNIST-1D", "small",
+                 benchmark=True),
         ArchSpec("vit", (1, 40), 10, partial(SmallMobileViT, stem=16, dim=32, heads=2),
-                 "MobileViT-style 1-D conv + transformer model for MNIST-1D", "small"),
+                 "MobileViT-style 1-D conv + transformer model for MNIST-1D", "small",
+                 benchmark=True),
         ArchSpec("coatnet", (1, 40), 10, partial(SmallCoAtNet, stem=16, conv=24, dim=32,
                                                    heads=2, blocks=2),
                  "CoAtNet-style 1-D conv + transformer hybrid for MNIST-1D (Table 3)", "small"),
@@ -130,6 +161,36 @@ ARCHITECTURES: dict[str, ArchSpec] = {
                  "torchvision ResNet-50 with every ReLU replaced (transfer)", "full"),
     ]
 }
+
+
+
+class _BenchmarkArchs(Sequence):
+    """The names of the benchmark architectures (``ArchSpec.benchmark``) in registry order,
+    read from :data:`ARCHITECTURES` at every use: an architecture registered later (a test's
+    toy entry included) is in it at once, and every list derived from it with it."""
+
+    def _names(self) -> tuple[str, ...]:
+        return tuple(name for name, spec in ARCHITECTURES.items() if spec.benchmark)
+
+    def __getitem__(self, index):
+        return self._names()[index]
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __repr__(self) -> str:
+        return repr(self._names())
+
+
+#: The benchmark architectures, ``("cnn", "resnet", "vit")`` as shipped: a read-only view of
+#: :data:`ARCHITECTURES` (module docstring).
+BENCHMARK_ARCHS: Sequence[str] = _BenchmarkArchs()
 
 #: Initialisation choices of :func:`build_model`.
 INITS = ("variance", "default")

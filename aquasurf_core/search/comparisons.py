@@ -33,6 +33,8 @@ from aquasurf_core.search.engine import (
 )
 from aquasurf_core.search.ledger import SearchLedger
 from aquasurf_core.search.tasks import Task, get_task
+from aquasurf_core.space.operators import DEFAULT_OPERATOR_SET
+from aquasurf_core.space.schemas import DEFAULT_SPACE
 
 __all__ = ["choose_for_comparison", "compare_with_baselines", "final_ledger_path",
            "median_over_seeds", "transfer_ledger_path"]
@@ -91,8 +93,8 @@ def compare_with_baselines(task: str | Task, ledger_path: str | Path, *, top: in
             raise ValueError(f"{ledger.path} holds a search of task {config.get('task')!r}, "
                              f"not {search_task!r}; compare it with --task "
                              f"{config.get('task')} or name the ledger of {search_task}")
-        names, store = space_names(config.get("space", "4-node"),
-                                    config.get("operators", "paper"))
+        names, store = space_names(config.get("space", DEFAULT_SPACE),
+                                   config.get("operators", DEFAULT_OPERATOR_SET))
         baseline_names = list(config.get("baselines", SearchConfig().baselines))
         baselines = dict(zip(baseline_classes(store, baseline_names), baseline_names, strict=True))
         chosen = choose_for_comparison(export_results(ledger), baselines, top,

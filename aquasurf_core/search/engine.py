@@ -110,6 +110,8 @@ from aquasurf_core.search.tasks import (
     train_task,
 )
 from aquasurf_core.space.baselines import COATNET_BASELINES
+from aquasurf_core.space.operators import DEFAULT_OPERATOR_SET, OPERATOR_SETS
+from aquasurf_core.space.schemas import DEFAULT_SPACE, NAMED_SPACES
 
 __all__ = ["ENGINE_SURROGATES", "EXTENDED_BASELINES", "SearchConfig", "baseline_classes",
            "check_count", "check_workers", "default_ledger_path", "evaluate_job",
@@ -143,7 +145,8 @@ class SearchConfig:
 
     evaluations: int = 50
     features: int = 2000
-    space: str = "4-node"
+    #: a named space (:data:`aquasurf_core.space.schemas.NAMED_SPACES`)
+    space: str = DEFAULT_SPACE
     seed: int = 0
     k: int = 3
     feature_batch: int = 32
@@ -151,11 +154,11 @@ class SearchConfig:
     baselines: tuple[str, ...] = ("relu(x)", "elu(x)", "selu(x)", "sigmoid(x)",
                                   "softplus(x)", "softsign(x)", "swish(x)", "tanh(x)")
     retries: int = 2
-    #: the operator set of the space: "paper", or "coatnet" (the paper's Table 3: ELiSH, GELU,
-    #: Leaky ReLU and Mish added to the unary operators; give the 13 baselines of
-    #: :data:`EXTENDED_BASELINES` with it, as ``aquasurf search run --operators coatnet``
-    #: does)
-    operators: str = "paper"
+    #: the operator set of the space (:data:`aquasurf_core.space.operators.OPERATOR_SETS`):
+    #: "paper", or "coatnet" (the paper's Table 3: ELiSH, GELU, Leaky ReLU and Mish added to
+    #: the unary operators; give the 13 baselines of :data:`EXTENDED_BASELINES` with it, as
+    #: ``aquasurf search run --operators coatnet`` does)
+    operators: str = DEFAULT_OPERATOR_SET
     #: seconds a claim lives without the driver's heartbeat (module docstring)
     lease_seconds: float = 30.0
     #: what proposes the next function (:data:`ENGINE_SURROGATES`): "lgp-ucb" (default: GP-UCB
@@ -193,10 +196,10 @@ class SearchConfig:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
         if not self.baselines or len(set(self.baselines)) != len(self.baselines):
             raise ValueError(f"baselines must be distinct function names, got {self.baselines!r}")
-        if self.space not in ("3-node", "4-node"):
-            raise ValueError(f"space must be '3-node' or '4-node', got {self.space!r}")
-        if self.operators not in ("paper", "coatnet"):
-            raise ValueError(f"operators must be 'paper' or 'coatnet', got {self.operators!r}")
+        for name, registry in (("space", NAMED_SPACES), ("operators", OPERATOR_SETS)):
+            if getattr(self, name) not in registry:
+                raise ValueError(f"{name} must be one of {', '.join(map(repr, registry))}, got "
+                                 f"{getattr(self, name)!r}")
         if self.surrogate not in ENGINE_SURROGATES:
             raise ValueError(f"surrogate must be one of {', '.join(ENGINE_SURROGATES)}, got "
                              f"{self.surrogate!r}")
@@ -316,17 +319,17 @@ class _Run:
     check_metrics: dict | None = None  # the check's ReLU run, recorded once ReLU has features
 
 
-def space_store(space: str, operators: str = "paper"):
-    """The :class:`aquasurf_core.space.store.SpaceStore` of ``"3-node"`` or ``"4-node"`` with
-    the operator set ``operators`` (built once, then read from the cache)."""
-    from aquasurf_core.space.schemas import FOUR_NODE_SCHEMAS, THREE_NODE_SCHEMA
+def space_store(space: str, operators: str = DEFAULT_OPERATOR_SET):
+    """The :class:`aquasurf_core.space.store.SpaceStore` of the named ``space`` (a key of
+    :data:`~aquasurf_core.space.schemas.NAMED_SPACES`, e.g. ``"3-node"`` or ``"4-node"``) with
+    the operator set ``operators`` (built once, then read from the cache). Raises ``KeyError``
+    for a space that is not named there."""
     from aquasurf_core.space.store import build_space
 
-    return build_space(THREE_NODE_SCHEMA if space == "3-node" else FOUR_NODE_SCHEMAS,
-                       operators, progress=False)
+    return build_space(NAMED_SPACES[space], operators, progress=False)
 
 
-def space_names(space: str, operators: str = "paper") -> tuple[list[str], object]:
+def space_names(space: str, operators: str = DEFAULT_OPERATOR_SET) -> tuple[list[str], object]:
     """``(names, store)``: the representative name of every unique function of the space
     (:func:`space_store`), in class-id order, and the store itself."""
     store = space_store(space, operators)
@@ -489,8 +492,8 @@ def _check_ledger_config(ledger: SearchLedger, task_name: str, config: SearchCon
                          f"not {task_name!r}")
     # on_unsupported is not compared: with "error" a model that K-FAC covers fully gets the
     # same features as with "skip", and one it does not cover got none
-    for key, default in (("space", "4-node"), ("operators", "paper"), ("seed", 0),
-                         ("factor_dtype", "auto")):
+    for key, default in (("space", DEFAULT_SPACE), ("operators", DEFAULT_OPERATOR_SET),
+                         ("seed", 0), ("factor_dtype", "auto")):
         if stored.get(key, default) != getattr(config, key):
             raise ValueError(f"{ledger.path} holds a search of the {key} "
                              f"{stored.get(key, default)!r}, not {getattr(config, key)!r}; "

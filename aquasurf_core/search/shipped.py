@@ -34,6 +34,8 @@ from aquasurf_core.machine import describe_machine
 from aquasurf_core.search.comparisons import final_ledger_path, transfer_ledger_path
 from aquasurf_core.search.engine import export_results, search_status, space_store
 from aquasurf_core.search.ledger import SearchLedger
+from aquasurf_core.space.operators import DEFAULT_OPERATOR_SET
+from aquasurf_core.space.schemas import DEFAULT_SPACE
 from aquasurf_core.storage import atomic_directory, file_entry, first_file_problem
 
 __all__ = ["SHIPPED_FORMAT", "ShippedSearch", "ShippedSearchError", "load_search", "ship_search"]
@@ -127,7 +129,8 @@ def ship_search(ledger_path: str | os.PathLike, target: str | os.PathLike, *,
 
 
 def _baseline_classes(config: dict) -> list[int]:
-    store = space_store(config.get("space", "4-node"), config.get("operators", "paper"))
+    store = space_store(config.get("space", DEFAULT_SPACE),
+                        config.get("operators", DEFAULT_OPERATOR_SET))
     return [int(c) for c in store.class_of(list(config.get("baselines", [])))]
 
 

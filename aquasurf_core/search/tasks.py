@@ -36,10 +36,12 @@ training where the task's ``train`` takes a ``device`` keyword (:func:`loader_ta
 fraction of the parameters the spectrum must cover (``min_coverage``), all given to
 :func:`aquasurf_core.features.fim.fim_features` by :func:`task_features`.
 
-Built-in tasks are registered the same way (:func:`builtin_tasks`): ``digits-cnn``
+Built-in tasks are found by name the same way (:func:`builtin_tasks`): ``digits-cnn``
 (scikit-learn's 8x8 digits, :mod:`aquasurf_core.training.digits`, with the 2-D
-All-CNN-C-style ``digits-cnn`` network), the MNIST-1D benchmark tasks ``mnist1d-cnn``,
-``mnist1d-resnet``, ``mnist1d-vit``, and the harder MNIST-1D of the Section 6 experiments
+All-CNN-C-style ``digits-cnn`` network), the MNIST-1D benchmark tasks ``mnist1d-<arch>``, one
+per benchmark architecture (:data:`aquasurf_core.models.BENCHMARK_ARCHS`: ``mnist1d-cnn``,
+``mnist1d-resnet``, ``mnist1d-vit``; each with its architecture's recipe,
+:data:`aquasurf_core.training.recipes.RECIPES`), and the harder MNIST-1D of the Section 6 experiments
 (:data:`aquasurf_core.training.data.HARD_MNIST1D`: 10,000 samples, stronger noise and shear;
 1,000 validation examples) with the ResNet- and ViT-style networks, ``mnist1d-hard-resnet`` and
 ``mnist1d-hard-vit``, and with the CoAtNet-style hybrid of Table 3, ``mnist1d-hard-coatnet``. The full-size tasks of the paper are registered the same way and read
@@ -55,7 +57,7 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import cache, lru_cache
+from functools import cache
 
 from aquasurf_core.space.baselines import BASELINE_FUNCTIONS
 
@@ -201,14 +203,18 @@ def train_task(task: Task, fn_name: str, seed: int, device: str | None = None) -
     return task.train(fn_name, seed)
 
 
+#: The tasks registered with :func:`register_task` (the built-in ones are read from
+#: :func:`builtin_tasks` at each use; a registered task of the same name takes precedence).
 _REGISTRY: dict[str, Callable[[], Task]] = {}
 
 
 def register_task(name: str, factory: Callable[[], Task], *, replace: bool = False) -> None:
-    """Register ``factory`` (no arguments, returns a :class:`Task`) under ``name``."""
+    """Register ``factory`` (no arguments, returns a :class:`Task`) under ``name``. Raises
+    :class:`TaskError` for an empty name, or a name already taken (a registered or built-in
+    task) unless ``replace``."""
     if not name or not isinstance(name, str):
         raise TaskError(f"a task name must be a non-empty string, got {name!r}")
-    if name in _REGISTRY and not replace:
+    if not replace and (name in _REGISTRY or name in _builtin_factories()):
         raise TaskError(f"a task named {name!r} is already registered (replace=True "
                         "overrides it)")
     _REGISTRY[name] = factory
@@ -216,13 +222,15 @@ def register_task(name: str, factory: Callable[[], Task], *, replace: bool = Fal
 
 
 def registered_tasks() -> list[str]:
-    builtin_tasks()
-    return sorted(_REGISTRY)
+    """Every name :func:`get_task` accepts: the built-in tasks and the registered ones,
+    sorted."""
+    return sorted({*_builtin_factories(), *_REGISTRY})
 
 
 @cache
 def _instance(name: str) -> Task:
-    task = _REGISTRY[name]()
+    factory = _REGISTRY[name] if name in _REGISTRY else _builtin_factories()[name]
+    task = factory()
     if not isinstance(task, Task):
         raise TaskError(f"the factory of task {name!r} returned a {type(task).__name__}, not a "
                         "Task")
@@ -234,9 +242,9 @@ def get_task(task: str | Task) -> Task:
     process). Raises :class:`TaskError` naming the registered tasks for an unknown name."""
     if isinstance(task, Task):
         return task
-    builtin_tasks()
-    if task not in _REGISTRY:
-        raise TaskError(f"unknown task {task!r}; registered: {', '.join(sorted(_REGISTRY))}")
+    known = registered_tasks()
+    if task not in known:
+        raise TaskError(f"unknown task {task!r}; registered: {', '.join(known)}")
     return _instance(task)
 
 
@@ -553,11 +561,19 @@ def _load_hard_mnist1d():
 FINAL_EPOCHS_FACTOR = 2
 
 
-@lru_cache(maxsize=1)
 def builtin_tasks() -> tuple[str, ...]:
-    """Register the built-in tasks (once); returns their names. Every MNIST-1D and digits task
-    ``NAME`` has a twin ``NAME-final``: the same network and data trained
+    """The names of the built-in tasks (module docstring), read from the architecture
+    registry at each call: every benchmark architecture ``A``
+    (:data:`aquasurf_core.models.BENCHMARK_ARCHS`) has the task ``mnist1d-A``. Every MNIST-1D
+    and digits task ``NAME`` has a twin ``NAME-final``: the same network and data trained
     :data:`FINAL_EPOCHS_FACTOR` times longer, for the final comparison (paper Table 1)."""
+    return tuple(_builtin_factories())
+
+
+def _builtin_factories() -> dict[str, Callable[[], Task]]:
+    """``{name: factory}`` of the built-in tasks (:func:`builtin_tasks`); cheap, nothing is
+    built or loaded until a factory is called."""
+    from aquasurf_core.models import BENCHMARK_ARCHS
     from aquasurf_core.training.data import load_mnist1d
     from aquasurf_core.training.digits import load_digits
     from aquasurf_core.training.recipes import get_recipe
@@ -567,7 +583,7 @@ def builtin_tasks() -> tuple[str, ...]:
               "All-CNN-C-style network, 5 epochs")]
     specs += [(f"mnist1d-{a}", a, load_mnist1d,
                f"MNIST-1D with the Act-Bench-Mini {a} network and recipe")
-              for a in ("cnn", "resnet", "vit")]
+              for a in BENCHMARK_ARCHS]
     specs += [(f"mnist1d-hard-{a}", a, _load_hard_mnist1d,
                f"harder MNIST-1D (10,000 samples, stronger noise and shear: HARD_MNIST1D) with "
                f"the Act-Bench-Mini {a} network and recipe") for a in ("resnet", "vit")]
@@ -584,7 +600,4 @@ def builtin_tasks() -> tuple[str, ...]:
             description=f"{t}; trained {FINAL_EPOCHS_FACTOR}x longer for the final "
                         "comparison (Table 1)"))
     builtins.update(_full_size_tasks())
-    for name, factory in builtins.items():
-        if name not in _REGISTRY:
-            _REGISTRY[name] = factory
-    return tuple(builtins)
+    return builtins

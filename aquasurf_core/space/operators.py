@@ -217,6 +217,9 @@ OPERATORS: dict[str, Operator] = {
 
 #: Named operator sets for schema enumeration. ``"paper"``: the 27/7/4 operators of the
 #: benchmark and 4-node spaces; ``"coatnet"``: the unary set extended for the CoAtNet search.
+#: The registry of operator sets: every other place that offers a set by name reads it (a
+#: search's :class:`~aquasurf_core.search.engine.SearchConfig`, the ``--operators`` option of
+#: ``aquasurf space count|build`` and ``aquasurf search run``).
 OPERATOR_SETS: dict[str, dict[str, tuple[Operator, ...]]] = {
     "paper": {UNARY: UNARY_OPERATORS, BINARY: BINARY_OPERATORS, NARY: NARY_OPERATORS},
     "coatnet": {
@@ -225,5 +228,8 @@ OPERATOR_SETS: dict[str, dict[str, tuple[Operator, ...]]] = {
         NARY: NARY_OPERATORS,
     },
 }
+
+#: The operator set used unless another is named (a key of :data:`OPERATOR_SETS`).
+DEFAULT_OPERATOR_SET = "paper"
 
 assert len(UNARY_OPERATORS) == 27 and len(BINARY_OPERATORS) == 7 and len(NARY_OPERATORS) == 4

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from aquasurf_core.space.names import INPUT, InvalidFunctionName, Node, parse, parse_schema
-from aquasurf_core.space.operators import KINDS, OPERATOR_SETS, Operator
+from aquasurf_core.space.operators import DEFAULT_OPERATOR_SET, KINDS, OPERATOR_SETS, Operator
 
 #: The benchmark space of Act-Bench (Appendix B): 5,103 functions.
 THREE_NODE_SCHEMA = "binary(unary(x),unary(x))"
@@ -47,11 +47,18 @@ FOUR_NODE_SCHEMAS: tuple[str, ...] = (
     "unary(unary(unary(unary(x))))",
 )
 
-#: Named spaces accepted wherever a list of schemas is expected.
+#: Named spaces accepted wherever a list of schemas is expected: the registry of spaces. Every
+#: other place that offers a space by name reads it (a search's
+#: :class:`~aquasurf_core.search.engine.SearchConfig`, ``aquasurf search run --space``,
+#: ``aquasurf space map --space``), so a space added here is offered there at once.
 NAMED_SPACES: dict[str, tuple[str, ...]] = {
     "3-node": (THREE_NODE_SCHEMA,),
     "4-node": FOUR_NODE_SCHEMAS,
 }
+
+#: The space a search explores unless told otherwise: the 4-node space of the paper's
+#: Section 6 searches (a key of :data:`NAMED_SPACES`).
+DEFAULT_SPACE = "4-node"
 
 OperatorSet = Mapping[str, Sequence[Operator]]
 
@@ -130,7 +137,8 @@ def parse_schemas(schemas: str | Iterable[str]) -> list[Schema]:
     return out
 
 
-def slot_operators(schema: Schema, operators: str | OperatorSet = "paper") -> list[tuple[Operator, ...]]:
+def slot_operators(schema: Schema, operators: str | OperatorSet = DEFAULT_OPERATOR_SET
+                   ) -> list[tuple[Operator, ...]]:
     """The operators each slot of ``schema`` runs over, in table order."""
     table = resolve_operator_set(operators)
     out = []
@@ -141,14 +149,15 @@ def slot_operators(schema: Schema, operators: str | OperatorSet = "paper") -> li
     return out
 
 
-def count_schema(schema: str | Schema, operators: str | OperatorSet = "paper") -> int:
+def count_schema(schema: str | Schema, operators: str | OperatorSet = DEFAULT_OPERATOR_SET) -> int:
     """Number of functions of one schema: the product of its slots' operator counts."""
     if isinstance(schema, str):
         (schema,) = parse_schemas([schema])
     return math.prod(len(ops) for ops in slot_operators(schema, operators))
 
 
-def count_functions(schemas: str | Iterable[str], operators: str | OperatorSet = "paper") -> int:
+def count_functions(schemas: str | Iterable[str],
+                    operators: str | OperatorSet = DEFAULT_OPERATOR_SET) -> int:
     """Size of the name-de-duplicated union of the schemas' spaces, without enumerating."""
     return sum(count_schema(s, operators) for s in parse_schemas(schemas))
 
@@ -165,7 +174,8 @@ def name_template(schema: Schema) -> str:
     return walk(schema.tree)
 
 
-def iter_names(schema: str | Schema, operators: str | OperatorSet = "paper") -> Iterator[str]:
+def iter_names(schema: str | Schema,
+               operators: str | OperatorSet = DEFAULT_OPERATOR_SET) -> Iterator[str]:
     """Every function name of one schema, in enumeration order (see the module docstring)."""
     if isinstance(schema, str):
         (schema,) = parse_schemas([schema])
@@ -175,12 +185,14 @@ def iter_names(schema: str | Schema, operators: str | OperatorSet = "paper") -> 
         yield template.format(*combo)
 
 
-def schema_names(schema: str | Schema, operators: str | OperatorSet = "paper") -> list[str]:
+def schema_names(schema: str | Schema,
+                 operators: str | OperatorSet = DEFAULT_OPERATOR_SET) -> list[str]:
     """All names of one schema as a list (enumeration order)."""
     return list(iter_names(schema, operators))
 
 
-def iter_trees(schema: str | Schema, operators: str | OperatorSet = "paper") -> Iterator[Node]:
+def iter_trees(schema: str | Schema,
+               operators: str | OperatorSet = DEFAULT_OPERATOR_SET) -> Iterator[Node]:
     """Every function of one schema as a :class:`~aquasurf_core.space.Node` tree, in
     enumeration order."""
     if isinstance(schema, str):
@@ -198,7 +210,7 @@ def iter_trees(schema: str | Schema, operators: str | OperatorSet = "paper") -> 
 
 
 def enumerate_space(
-    schemas: str | Iterable[str], operators: str | OperatorSet = "paper"
+    schemas: str | Iterable[str], operators: str | OperatorSet = DEFAULT_OPERATOR_SET
 ) -> Iterator[tuple[int, str]]:
     """``(schema index, name)`` for every function of the union, in enumeration order; the
     schema index refers to :func:`parse_schemas` of the same argument."""

@@ -37,6 +37,11 @@ exactly as :func:`aquasurf_core.training.reference.train_one` would report it. N
 slices cannot reach other copies: no fused operation mixes channels of different copies
 (checked by the tests).
 
+The architectures it fuses are the benchmark architectures,
+:data:`aquasurf_core.models.BENCHMARK_ARCHS` (the benchmarks are built with it); the tests
+check the two statements above for every one of them, so a benchmark architecture added to the
+registry is checked here too.
+
 So the K copies train as K independent runs of :func:`~aquasurf_core.training.reference.train_one` with
 the same seed (same initialisation, same batches in the same order) would, up to the order of
 floating-point reductions inside the fused kernels.
@@ -54,7 +59,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from aquasurf_core.models import build_model
+from aquasurf_core.models import BENCHMARK_ARCHS, build_model
 from aquasurf_core.models.small_vit import SelfAttention
 from aquasurf_core.space.activation import ActivationFunction
 from aquasurf_core.space.names import canonical_name
@@ -81,10 +86,6 @@ __all__ = [
     "split_copy",
     "train_grouped",
 ]
-
-#: Architectures whose layers :func:`build_grouped_model` can fuse.
-SUPPORTED_ARCHS = ("cnn", "resnet", "vit")
-
 
 class GroupedActivation(nn.Module):
     """Applies ``fns[k]`` to copy ``k``'s slice of axis ``dim`` (length ``K * C``)."""
@@ -211,9 +212,11 @@ class GroupedModel(nn.Module):
 
 def build_grouped_model(arch: str, fn_names: Sequence[str], *, seed: int = 0) -> GroupedModel:
     """Fuse ``build_model(arch, f, seed=seed)`` for every ``f`` in ``fn_names`` (see the
-    module docstring). Raises ``ValueError`` for an empty list or an unsupported arch."""
-    if arch not in SUPPORTED_ARCHS:
-        raise ValueError(f"grouped training supports {SUPPORTED_ARCHS}, not {arch!r}")
+    module docstring). Raises ``ValueError`` for an empty list or an architecture that is not
+    a benchmark architecture (:data:`aquasurf_core.models.BENCHMARK_ARCHS`)."""
+    if arch not in BENCHMARK_ARCHS:
+        raise ValueError(f"grouped training fuses the benchmark architectures "
+                         f"({', '.join(BENCHMARK_ARCHS)}), not {arch!r}")
     names = [canonical_name(f) for f in fn_names]
     if not names:
         raise ValueError("need at least one function")

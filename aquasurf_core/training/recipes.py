@@ -101,7 +101,10 @@ class Recipe:
         return -(-n_train // self.batch_size)
 
 
-#: Default recipe per architecture. The small ones' are chosen for the time budget of the MNIST-1D benchmark
+#: Default recipe per architecture, keyed by its name in the architecture registry
+#: (:data:`aquasurf_core.models.ARCHITECTURES`, whose docstring says what else an architecture
+#: needs): every benchmark architecture and every architecture of a built-in search task needs
+#: one (``tests/test_registries.py`` checks). The small ones' are chosen for the time budget of the MNIST-1D benchmark
 #: (2,902 functions per architecture on a 2-core CPU): 2-3 epochs, a warm-up of one epoch
 #: (the paper warms up for 5 of 25-50 epochs). The models and epochs are small enough that a
 #: benchmark builds in well under an hour; the price is accuracy: seed 0, grouped trainer,

@@ -229,7 +229,8 @@ def test_a_search_with_the_extended_operators_and_13_baselines(tmp_path, client)
     from aquasurf_core.space import COATNET_BASELINES
     from aquasurf_core.space.store import build_space
 
-    with pytest.raises(ValueError, match="operators must be 'paper' or 'coatnet'"):
+    with pytest.raises(ValueError,
+                       match="operators must be one of 'paper', 'coatnet', got 'extended'"):
         SearchConfig(operators="extended")
     baselines = EXTENDED_BASELINES
     assert baselines[0] == "relu(x)" and set(baselines) == set(COATNET_BASELINES.values())

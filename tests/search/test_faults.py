@@ -310,4 +310,6 @@ def test_command_line_stage_defaults_are_the_search_configs():
             args.extra_features, args.batch, args.features, args.evaluations) == (
         config.on_unsupported, config.min_coverage, config.factor_dtype, config.surrogate,
         config.extra_features, config.batch, config.features, config.evaluations)
+    # the space and operator set: both read from their registries' defaults
+    assert (args.space, args.operators) == (config.space, config.operators) == ("4-node", "paper")
     assert config.min_coverage == DEFAULT_MIN_COVERAGE == 0.5

@@ -23,7 +23,7 @@ import pytest
 import torch
 from torch import nn
 
-from aquasurf_core.models import build_model
+from aquasurf_core.models import BENCHMARK_ARCHS, build_model
 from aquasurf_core.training.data import Split, Splits, load_mnist1d
 from aquasurf_core.training.grouped import (
     GroupedOptimizer,
@@ -146,7 +146,7 @@ def test_optimizer_matches_a_hand_written_step():
 
 # --- the grouped trainer ----------------------------------------------------------------
 
-@pytest.mark.parametrize("arch", ["cnn", "resnet", "vit"])
+@pytest.mark.parametrize("arch", list(BENCHMARK_ARCHS))
 def test_fused_model_starts_as_the_separate_models(arch):
     x = torch.randn(16, 1, 40, generator=torch.Generator().manual_seed(0))
     grouped = build_grouped_model(arch, FNS, seed=5).eval()
@@ -162,7 +162,7 @@ def test_fused_model_starts_as_the_separate_models(arch):
                 assert torch.equal(a, b), name
 
 
-@pytest.mark.parametrize("arch", ["cnn", "resnet", "vit"])
+@pytest.mark.parametrize("arch", list(BENCHMARK_ARCHS))
 def test_grouped_training_equals_one_at_a_time(arch, data):
     r = tiny(arch)
     results, grouped = train_grouped(arch, FNS, 3, data, r, return_model=True)
