@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ import pandas as pd
 
 from aquasurf_core.bench.table import Benchmark
 from aquasurf_core.embedding.embeddings import Embedding
+from aquasurf_core.ledgers import SQLiteLedger, store_real
 from aquasurf_core.search.cluster import dask_client
 from aquasurf_core.search.searcher import Searcher
 from aquasurf_core.search.surrogates import get_surrogate
@@ -264,35 +264,34 @@ def run_trial(problem: SearchProblem, method: str, trial: int, budget: int = 100
 
 
 # ----------------------------------------------------------------------------- the ledger
-class TrialLedger:
-    """The SQLite (WAL) record of finished trials of one experiment directory."""
+class TrialLedger(SQLiteLedger):
+    """The SQLite (WAL) record of finished trials of one experiment directory, a
+    :class:`~aquasurf_core.ledgers.SQLiteLedger` (``readonly=True`` reads it as it is).
 
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        try:
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("CREATE TABLE IF NOT EXISTS trials (benchmark TEXT, feature TEXT, "
-                            "method TEXT, trial INTEGER, budget INTEGER, k INTEGER, "
-                            "rows TEXT NOT NULL, seconds REAL, PRIMARY KEY (benchmark, "
-                            "feature, method, trial, budget, k))")
-            self.db.execute("CREATE TABLE IF NOT EXISTS problems (benchmark TEXT, feature TEXT, "
-                            "fingerprint TEXT NOT NULL, PRIMARY KEY (benchmark, feature))")
-        except sqlite3.DatabaseError as err:
-            self.db.close()
-            raise ValueError(f"{self.path}: not a usable trial ledger ({err})") from err
+    Format 1 (the only one): ``trials`` (one row per (benchmark, feature, method, trial,
+    budget, k): its tidy rows as JSON, seconds) and ``problems`` (each (benchmark, feature)'s
+    fingerprint). Trial ledgers written before the format was stored are adopted as format 1."""
+
+    KIND = "trial ledger"
+    TABLES = frozenset({"trials", "problems"})
+    SCHEMA = ("CREATE TABLE IF NOT EXISTS trials (benchmark TEXT, feature TEXT, method TEXT, "
+              "trial INTEGER, budget INTEGER, k INTEGER, rows TEXT NOT NULL, seconds REAL, "
+              "PRIMARY KEY (benchmark, feature, method, trial, budget, k))",
+              "CREATE TABLE IF NOT EXISTS problems (benchmark TEXT, feature TEXT, "
+              "fingerprint TEXT NOT NULL, PRIMARY KEY (benchmark, feature))")
+    FORMAT = 1
+    FORMATS = {1: "tidy rows as JSON, problem fingerprints"}
 
     def check_problem(self, problem: SearchProblem) -> int:
         """Record ``problem``'s fingerprint; when the ledger holds trials of another version of
         the same (benchmark, feature) -- changed accuracies, embedding or functions -- delete
-        them (they would be stale) and return how many were deleted."""
+        them (they would be stale) and return how many were deleted (one transaction)."""
         key = (problem.benchmark, problem.feature)
         fingerprint = problem.fingerprint()
-        row = self.db.execute("SELECT fingerprint FROM problems WHERE benchmark=? AND "
-                              "feature=?", key).fetchone()
         stale = 0
-        with self.db:
+        with self.write():
+            row = self.db.execute("SELECT fingerprint FROM problems WHERE benchmark=? AND "
+                                  "feature=?", key).fetchone()
             if row is not None and row[0] != fingerprint:
                 stale = self.db.execute("DELETE FROM trials WHERE benchmark=? AND feature=?",
                                         key).rowcount
@@ -307,11 +306,17 @@ class TrialLedger:
 
     def record(self, key: tuple[str, str, str, int], budget: int, k: int, rows: pd.DataFrame,
                seconds: float) -> None:
-        """Store one finished trial (one transaction)."""
+        """Store one finished trial (one transaction). Its rows go in as JSON, where NaN is
+        ``null`` (read back as NaN); an infinite value is refused (``ValueError``), as JSON
+        would turn it into NaN."""
+        numbers = rows.select_dtypes("number").to_numpy(dtype=float)
+        if np.isinf(numbers).any():
+            raise ValueError(f"trial {key}: its rows hold an infinite value, which the trial "
+                             "ledger cannot store")
         payload = rows.to_json(orient="split", index=False)
-        with self.db:
+        with self.write():
             self.db.execute("INSERT OR REPLACE INTO trials VALUES (?,?,?,?,?,?,?,?)",
-                            (*key, budget, k, payload, seconds))
+                            (*key, budget, k, payload, store_real(seconds)))
 
     def results(self, budget: int, k: int, keys: Iterable[tuple] | None = None) -> pd.DataFrame:
         """The tidy rows of the finished trials (of ``keys`` only, when given)."""
@@ -325,9 +330,6 @@ class TrialLedger:
         if not frames:
             return pd.DataFrame(columns=list(RESULT_COLUMNS))
         return pd.concat(frames, ignore_index=True)[list(RESULT_COLUMNS)]
-
-    def close(self) -> None:
-        self.db.close()
 
 
 def _run_keyed(problem: SearchProblem, method: str, trial: int, budget: int, k: int):

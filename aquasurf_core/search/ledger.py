@@ -22,8 +22,10 @@ ledgers older than format 2 and for comparisons); the primary key makes recordin
 twice impossible. ``meta``: the task, the space, the configuration, the sessions, the format.
 
 Formats. Format 2 added ``functions.feature_error`` and ``results.proposer`` /
-``proposer_reason``; a format 1 ledger opened for writing gains them (one transaction, existing
-rows untouched: NULL), and one opened read-only is read as if they were NULL.
+``proposer_reason``; a format 1 ledger (or one with no format stored, adopted as format 1)
+opened for writing gains them (one transaction, existing rows untouched: NULL), and one opened
+read-only is read as if they were NULL. Opening, format checks, the write transactions and NaN
+handling are those of every ledger (:mod:`aquasurf_core.ledgers`).
 
 Claims
 ------
@@ -40,21 +42,21 @@ claim's own transaction (``budget`` of :meth:`SearchLedger.claim_evaluation`), s
 one ledger together never exceed it. Finished results are never touched.
 
 Opening with ``readonly=True`` (``mode=ro``) never writes, not even the schema; a file that is a
-SQLite database of another kind (a benchmark ledger, say) is refused before anything is written.
+SQLite database of another kind (a benchmark ledger, say), or of a newer format, is refused
+before anything is written.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-import sqlite3
 import time
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from aquasurf_core.ledgers import SQLiteLedger, load_real, store_real
 
 if TYPE_CHECKING:  # the ledger itself stays light to import (no torch)
     from aquasurf_core.features.fim import Invalidity
@@ -69,108 +71,61 @@ LEDGER_FORMAT = 2
 #: The columns each format added: (table, column, SQL type); older ledgers gain them.
 _ADDED = (("functions", "feature_error", "TEXT"), ("results", "proposer", "TEXT"),
           ("results", "proposer_reason", "TEXT"))
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS functions (
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS functions (
     class_id INTEGER PRIMARY KEY, name TEXT NOT NULL, rank INTEGER NOT NULL,
     status TEXT NOT NULL DEFAULT 'new', owner TEXT, claimed_at REAL,
     valid INTEGER, invalid TEXT, cdf BLOB, feature_seconds REAL, feature_worker TEXT,
-    featured_at REAL, feature_error TEXT);
-CREATE INDEX IF NOT EXISTS functions_status_rank ON functions (status, rank);
-CREATE TABLE IF NOT EXISTS results (
+    featured_at REAL, feature_error TEXT)""",
+    "CREATE INDEX IF NOT EXISTS functions_status_rank ON functions (status, rank)",
+    """CREATE TABLE IF NOT EXISTS results (
     class_id INTEGER NOT NULL, seed INTEGER NOT NULL, name TEXT NOT NULL, val_acc REAL,
     metrics TEXT NOT NULL, seconds REAL, worker TEXT, versions TEXT, finished_at REAL NOT NULL,
-    session TEXT, proposer TEXT, proposer_reason TEXT, PRIMARY KEY (class_id, seed));
-"""
+    session TEXT, proposer TEXT, proposer_reason TEXT, PRIMARY KEY (class_id, seed))""",
+)
 
 
-def _real(value) -> float | None:
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+class SearchLedger(SQLiteLedger):
+    """The ledger at ``path`` (created when missing; read as it is with ``readonly=True``), a
+    :class:`~aquasurf_core.ledgers.SQLiteLedger`. Methods that change it are single
+    transactions; see the module docstring for statuses and claims.
 
+    Raises ``FileNotFoundError`` (``readonly`` and no file),
+    :class:`~aquasurf_core.ledgers.LedgerMismatch` (another kind of database, a newer format)
+    and :class:`~aquasurf_core.ledgers.LedgerError` (a directory, a damaged file): both are
+    ``ValueError``."""
 
-class SearchLedger:
-    """The ledger at ``path`` (created when missing). Methods that change it are single
-    transactions; see the module docstring for statuses and claims."""
+    KIND = "search ledger"
+    TABLES = frozenset({"functions", "results"})
+    SCHEMA = _SCHEMA
+    FORMAT = LEDGER_FORMAT
+    FORMATS = {1: "no feature errors, no proposers", 2: "feature errors and proposers"}
+    READS_FROM = MIGRATES_FROM = 1
+    SHARED_BETWEEN_THREADS = True
 
     def __init__(self, path: str | os.PathLike, *, timeout: float = 60.0,
                  readonly: bool = False):
-        self.path = Path(path)
-        self.readonly = readonly
-        if readonly:
-            if not self.path.is_file():
-                raise FileNotFoundError(f"no search ledger at {self.path}")
-            self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
-                                      timeout=timeout, isolation_level=None,
-                                      check_same_thread=False)
-        else:
-            if self.path.is_dir():
-                raise ValueError(f"{self.path}: is a directory, not a search ledger")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None,
-                                      check_same_thread=False)
-        try:
-            tables = {name for (name,) in self.db.execute(
-                "SELECT name FROM sqlite_master WHERE type='table'")}
-            if (tables or readonly) and not {"meta", "functions", "results"} <= tables:
-                raise ValueError("it is not a search ledger (tables: "
-                                 f"{', '.join(sorted(tables)) or 'none'})")
-            if not readonly:
-                self.db.execute("PRAGMA journal_mode=WAL")
-                self.db.execute("PRAGMA synchronous=NORMAL")
-                self.db.executescript(_SCHEMA)
-            found = self.meta("format")
-            if found is not None and (not isinstance(found, int) or found > LEDGER_FORMAT):
-                raise ValueError(f"ledger format {found}, this version reads formats up to "
-                                 f"{LEDGER_FORMAT}")
-            if not readonly and found != LEDGER_FORMAT:
-                self._migrate()
-            self.columns = self._columns()
-        except (sqlite3.DatabaseError, ValueError) as err:
-            self.db.close()
-            raise ValueError(f"{self.path}: not a usable search ledger ({err})") from err
+        super().__init__(path, readonly=readonly, timeout=timeout)
+        self.columns = self._columns()
 
     def _columns(self) -> set[str]:
         """``table.column`` of every column the file has."""
         return {f"{table}.{row[1]}" for table in ("functions", "results")
                 for row in self.db.execute(f"PRAGMA table_info({table})")}
 
-    def _migrate(self) -> None:
-        """Bring an older ledger to :data:`LEDGER_FORMAT` (module docstring), in one
-        transaction: two drivers opening it at once add each column once."""
-        with self._write():
-            have = self._columns()
-            for table, column, kind in _ADDED:
-                if f"{table}.{column}" not in have:
-                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('format', ?)",
-                            (json.dumps(LEDGER_FORMAT),))
+    def migrate(self, found: int) -> None:
+        """Bring an older ledger to :data:`LEDGER_FORMAT` (module docstring): the columns it
+        lacks are added (in the opening's write transaction: two drivers opening it at once
+        add each column once)."""
+        have = self._columns()
+        for table, column, kind in _ADDED:
+            if f"{table}.{column}" not in have:
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def _column(self, name: str) -> str:
         """``name`` (``table.column``) for a query, or NULL when an old read-only file lacks
         it."""
         return name.split(".")[1] if name in self.columns else "NULL"
-
-    def close(self) -> None:
-        self.db.close()
-
-    def __enter__(self) -> SearchLedger:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def _write(self):
-        """A write transaction that takes the database lock at once (``BEGIN IMMEDIATE``)."""
-        return _Immediate(self.db)
-
-    # ---------------------------------------------------------------- meta
-    def set_meta(self, key: str, value: object) -> None:
-        with self._write():
-            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
-
-    def meta(self, key: str, default=None):
-        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return default if row is None else json.loads(row[0])
 
     # ---------------------------------------------------------------- functions
     def add_functions(self, names: Sequence[str], seed: int, first: Sequence[int] = ()) -> None:
@@ -180,7 +135,7 @@ class SearchLedger:
         rank = np.random.default_rng(seed).permutation(len(names))
         for position, class_id in enumerate(first):
             rank[int(class_id)] = position - len(first)
-        with self._write():  # counted and filled in one transaction: two drivers may start
+        with self.write():  # counted and filled in one transaction: two drivers may start
             count = self.count()
             if count:
                 if count != len(names) or self.name_of(0) != names[0] or \
@@ -216,7 +171,7 @@ class SearchLedger:
     # ---------------------------------------------------------------- claims
     def claim_features(self, n: int, owner: str) -> list[tuple[int, str]]:
         """Up to ``n`` ``new`` functions, lowest rank first, now ``featuring`` by ``owner``."""
-        with self._write():
+        with self.write():
             rows = self.db.execute("SELECT class_id, name FROM functions WHERE status='new' "
                                    "ORDER BY rank LIMIT ?", (int(n),)).fetchall()
             self.db.executemany("UPDATE functions SET status='featuring', owner=?, "
@@ -234,7 +189,7 @@ class SearchLedger:
         failed, counted in the same transaction, so concurrent drivers share one budget."""
         claimed = []
         exclude = {int(c) for c in exclude}
-        with self._write():
+        with self.write():
             spent = None if budget is None else self.spent(exclude)
             for c in class_ids:
                 counted = spent is not None and int(c) not in exclude
@@ -260,7 +215,7 @@ class SearchLedger:
 
     def heartbeat(self, owner: str) -> int:
         """Renew every claim of ``owner`` (module docstring); returns how many it holds."""
-        with self._write():
+        with self.write():
             return int(self.db.execute(
                 "UPDATE functions SET claimed_at=? WHERE owner=? AND status IN ('featuring', "
                 "'queued', 'running')", (time.time(), owner)).rowcount)
@@ -273,7 +228,7 @@ class SearchLedger:
 
     def start(self, class_id: int, owner: str) -> None:
         """A queued function's evaluation started."""
-        with self._write():
+        with self.write():
             self.db.execute("UPDATE functions SET status='running' WHERE class_id=? AND "
                             "status='queued' AND owner=?", (int(class_id), owner))
 
@@ -292,7 +247,7 @@ class SearchLedger:
         return self._release("owner = ?", (owner,))
 
     def _release(self, where: str, args: tuple) -> int:
-        with self._write():
+        with self.write():
             a = self.db.execute("UPDATE functions SET status='new', owner=NULL, claimed_at=NULL "
                                 f"WHERE status='featuring' AND {where}", args).rowcount
             b = self.db.execute("UPDATE functions SET status=CASE WHEN featured_at IS NULL "
@@ -309,7 +264,7 @@ class SearchLedger:
         seconds)``, and, in the same transaction, the functions whose computation raised:
         ``(class_id, error message, seconds)`` (module docstring). A function being evaluated
         keeps its status."""
-        with self._write():
+        with self.write():
             for class_id, error, seconds in errors:
                 self.db.execute(
                     "UPDATE functions SET valid=0, invalid=NULL, cdf=NULL, feature_error=?, "
@@ -317,7 +272,7 @@ class SearchLedger:
                     "status=CASE WHEN status='featuring' THEN 'features' "
                     "ELSE status END, owner=CASE WHEN status='featuring' THEN NULL ELSE owner "
                     "END WHERE class_id=?",
-                    (str(error), _real(seconds), worker, time.time(), int(class_id)))
+                    (str(error), store_real(seconds), worker, time.time(), int(class_id)))
             for class_id, invalid, cdf, seconds in features:
                 self.db.execute(
                     "UPDATE functions SET valid=?, invalid=?, cdf=?, feature_seconds=?, "
@@ -327,7 +282,7 @@ class SearchLedger:
                     "END WHERE class_id=?",
                     (int(invalid is None), None if invalid is None else
                      json.dumps(invalid.to_dict()), np.asarray(cdf, np.float32).tobytes(),
-                     _real(seconds), worker, time.time(), int(class_id)))
+                     store_real(seconds), worker, time.time(), int(class_id)))
 
     def record_result(self, class_id: int, seed: int, metrics: dict, *, seconds: float,
                       worker: str = "", versions: dict | None = None,
@@ -337,14 +292,14 @@ class SearchLedger:
         ``failed`` when ``metrics["status"]`` is ``"failed"``). Returns False, recording
         nothing, when that (function, seed) already has a result."""
         status = "failed" if metrics.get("status") == "failed" else "done"
-        with self._write():
+        with self.write():
             cur = self.db.execute(
                 "INSERT OR IGNORE INTO results (class_id, seed, name, val_acc, metrics, seconds, "
                 "worker, versions, finished_at, session, proposer, proposer_reason) VALUES "
                 "(?,?,?,?,?,?,?,?,?,?,?,?)",
                 (int(class_id), int(seed), self.name_of(class_id),
-                 _real(metrics.get("val_acc")), json.dumps(metrics, default=float),
-                 _real(seconds), worker, json.dumps(versions or {}), time.time(), session,
+                 store_real(metrics.get("val_acc")), json.dumps(metrics, default=float),
+                 store_real(seconds), worker, json.dumps(versions or {}), time.time(), session,
                  proposer, proposer_reason))
             if cur.rowcount:
                 self.db.execute("UPDATE functions SET status=?, owner=NULL WHERE class_id=?",
@@ -408,20 +363,8 @@ class SearchLedger:
         for c, s, name, val, metrics, seconds, worker, finished, by, why in self.db.execute(
                 query, args):
             out.append({"class_id": int(c), "seed": int(s), "name": name,
-                        "val_acc": math.nan if val is None else float(val),
+                        "val_acc": load_real(val),
                         "metrics": json.loads(metrics), "seconds": seconds, "worker": worker,
                         "finished_at": finished, "proposer": by, "proposer_reason": why})
         return out
 
-
-class _Immediate:
-    """``with`` block: ``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on an exception)."""
-
-    def __init__(self, db: sqlite3.Connection):
-        self.db = db
-
-    def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, kind, value, traceback) -> None:
-        self.db.execute("ROLLBACK" if kind else "COMMIT")

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +68,8 @@ def test_ledger_round_trip_and_refuses_another_config(tmp_path):
         invalid, _ = features["exp(exp(exp(x)))"]
         assert invalid.kind is InvalidKind.NONFINITE_LOSS and invalid.layer is None
         assert str(invalid) == "non-finite loss (nan)"
-    with pytest.raises(LedgerMismatch, match="group_size: ledger 3, requested 4"):
+    with pytest.raises(LedgerMismatch, match="found group_size: ledger 3, expected "
+                       "group_size: requested 4"):
         Ledger(path, tiny_config(group_size=4).to_dict())
     with pytest.raises(LedgerMismatch, match="recipe"):
         Ledger(path, tiny_config(recipe=get_recipe("cnn", epochs=2, train_subset=64)).to_dict())
@@ -78,10 +80,25 @@ def test_ledger_round_trip_and_refuses_another_config(tmp_path):
         assert ledger.meta("config")["seeds"] == [0, 1]
 
 
+def test_a_unit_is_recorded_whole_or_not_at_all(tmp_path):
+    """One transaction per unit: when a row of a unit fails, none of the unit is kept."""
+    with Ledger(tmp_path / "ledger.sqlite", tiny_config().to_dict()) as ledger:
+        bad = replace(run("tanh(x)", 0), fn_name=None)  # fn_name is NOT NULL
+        with pytest.raises(sqlite3.IntegrityError, match="NOT NULL"):
+            ledger.record_runs(1, [run("relu(x)", 0), bad])
+        assert ledger.done_runs() == set()
+        with pytest.raises(sqlite3.ProgrammingError, match="binding parameter"):
+            ledger.record_features(1, [("relu(x)", None, np.zeros(4), 0.1),
+                                       (object(), None, np.zeros(4), 0.1)])  # not bindable
+        assert ledger.done_features() == set()
+        ledger.record_runs(1, [run("relu(x)", 0)])  # and the ledger goes on
+        assert ledger.done_runs() == {("relu(x)", 0)}
+
+
 def test_corrupt_ledger_is_named(tmp_path):
     path = tmp_path / "ledger.sqlite"
     path.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(ValueError, match="not a usable build ledger"):
+    with pytest.raises(ValueError, match="not a usable benchmark build ledger"):
         Ledger(path, tiny_config().to_dict())
 
 

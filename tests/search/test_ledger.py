@@ -232,5 +232,5 @@ def test_a_format_1_ledger_is_read_as_is_and_migrated_when_written(tmp_path):
     db.execute("UPDATE meta SET value='3' WHERE key='format'")
     db.commit()
     db.close()
-    with pytest.raises(ValueError, match="ledger format 3, this version reads formats up to 2"):
+    with pytest.raises(ValueError, match="found format 3, expected formats 1 to 2"):
         SearchLedger(path)
