@@ -18,7 +18,8 @@ finished), ``class_id``, ``name``, ``baseline`` (the baseline's name or ""), ``s
 * The map (:func:`fig_space_map`, the paper's appendix figure): the whole space embedded by
   outputs (:mod:`aquasurf_core.embedding.space_map`) drawn as a density (log count per cell:
   428k points are too many for a figure file) with every search's evaluated functions on top,
-  WebGL markers coloured by validation accuracy.
+  WebGL markers coloured by their validation accuracy's rank within their task, one colour
+  bar per task naming its accuracies at the quartiles (:func:`rank_colours`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ import pandas as pd
 
 from aquasurf_core.search.comparisons import choose_for_comparison, median_over_seeds
 
-__all__ = ["discoveries_table", "fig7_searches", "fig_space_map", "map_overlay", "search_curve"]
+__all__ = ["MAP_TICKS", "discoveries_table", "fig7_searches", "fig_space_map", "map_overlay",
+           "rank_colours", "search_curve"]
 
 
 def search_curve(results: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
@@ -155,10 +157,35 @@ def map_overlay(space_map, searches: Mapping[str, pd.DataFrame], *,
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
 
+def rank_colours(values: np.ndarray) -> np.ndarray:
+    """Each finite value's place among the finite ``values``, from 0 (the lowest) to 1 (the
+    highest): ``(rank - 1) / (n - 1)`` with ties sharing their mean rank, 0.5 for a single
+    value, NaN where the value is not finite. This is the scale on which a quantile of the
+    values sits at its own level, so a colour bar can name the quantiles (:func:`fig_space_map`)."""
+    values = np.asarray(values, dtype=float)
+    out = np.full(len(values), np.nan)
+    finite = np.isfinite(values)
+    n = int(finite.sum())
+    if n == 1:
+        out[finite] = 0.5
+    elif n > 1:
+        ranks = pd.Series(values[finite]).rank(method="average").to_numpy()
+        out[finite] = (ranks - 1) / (n - 1)
+    return out
+
+
+#: The quantiles named on each task's colour bar in :func:`fig_space_map`.
+MAP_TICKS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
 def fig_space_map(space_map, overlay: pd.DataFrame, *, bins: int = 400):
     """The map figure: the log10 count of functions per cell of a ``bins`` x ``bins`` grid over
-    the map (grey), and the ``overlay`` rows (:func:`map_overlay`) that have coordinates,
-    one marker symbol per task, coloured by validation accuracy; baselines outlined."""
+    the map (grey), and the ``overlay`` rows (:func:`map_overlay`) that have coordinates, one
+    marker symbol per task; baselines with a red outline (in the legend), runs without an
+    accuracy as grey crosses. Tasks differ in accuracy (digits near 1, the hard MNIST-1D tasks
+    near 0.5), so each task has its own colour axis and colour bar: a function's colour is its
+    validation accuracy's rank within its task (:func:`rank_colours`), the bar naming the
+    task's accuracies at the quantiles :data:`MAP_TICKS`."""
     import plotly.graph_objects as go
 
     xy = space_map.coords[["x", "y"]].to_numpy(dtype=float)
@@ -171,20 +198,51 @@ def fig_space_map(space_map, overlay: pd.DataFrame, *, bins: int = 400):
         hovertemplate="log10 functions %{z:.1f}<extra></extra>", name="all functions"))
     shown = overlay.dropna(subset=["x", "y"])
     symbols = ["circle", "diamond", "square", "triangle-up", "cross", "x"]
-    lo, hi = (float(shown["val_acc"].min()), float(shown["val_acc"].max())) if len(shown) \
-        else (0.0, 1.0)
-    for i, (task, rows) in enumerate(shown.groupby("task", sort=False)):
-        base = rows["baseline"] != ""
+    tasks = list(dict.fromkeys(shown["task"]))
+    bar_len = 0.9 / max(1, len(tasks))
+    layout_axes = {}
+    for i, task in enumerate(tasks):
+        rows = shown[shown["task"] == task]
+        symbol = symbols[i % len(symbols)]
+        axis = "coloraxis" if i == 0 else f"coloraxis{i + 1}"
+        val = rows["val_acc"].to_numpy(dtype=float)
+        rank = rank_colours(val)
+        scored = np.isfinite(rank)
+        base = (rows["baseline"] != "").to_numpy()
+        # a legend entry per task in a neutral colour: the markers' colours are ranks
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=task,
+                                 legendgroup=task, marker={"symbol": symbol, "size": 9,
+                                                           "color": "#888"}))
         fig.add_trace(go.Scattergl(
-            x=rows["x"], y=rows["y"], mode="markers", name=task,
-            text=np.where(base, rows["baseline"], rows["name"]),
-            customdata=rows["val_acc"],
+            x=rows["x"][scored], y=rows["y"][scored], mode="markers", name=task,
+            legendgroup=task, showlegend=False,
+            text=np.where(base, rows["baseline"], rows["name"])[scored],
+            customdata=val[scored],
             hovertemplate="%{text}<br>val acc %{customdata:.3f}<extra>" + task + "</extra>",
-            marker={"symbol": symbols[i % len(symbols)], "size": np.where(base, 11, 7),
-                    "color": rows["val_acc"], "cmin": lo, "cmax": hi, "colorscale": "Viridis",
-                    "line": {"width": np.where(base, 1.5, 0.3), "color": "#d62728"},
-                    "colorbar": {"title": "val acc", "x": 1.02} if i == 0 else None,
-                    "showscale": i == 0}))
+            marker={"symbol": symbol, "size": np.where(base[scored], 11, 7),
+                    "color": rank[scored], "coloraxis": axis,
+                    "line": {"width": np.where(base[scored], 2, 0.3), "color": "#d62728"}}))
+        if (~scored).any():
+            fig.add_trace(go.Scatter(
+                x=rows["x"][~scored], y=rows["y"][~scored], mode="markers",
+                name=f"{task}: no accuracy", legendgroup=task, showlegend=False,
+                text=rows["name"][~scored], hovertemplate="%{text}<br>no accuracy",
+                marker={"symbol": "x-thin", "size": 7, "line": {"width": 1.5,
+                                                                 "color": "#777"}}))
+        finite = val[np.isfinite(val)]
+        ticks = np.quantile(finite, MAP_TICKS) if len(finite) else [np.nan] * len(MAP_TICKS)
+        layout_axes[axis] = {
+            "colorscale": "Viridis", "cmin": 0, "cmax": 1,
+            "colorbar": {"title": {"text": f"{task}<br>val acc<br>(rank scale)",
+                                   "font": {"size": 11}},
+                         "tickvals": list(MAP_TICKS),
+                         "ticktext": [f"{t:.3f}" for t in ticks], "tickfont": {"size": 10},
+                         "len": bar_len * 0.8, "y": 1 - bar_len * (i + 0.5),
+                         "yanchor": "middle", "x": 1.02, "thickness": 14}}
+    if (shown["baseline"] != "").any():
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="baseline",
+                                 marker={"symbol": "circle", "size": 11, "color": "white",
+                                         "line": {"width": 2, "color": "#d62728"}}))
     n = len(space_map)
     fig.update_layout(
         title=f"The {n:,} unique functions embedded by outputs (grey: density), with the "
@@ -192,5 +250,5 @@ def fig_space_map(space_map, overlay: pd.DataFrame, *, bins: int = 400):
         width=900, height=760, template="plotly_white",
         xaxis={"title": "UMAP 1", "showgrid": False}, yaxis={"title": "UMAP 2",
                                                               "showgrid": False},
-        legend={"orientation": "h", "y": -0.08})
+        legend={"orientation": "h", "y": -0.08}, **layout_axes)
     return fig

@@ -10,7 +10,8 @@ Definitions
 * The *best-so-far* curve of a trial is its ``best_val_so_far`` by evaluation; its *area* (AUC)
   is the mean of that curve over the ``budget`` evaluations (higher is better: good functions
   found early count for more).
-* Confidence bands and intervals are 95% t-intervals of the mean over trials.
+* Confidence bands and intervals are 95% t-intervals of the mean over trials (Figure 6
+  draws them for KNR, random search and each panel's highest AUC only: more overlap).
 * Paired tests compare two methods on the same trials (same starting functions): the
   one-sided Wilcoxon signed-rank test of ``AUC_a - AUC_b > 0`` (``scipy.stats.wilcoxon``,
   zero differences dropped); the p-values of one claim are Holm-corrected together
@@ -103,52 +104,96 @@ def _curves(results: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def _method_label(method: str, feature: str) -> str:
+    """The legend name of a method, without its feature (the feature is the figure's row):
+    ``"KNR"``, ``"RS + filter"``, ``"LGP-UCB(kappa=2)"``."""
+    return _label(method, feature).removesuffix(f" ({FEATURE_LABELS.get(feature, feature)})")
+
+
 def fig6_search(results: pd.DataFrame, reference: Mapping[str, Mapping[str, float]],
                 methods: Sequence[str] | None = None, features: Sequence[str] | None = None,
                 title: str = "Search on the benchmarks (Figure 6)"):
-    """One panel per benchmark: the mean best-so-far validation accuracy against evaluations
-    (95% band) of every method x feature (random search once), with ReLU's accuracy and the
-    benchmark's best as dashed lines."""
+    """A grid of panels, one row per feature and one column per benchmark (the y axis shared
+    down a column): the mean best-so-far validation accuracy against evaluations of each
+    method on that feature, one colour per method (:data:`METHOD_COLOURS`), with random search
+    (which does not use the feature; its own rows where the results have them, else the
+    first feature's) in every row for reference, and ReLU's accuracy and the benchmark's best
+    as dashed lines. KNR is drawn thicker. 95% bands only for three curves per panel, so that
+    they stay apart: KNR, random search (RS) and the method with the highest mean
+    best-so-far (AUC) in that panel, which is also named in the panel's corner."""
     from plotly.subplots import make_subplots
 
     curves = _curves(results)
     benches = list(dict.fromkeys(results["benchmark"]))
-    methods = list(methods or dict.fromkeys(results["method"]))
-    features = list(features or dict.fromkeys(results["feature"]))
-    combos = [(m, f) for m in methods for f in (features if not m.startswith("random")
-                                                    else features[:1])]
-    fig = make_subplots(rows=1, cols=len(benches), subplot_titles=[f"Act-Bench-Mini {b}"
-                                                                   for b in benches],
-                        horizontal_spacing=0.05)
-    for c, bench in enumerate(benches):
-        for method, feature in combos:
-            sel = curves[(curves["benchmark"] == bench) & (curves["method"] == method)
-                         & (curves["feature"] == feature)]
-            if sel.empty:
+    # unless given: KNR first, random search last; the features in the paper's order
+    methods = list(methods or sorted(dict.fromkeys(results["method"]), key=lambda m: (
+        m != "knr", m.startswith("random"))))
+    features = list(features or sorted(dict.fromkeys(results["feature"]), key=lambda f: (
+        list(FEATURE_LABELS).index(f) if f in FEATURE_LABELS else len(FEATURE_LABELS))))
+    fig = make_subplots(rows=len(features), cols=len(benches), shared_xaxes=True,
+                        column_titles=[f"Act-Bench-Mini {b}" for b in benches],
+                        row_titles=[FEATURE_LABELS.get(f, f) for f in features],
+                        horizontal_spacing=0.06, vertical_spacing=0.05)
+    in_legend: set[str] = set()
+    for r, feature in enumerate(features, start=1):
+        for c, bench in enumerate(benches, start=1):
+            drawn = {}  # method -> its curve in this panel
+            for method in methods:
+                own = curves[(curves["benchmark"] == bench) & (curves["method"] == method)]
+                sel = own[own["feature"] == feature]
+                if sel.empty and method.startswith("random") and not own.empty:
+                    sel = own[own["feature"] == own["feature"].iloc[0]]
+                if not sel.empty:
+                    drawn[method] = sel
+            if not drawn:
                 continue
-            colour = METHOD_COLOURS.get(method, "black")
-            dash = {"fim": "dot", "outputs": "dash"}.get(feature, "solid")
-            label = _label(method, feature)
-            fig.add_scatter(x=np.r_[sel["step"], sel["step"][::-1]],
-                            y=np.r_[sel["hi"], sel["lo"][::-1]], fill="toself",
-                            fillcolor=colour, opacity=0.08, line=dict(width=0),
-                            hoverinfo="skip", showlegend=False, legendgroup=label,
-                            row=1, col=c + 1)
-            fig.add_scatter(x=sel["step"], y=sel["mean"], mode="lines", name=label,
-                            line=dict(color=colour, dash=dash if method != "random" else
-                                      "solid", width=2 if method == "knr" else 1.3),
-                            legendgroup=label, showlegend=(c == 0), row=1, col=c + 1)
-        for key, text in (("relu", "ReLU"), ("best", "best")):
-            fig.add_hline(y=reference[bench][key], line=dict(color="black", dash="dash",
-                                                             width=1),
-                          annotation_text=text, annotation_position="bottom right",
-                          row=1, col=c + 1)
-    fig.update_xaxes(title_text="evaluations")
-    fig.update_yaxes(title_text="best validation accuracy so far", row=1, col=1)
-    # the legend below the panels, in rows: 21 curves do not fit in a column beside them
-    fig.update_layout(title=title, width=max(900, 430 * len(benches) + 100), height=700,
-                      legend=dict(font=dict(size=10), orientation="h", y=-0.16,
-                                  yanchor="top"))
+            best = max(drawn, key=lambda m: drawn[m]["mean"].mean())
+            banded = {m for m in drawn if m in ("knr", "random") or m == best}
+            for method, sel in drawn.items():
+                colour = METHOD_COLOURS.get(method, "black")
+                label = _method_label(method, feature)
+                full = _label(method, sel["feature"].iloc[0])
+                if method in banded:
+                    fig.add_scatter(x=np.r_[sel["step"], sel["step"][::-1]],
+                                    y=np.r_[sel["hi"], sel["lo"][::-1]], fill="toself",
+                                    fillcolor=colour, opacity=0.15, line=dict(width=0),
+                                    hoverinfo="skip", showlegend=False, legendgroup=label,
+                                    row=r, col=c)
+                fig.add_scatter(x=sel["step"], y=sel["mean"], mode="lines", name=label,
+                                line=dict(color=colour, width=3 if method == "knr" else 1.5,
+                                          dash="dot" if method == "random-filter" else
+                                          "solid"),
+                                hovertemplate=f"{full}<br>%{{x}} evaluations: %{{y:.4f}}"
+                                              "<extra></extra>",
+                                legendgroup=label, showlegend=label not in in_legend,
+                                row=r, col=c)
+                in_legend.add(label)
+            auc = drawn[best]["mean"].mean()
+            colour = METHOD_COLOURS.get(best, "black")
+            fig.add_annotation(text=f"highest AUC: <b><span style='color:{colour}'>"
+                                    f"{_method_label(best, feature)}</span></b> ({auc:.3f})",
+                               x=0.98, y=0.1, xref="x domain", yref="y domain",
+                               xanchor="right", yanchor="bottom", showarrow=False,
+                               font=dict(size=10, color="#222"),
+                               bgcolor="rgba(255,255,255,0.8)", row=r, col=c)
+            for key, text in (("relu", "ReLU"), ("best", "best")):
+                fig.add_hline(y=reference[bench][key], line=dict(color="black", dash="dash",
+                                                                 width=1),
+                              annotation_text=text, annotation_font_size=10,
+                              annotation_position="bottom left" if key == "relu" else
+                              "top left", row=r, col=c)
+    # one y range per benchmark (column): the rows compare features on the same scale
+    for c in range(1, len(benches) + 1):
+        anchor = fig.get_subplot(1, c).yaxis.plotly_name.replace("axis", "")
+        for r in range(2, len(features) + 1):
+            fig.update_yaxes(matches=anchor, row=r, col=c)
+    fig.update_xaxes(title_text="evaluations", row=len(features))
+    fig.update_yaxes(title_text="best validation accuracy so far", col=1,
+                     row=(len(features) + 1) // 2)
+    fig.update_layout(title=title, width=max(900, 380 * len(benches) + 260),
+                      height=260 * len(features) + 160, template="plotly_white",
+                      legend=dict(title="method (bands: KNR, RS and<br>the highest AUC)",
+                                  font=dict(size=11), x=1.04, y=1, yanchor="top"))
     return fig
 
 

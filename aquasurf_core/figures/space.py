@@ -156,7 +156,8 @@ def fig3_reconstructions(reconstructed: np.ndarray, xs: np.ndarray,
     """Figure 3, right: a ``steps x steps`` grid of reconstructed functions (row-major, as
     :func:`~aquasurf_core.embedding.bilinear_grid` orders them) on the inputs ``xs``; the four
     corner panels draw the true corner function (``true_curves``: label -> values) in grey
-    beneath the reconstruction in red."""
+    beneath the reconstruction in red. Every panel has the same axes, ticked on the left
+    column and the bottom row, the y range covering every curve."""
     from plotly.subplots import make_subplots
 
     if len(reconstructed) != steps * steps:
@@ -179,9 +180,21 @@ def fig3_reconstructions(reconstructed: np.ndarray, xs: np.ndarray,
             fig.add_annotation(text=corner, xref=f"x{suffix} domain", yref=f"y{suffix} domain",
                                x=0.05, y=0.95, showarrow=False,
                                font=dict(size=11, color="#d62728"))
-    fig.update_yaxes(range=[-2, 5], showticklabels=False)
-    fig.update_xaxes(showticklabels=False)
+    # one y range for every panel, covering every curve: the panels compare at a glance
+    values = np.concatenate([np.ravel(reconstructed), *map(np.ravel, true_curves.values())])
+    values = values[np.isfinite(values)].astype(float)
+    lo, hi = (float(values.min()), float(values.max())) if len(values) else (-1.0, 1.0)
+    pad = 0.06 * (hi - lo) if hi > lo else 1.0
+    fig.update_yaxes(range=[lo - pad, hi + pad], matches="y", nticks=4,
+                     tickfont=dict(size=10))
+    fig.update_yaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=True, col=1)
+    span = float(np.max(xs) - np.min(xs))  # padded: end ticks of neighbours stay apart
+    fig.update_xaxes(range=[float(np.min(xs)) - 0.05 * span, float(np.max(xs)) + 0.05 * span],
+                     nticks=5, tickfont=dict(size=10))
+    fig.update_xaxes(title_text="x", title_standoff=2, row=steps)
+    fig.update_yaxes(title_text="f(x)", title_standoff=2, col=1, row=(steps + 1) // 2)
     fig.update_layout(title="Inverse-transform reconstructions at the crosses (corners: red, "
                             "with the true function in grey)",
-                      width=900, height=820, margin=dict(l=20, r=20, t=60, b=20))
+                      width=900, height=820, margin=dict(l=60, r=20, t=60, b=50))
     return fig

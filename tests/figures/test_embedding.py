@@ -40,12 +40,67 @@ def case(tmp_path_factory):
 def test_fig4_grid_and_marked_functions(case):
     benchmarks, embeddings = case
     fig = fe.fig4_embeddings(benchmarks, embeddings)
-    marked = [t for t in fig.data if t.marker.symbol == "triangle-up"]
+    marked = [t for t in fig.data if str(t.marker.symbol).startswith("triangle")]
     assert len(fig.data) == 3 + len(marked)
     # ELU is named in the benchmark, -ELU is found by outputs; the others are absent
     assert sorted({t.name for t in marked}) == ["ELU", "−ELU"]
     assert sum(t.showlegend for t in marked) == 2
     assert len(fig.data[0].x) == len(embedding_rows(benchmarks["syn"]))
+    # every marked function is named in its panel by an arrow label in its own colour
+    labels = [a for a in fig.layout.annotations if a.showarrow]
+    assert sorted((a.text, a.x, a.y, a.font.color) for a in labels) == sorted(
+        (t.name, t.x[0], t.y[0], t.marker.color) for t in marked)
+    # f and -f: one hue, told apart by the symbol
+    (elu,), (neg,) = ([t for t in marked if t.name == n][:1] for n in ("ELU", "−ELU"))
+    assert elu.marker.color == neg.marker.color
+    assert (elu.marker.symbol, neg.marker.symbol) == ("triangle-up", "triangle-down")
+    # each panel's ranges are set and hold every point (so label pixels are known)
+    for t in fig.data[:3]:
+        axis = fig.layout[t.xaxis.replace("x", "xaxis")]
+        assert axis.range[0] < min(t.x) and max(t.x) < axis.range[1]
+
+
+def _contrast(colour: str, background: str = "#ffffff") -> float:
+    """WCAG 2 contrast ratio of two sRGB colours, written out."""
+    def luminance(hex_colour):
+        channels = [int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    hi, lo = sorted([luminance(colour), luminance(background)], reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def test_mark_colours_are_readable_on_white():
+    for label in [*fe.MARKED, "other", "−other"]:
+        colour, _ = fe.mark_style(label, 5)
+        assert _contrast(colour) >= 4.5, (label, colour)
+    # the two colours the review found unreadable
+    assert _contrast("#98df8a") < 2 and _contrast("#c5b0d5") < 2
+
+
+def _boxes_apart(a, b):
+    return a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
+
+
+@pytest.mark.parametrize("points", [
+    [[100, 100], [100, 100]],  # f and -f on the same spot
+    [[100, 100], [104, 98], [97, 103], [102, 106], [150, 40], [10, 190]],  # a cluster
+])
+def test_place_labels_keeps_labels_apart_and_inside(points):
+    labels = ["ELU", "−ELU", "Swish", "−Swish", "ReLU", "tanh"][:len(points)]
+    size = (200.0, 200.0)
+    offsets = fe.place_labels(np.array(points, float), labels, size)
+    boxes = [fe.label_box(np.add(p, o), lab) for p, o, lab in zip(points, offsets, labels,
+                                                                    strict=True)]
+    for i, box in enumerate(boxes):
+        assert 0 <= box[0] and box[2] <= size[0] and 0 <= box[1] and box[3] <= size[1]
+        for j in range(i + 1, len(boxes)):
+            assert _boxes_apart(box, boxes[j]), (labels[i], labels[j])
+        for p in points:  # no label hides a marker (markers are 2 x 8 px wide)
+            assert _boxes_apart(box, [p[0] - 8, p[1] - 8, p[0] + 8, p[1] + 8])
+    with pytest.raises(ValueError, match="2 points but 1 labels"):
+        fe.place_labels(np.zeros((2, 2)), ["a"], size)
 
 
 def test_predictiveness_table_and_verdicts(case):

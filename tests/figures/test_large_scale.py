@@ -4,7 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aquasurf_core.figures.large_scale import discoveries_table, fig7_searches, search_curve
+from aquasurf_core.figures.large_scale import (
+    discoveries_table,
+    fig7_searches,
+    rank_colours,
+    search_curve,
+)
 
 
 def _results():
@@ -57,6 +62,48 @@ def test_map_overlay_places_searched_functions_and_draws_them():
     # tanh and erf are not on the map; a baseline is named as a baseline
     assert list(marks.text) == ["relu(x)", "exp(x)", "abs(x)", "cosh(x)"]
     assert list(marks.customdata) == [0.60, 0.50, 0.80, 0.65]
+
+
+def test_rank_colours_against_ranks_counted_by_hand():
+    values = np.array([0.5, 0.1, np.nan, 0.9, 0.5])
+    # finite sorted: 0.1 (rank 1), 0.5, 0.5 (ranks 2, 3 -> 2.5), 0.9 (rank 4); (rank-1)/3
+    np.testing.assert_allclose(rank_colours(values), [0.5, 0.0, np.nan, 1.0, 0.5])
+    assert rank_colours(np.array([0.7])).tolist() == [0.5]
+    assert np.isnan(rank_colours(np.array([np.nan]))).all()
+
+
+def test_map_gives_each_task_its_own_colour_scale_and_a_baseline_legend():
+    from aquasurf_core.embedding.space_map import SpaceMap
+    from aquasurf_core.figures.large_scale import MAP_TICKS, fig_space_map
+
+    coords = pd.DataFrame({"class_id": [0, 1], "representative": ["exp(x)", "abs(x)"],
+                           "x": [0.0, 1.0], "y": [0.0, 1.0]})
+    rng = np.random.default_rng(0)
+    easy = rng.uniform(0.95, 0.99, 9)
+    hard = rng.uniform(0.3, 0.6, 9)
+    overlay = pd.DataFrame({
+        "task": ["digits"] * 10 + ["hard"] * 9, "name": [f"f{i}" for i in range(19)],
+        "baseline": ["relu(x)"] + [""] * 18, "val_acc": [*easy, np.nan, *hard],
+        "class_id": 0, "x": rng.normal(size=19), "y": rng.normal(size=19)})
+    fig = fig_space_map(SpaceMap(coords, {}), overlay, bins=4)
+    marks = [t for t in fig.data if t.type == "scattergl"]
+    assert [t.marker.coloraxis for t in marks] == ["coloraxis", "coloraxis2"]
+    for trace, values, axis in zip(marks, (easy, hard), ("coloraxis", "coloraxis2"),
+                                   strict=True):
+        # colour: the rank within the task, so both tasks span the whole scale
+        order = np.argsort(np.argsort(values))
+        np.testing.assert_allclose(trace.marker.color, order / (len(values) - 1))
+        bar = fig.layout[axis].colorbar
+        assert list(bar.tickvals) == list(MAP_TICKS)
+        assert list(bar.ticktext) == [f"{q:.3f}" for q in np.quantile(values, MAP_TICKS)]
+        assert trace.name in bar.title.text and "rank" in bar.title.text
+    # the run without an accuracy is drawn apart, not coloured
+    (failed,) = [t for t in fig.data if t.name == "digits: no accuracy"]
+    assert list(failed.text) == ["f9"]
+    # the red outline of the baselines has a legend entry
+    (legend,) = [t for t in fig.data if t.name == "baseline"]
+    assert legend.showlegend is not False and legend.marker.line.color == "#d62728"
+    assert marks[0].marker.line.width[0] > marks[0].marker.line.width[1]
 
 
 def test_discoveries_against_baselines_with_a_verdict():

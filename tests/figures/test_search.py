@@ -94,12 +94,47 @@ def test_scorecard_verdicts_follow_the_results():
     assert f"a: KNR (both) vs SVR (both) ΔAUC {diff.mean():+.4f}" in card.iloc[3]["evidence"]
 
 
-def test_figure6_and_ablation_table():
+def test_figure6_grid_one_row_per_feature_shared_y_per_benchmark():
     results = fake_results(trials=10, budget=10)
     fig = fs.fig6_search(results, REFERENCE)
+    titles = [a.text for a in fig.layout.annotations
+              if not a.text.startswith("highest") and a.text not in ("ReLU", "best")]
+    assert titles == ["Act-Bench-Mini a", "Act-Bench-Mini b", "outputs", "both"]
     lines = [t for t in fig.data if t.mode == "lines"]
-    assert len(lines) == 2 * 5  # two panels, five method x feature curves
-    assert {t.name for t in lines} >= {"KNR (both)", "RS"}
+    # 2 x 2 panels, each: KNR and SVR on the row's feature, and random search (run with the
+    # "both" feature only, drawn in every row for reference)
+    assert len(lines) == 4 * 3
+    assert sorted(t.name for t in lines if t.showlegend) == ["KNR", "RS", "SVR"]
+    # a curve is the mean best-so-far over the trials, computed directly
+    (knr,) = [t for t in lines if t.name == "KNR" and t.xaxis == "x" and t.yaxis == "y"]
+    sel = results[(results["benchmark"] == "a") & (results["method"] == "knr")
+                  & (results["feature"] == "outputs")]
+    np.testing.assert_allclose(knr.y, sel.groupby("step")["best_val_so_far"].mean(),
+                               rtol=1e-12)
+    rs = [t for t in lines if t.name == "RS" and t.xaxis in ("x", "x3")]  # column a
+    assert len(rs) == 2 and np.array_equal(rs[0].y, rs[1].y)
+    # bands for KNR and RS only here (KNR, the fastest, is also the highest AUC)
+    bands = [t for t in fig.data if t.fill == "toself"]
+    assert len(bands) == 4 * 2 and {t.legendgroup for t in bands} == {"KNR", "RS"}
+    best = [a.text for a in fig.layout.annotations if a.text.startswith("highest")]
+    assert len(best) == 4 and all("KNR" in text for text in best)
+    assert f"({knr.y.mean():.3f})" in best[0]
+    # the y axis is shared down each column (benchmark), not across columns
+    assert fig.layout.yaxis3.matches == "y" and fig.layout.yaxis4.matches == "y2"
+    assert fig.layout.yaxis2.matches is None
+
+
+def test_figure6_bands_the_best_method_when_it_is_not_knr():
+    results = fake_results(trials=6, budget=10)
+    slow = results["method"] == "knr"
+    results.loc[slow, "best_val_so_far"] -= 0.5  # KNR now the worst
+    fig = fs.fig6_search(results, REFERENCE)
+    bands = [t for t in fig.data if t.fill == "toself"]
+    assert len(bands) == 4 * 3 and {t.legendgroup for t in bands} == {"KNR", "RS", "SVR"}
+
+
+def test_ablation_table():
+    results = fake_results(trials=10, budget=10)
     arms = results[results["method"] == "knr"].copy()
     arms["feature"] = arms["feature"].map({"both": "base", "outputs": "variant"})
     table = fs.ablation_table(arms, baseline="base")

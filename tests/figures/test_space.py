@@ -76,6 +76,17 @@ def test_figure3_panels():
     # one curve per panel plus the four corner functions in grey
     assert len(fig.data) == steps * steps + 4
     assert [a.text for a in fig.layout.annotations] == ["ReLU", "ELU", "Swish", "tanh"]
+    # tick labels on the left column and the bottom row; one y range holding every curve
+    axes = {k: fig.layout[k] for k in fig.layout if k.startswith(("xaxis", "yaxis"))}
+    labelled = sorted(k for k, a in axes.items() if a.showticklabels is not False)
+    assert labelled == sorted(["yaxis", "yaxis4", "yaxis7", "xaxis7", "xaxis8", "xaxis9"])
+    assert fig.layout.xaxis8.title.text == "x"
+    ranges = {tuple(a.range) for k, a in axes.items() if k.startswith("yaxis")}
+    (lo, hi), = ranges
+    assert lo < curves.min() and curves.max() < hi
+    tall = curves.copy()
+    tall[4] = 3 * xs  # a reconstruction reaching 15: not cut off at a fixed range
+    assert fs.fig3_reconstructions(tall, xs, true, steps).layout.yaxis5.range[1] > 15
     with pytest.raises(ValueError, match="expected 9 reconstructions"):
         fs.fig3_reconstructions(curves[:4], xs, true, steps)
     grid = np.zeros((9, 2))
