@@ -223,33 +223,39 @@ class InspectorPage:
         return time.perf_counter() - start
 
     def fit(self) -> dict:
-        """Where the inspector and its widest parts lie against what shows them: ``{"window"
-        (the window's width), "area" (the output area's box in JupyterLab, else the page's),
-        "boxes" (name -> [left, right] of "inspector", "plot", "colorbar", "detail", "cdf",
-        "cdf column 4": the fourth panel of the Fisher CDFs, "selection"; absent when not
-        drawn), "outside" (the names of those that reach past the area or the window by
-        more than a pixel), "scrolls" (whether the inspector is wider than its box)}``."""
+        """Whether the inspector and its widest parts show whole: ``{"window" (the window's
+        width), "boxes" (name -> [left, right] of "inspector", "plot" (the main plot's
+        drawing), "colorbar", "detail", "cdf", "cdf column 4" (the fourth panel of the Fisher
+        CDFs), "selection"; absent when not drawn), "outside" (the names of those reaching
+        more than a pixel past what holds them: the plot's box for the plot and its colour
+        bar, the CDF output for its panels, and for each the output area in JupyterLab, else
+        the page, and the window), "scrolls" (whether the inspector is wider than its
+        box)}``."""
         return self.page.evaluate(
             """() => {
               const root = document.querySelector('.aq-inspector');
               const area = root.closest('.jp-OutputArea-output') || document.body;
-              const a = area.getBoundingClientRect();
-              const parts = {inspector: '.aq-inspector', plot: '.aq-plot .main-svg',
-                             colorbar: '.aq-plot .colorbar', detail: '.aq-detail',
-                             cdf: '.aq-cdf .main-svg',
-                             'cdf column 4': '.aq-cdf .draglayer .x4y4 .nsewdrag',
-                             selection: '.aq-selection'};
+              const parts = {inspector: ['.aq-inspector', null],
+                             plot: ['.aq-plot .main-svg', '.aq-plot'],
+                             colorbar: ['.aq-plot .colorbar', '.aq-plot'],
+                             detail: ['.aq-detail', null], cdf: ['.aq-cdf .main-svg', '.aq-cdf'],
+                             'cdf column 4': ['.aq-cdf .draglayer .x4y4 .nsewdrag', '.aq-cdf'],
+                             selection: ['.aq-selection', null]};
               const boxes = {}, outside = [];
-              for (const [name, sel] of Object.entries(parts)) {
+              const past = (r, h) => r.left < h.left - 1 || r.right > h.right + 1;
+              for (const [name, [sel, holder]] of Object.entries(parts)) {
                 const e = document.querySelector(sel);
                 if (e === null) continue;
                 const r = e.getBoundingClientRect();
                 if (r.width === 0 && r.height === 0) continue;
                 boxes[name] = [r.left, r.right];
-                if (r.left < a.left - 1 || r.right > a.right + 1 || r.left < -1
-                    || r.right > window.innerWidth + 1) outside.push(name);
+                const holders = [area.getBoundingClientRect(),
+                                 {left: 0, right: window.innerWidth}];
+                if (holder !== null) holders.push(
+                  document.querySelector(holder).getBoundingClientRect());
+                if (holders.some(h => past(r, h))) outside.push(name);
               }
-              return {window: window.innerWidth, area: [a.left, a.right], boxes, outside,
+              return {window: window.innerWidth, boxes, outside,
                       scrolls: root.scrollWidth > root.clientWidth + 1}; }""")
 
     def plot_title(self) -> str:

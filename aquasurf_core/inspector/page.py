@@ -258,7 +258,8 @@ def serve_lab(root: str | os.PathLike, open_path: str = "", *, port: int | None 
     token.
 
     The server has settings, workspaces and runtime files of its own (a temporary folder,
-    removed by :meth:`PageServer.stop`), no news or update checks (:data:`LAB_SETTINGS`), the
+    removed by :meth:`PageServer.stop`), no news, update checks or extension manager queries
+    (:data:`LAB_SETTINGS`; nothing leaves the machine), runs as root where it is started so, the
     kernel spec ``aquasurf-inspector`` (this interpreter; :func:`write_notebook` uses it), and
     shows its application to scripts as ``window.jupyterapp`` (to run a notebook's cells:
     :class:`~aquasurf_core.inspector.driver.LabNotebook`).
@@ -291,7 +292,9 @@ def serve_lab(root: str | os.PathLike, open_path: str = "", *, port: int | None 
         f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
         "--LabApp.news_url=None", "--LabApp.expose_app_in_browser=True",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.extension_manager=readonly",
+        *(["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else [])],
         f"{base}{page}?token={token}", base + "api/status", directory, temp, env, timeout)
 
 

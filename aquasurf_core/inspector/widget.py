@@ -48,6 +48,7 @@ import html
 import json
 from collections.abc import Callable, Sequence
 
+import anywidget
 import ipywidgets as widgets
 import numpy as np
 import pandas as pd
@@ -75,7 +76,7 @@ ACCURACIES = (("train_acc", "train"), ("val_acc", "validation"), ("test_acc", "t
 #: Sizes (px): the plot's height and narrowest width, the detail panel's narrowest and widest
 #: width (it goes below the plot when both do not fit), the curve's height. Widths otherwise
 #: follow the output area.
-PLOT_HEIGHT, PLOT_MIN = 520, 380
+PLOT_HEIGHT, PLOT_MIN = 520, 400
 DETAIL_MIN, DETAIL_MAX = 380, 560
 CURVE_HEIGHT = 220
 #: Seconds the page has to acknowledge an edit of the plot before the plot is shown anew
@@ -140,6 +141,48 @@ def _cdf_grid(names: tuple[str, ...]) -> dict:
                       legend={"orientation": "h", "y": 0, "yanchor": "top",
                               "font": {"size": 10}})
     return json.loads(fig.to_json())["layout"]
+
+
+class PlotFitter(anywidget.AnyWidget):
+    """An invisible widget that keeps the plotly figures beside it sized to their boxes.
+
+    plotly.js sizes an autosized figure to its element when it draws it, and again on the
+    window's ``resize`` event (``responsive``); a FigureWidget's view is drawn before it is
+    attached to the page (so at plotly's default 700 px), and a JupyterLab panel that
+    changes width (the file browser opened or closed) fires no window event. This widget
+    watches the box it is in (the inspector) and fires the window's ``resize`` event when
+    the box changes size or a figure is added to it."""
+
+    _esm = """
+    export default {
+      render({ el }) {
+        el.style.display = "none";
+        let box = null, sizes = null, timer = null, plots = null, tries = 0;
+        const fire = () => {
+          clearTimeout(timer);
+          timer = setTimeout(() => window.dispatchEvent(new Event("resize")), 50);
+        };
+        const attach = () => {
+          box = el.parentElement && el.parentElement.closest(".aq-inspector");
+          if (box === null) {
+            if (tries++ < 600) requestAnimationFrame(attach);
+            return;
+          }
+          sizes = new ResizeObserver(fire);
+          sizes.observe(box);
+          plots = new MutationObserver(ms => {
+            if (ms.some(m => [...m.addedNodes].some(n => n.nodeType === 1
+                && (n.matches(".js-plotly-plot") || n.querySelector(".js-plotly-plot")))))
+              fire();
+          });
+          plots.observe(box, {childList: true, subtree: true});
+          fire();
+        };
+        attach();
+        return () => { clearTimeout(timer); sizes?.disconnect(); plots?.disconnect(); };
+      }
+    };
+    """
 
 
 def _fmt(value: float) -> str:
@@ -234,8 +277,11 @@ class Inspector:
         self.message = classed(widgets.HTML(layout={"max_width": "100%"}), "aq-message")
         # the plot's box takes what the detail panel leaves, down to PLOT_MIN; the figure
         # sizes itself to the box (autosize, responsive), made by the first draw
+        # (a column whose item stretches: the figure's element is as wide as the box, which
+        # is the width plotly.js measures)
         self.plot = plot = classed(widgets.Box(layout={
-            "flex": f"1 1 {PLOT_MIN}px", "min_width": f"{PLOT_MIN}px", "max_width": "100%"}),
+            "flex": f"1 1 {PLOT_MIN}px", "min_width": f"{PLOT_MIN}px", "max_width": "100%",
+            "flex_flow": "column", "align_items": "stretch", "overflow": "hidden"}),
             "aq-plot")
 
         self.detail_name_html = classed(widgets.HTML("<i>Click a point or find a function to "
@@ -280,7 +326,7 @@ class Inspector:
         main = classed(widgets.HBox([plot, self.detail], layout={
             "flex_flow": "row wrap", "align_items": "flex-start", "width": "100%"}), "aq-main")
         self.widget = classed(widgets.VBox([controls, self.message, main,
-                                            self.selection_panel],
+                                            self.selection_panel, PlotFitter()],
                                            layout={"width": "100%", "max_width": "1400px"}),
                               "aq-inspector")
 
@@ -497,8 +543,7 @@ class Inspector:
                   "marker": {"color": np.where(np.isfinite(acc), acc, low).tolist()},
                   "text": self._hover(emb.rows), "selectedpoints": None}
         layout = {"title": {"text": f"{self.bench}: {LABELS[emb.kind]} embedding, "
-                                    f"{len(emb.rows):,} functions (colour: validation "
-                                    "accuracy)", "font": {"size": 14}},
+                                    f"{len(emb.rows):,} functions", "font": {"size": 14}},
                   # new coordinates: the axes fit them again (a zoom is for the old ones)
                   "xaxis": {"autorange": True}, "yaxis": {"autorange": True}}
         self._edit(points=points, star=self._star(starred), layout=layout)
