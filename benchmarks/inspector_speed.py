@@ -65,12 +65,6 @@ def run(args, page, url: str, times: dict, kb: dict, misses: dict) -> None:
 
     driver = InspectorPage(page, timeout=60)
     received = Received(page)
-    # count the plots drawn on the page: more than one means the plot was shown anew (an
-    # edit the page did not draw, Inspector.check_acknowledged)
-    page.add_init_script("""window.aqPlots = 0; new MutationObserver(ms => { for (const m of ms)
-      for (const n of m.addedNodes) if (n.nodeType === 1 && (n.matches('.aq-plot .js-plotly-plot')
-        || n.querySelector?.('.aq-plot .js-plotly-plot'))) window.aqPlots += 1; })
-      .observe(document, {childList: true, subtree: true});""")
     if args.where == "voila":
         print(f"page load -> plot drawn: {driver.open(url, timeout=300):.2f} s")
     else:
@@ -95,6 +89,8 @@ def run(args, page, url: str, times: dict, kb: dict, misses: dict) -> None:
                 step(times, kb, misses, received, "search",
                      lambda q=query + " " * (r % 2): driver.timed_search(q)["star_s"])
                 starred = driver.message().split("found ", 1)[-1].split(" ", 1)[0]
+                if r == 0 and query == QUERIES[0]:  # the first edit (Voila: a new plot)
+                    driver.mark_plot()
             for label in ("FIM", "outputs", "both"):
                 step(times, kb, misses, received, "feature switch",
                      lambda label=label, star=starred: switch(driver, driver.switch_feature,
@@ -103,8 +99,8 @@ def run(args, page, url: str, times: dict, kb: dict, misses: dict) -> None:
                 step(times, kb, misses, received, "benchmark switch",
                      lambda bench=bench, star=starred: switch(driver, driver.switch_bench,
                                                               bench, star))
-        print(f"plots drawn on the page: {page.evaluate('window.aqPlots')} (1: every edit "
-              "drawn in place)")
+        print(f"plot shown anew after the first step (an edit not acknowledged): "
+              f"{driver.plot_renewed()}")
         if args.shot:
             page.mouse.move(0, 0)
             page.screenshot(path=args.shot)

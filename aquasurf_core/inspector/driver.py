@@ -258,6 +258,17 @@ class InspectorPage:
               return {window: window.innerWidth, boxes, outside,
                       scrolls: root.scrollWidth > root.clientWidth + 1}; }""")
 
+    def mark_plot(self) -> None:
+        """Remember the plot element now shown, for :meth:`plot_renewed`."""
+        self.page.evaluate("window.aqMarkedPlot = document.querySelector("
+                           "'.aq-plot .js-plotly-plot')")
+
+    def plot_renewed(self) -> bool:
+        """Whether the plot shown is another element than at :meth:`mark_plot`: the kernel
+        showed it anew (an edit the page did not acknowledge) rather than editing it."""
+        return self.page.evaluate("document.querySelector('.aq-plot .js-plotly-plot')"
+                                  " !== window.aqMarkedPlot")
+
     def plot_title(self) -> str:
         """The main plot's title as drawn ("" before the plot is)."""
         title = self.page.locator(".aq-plot .gtitle")
@@ -340,20 +351,38 @@ class LabNotebook:
             polling=200, timeout=self.timeout_ms)
         return time.perf_counter() - start
 
-    def command(self, name: str, args: dict | None = None) -> None:
-        """Run JupyterLab command ``name`` (e.g. ``notebook:run-all-cells``)."""
-        self.page.evaluate("([name, args]) => window.jupyterapp.commands.execute(name, args)",
-                           [name, args or {}])
+    def command(self, name: str, args: dict | None = None, wait: bool = True) -> None:
+        """Run JupyterLab command ``name`` (e.g. ``filebrowser:activate``); ``wait``: until
+        the command's promise settles (for ``notebook:run-all-cells``: the cells ran)."""
+        self.page.evaluate("([name, args, wait]) => { const done = "
+                           "window.jupyterapp.commands.execute(name, args);"
+                           " return wait ? done.then(() => null) : null; }",
+                           [name, args or {}, wait])
 
     def run_all(self) -> None:
-        """Run every cell of the open notebook (returns at once)."""
-        self.command("notebook:run-all-cells")
+        """Start running every cell of the open notebook (returns at once)."""
+        self.command("notebook:run-all-cells", wait=False)
 
     def show_file_browser(self) -> None:
         """Open the file browser in the left side panel."""
         self.command("filebrowser:activate")
         self.page.locator(".jp-FileBrowser").first.wait_for(state="visible",
                                                              timeout=self.timeout_ms)
+
+    def state(self) -> dict:
+        """What the page shows of the notebook: the kernel's status, each code cell's
+        execution count (``None``: not run) and the first 300 characters of its outputs'
+        text (for failure reports)."""
+        return self.page.evaluate(
+            """() => {
+              const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+              const kernel = w && w.sessionContext && w.sessionContext.session
+                && w.sessionContext.session.kernel;
+              return {kernel: kernel ? kernel.status : null,
+                      cells: [...document.querySelectorAll('.jp-CodeCell')].map(c => [
+                        (c.querySelector('.jp-InputPrompt') || {}).textContent || null,
+                        ((c.querySelector('.jp-OutputArea') || {}).innerText || '')
+                          .slice(0, 300)])}; }""")
 
     def wait_for(self, selector: str) -> float:
         """Wait for ``selector`` to be visible in the page; seconds taken."""

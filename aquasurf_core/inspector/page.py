@@ -5,8 +5,10 @@ web page of its own, or in JupyterLab.
   it (``python -m voila``, this interpreter, bound to ``127.0.0.1``; its kernel is this
   interpreter too) and returns a :class:`PageServer` once the server answers. Every visit of
   the page starts a kernel that runs the notebook: it shows up after the benchmark is loaded
-  and embedded (seconds; about 20 s more the first time a benchmark is embedded).
-  ``aquasurf inspect`` is ``serve`` until Ctrl-C.
+  and embedded (seconds; about 20 s more the first time a benchmark is embedded). The plot's
+  first edit is drawn as a new FigureWidget (``renew_first_edit``): Voila's view of the
+  widget made while the notebook ran often draws no edit. ``aquasurf inspect`` is ``serve``
+  until Ctrl-C.
 * :func:`serve_lab` runs JupyterLab on a folder (a token, a free loopback port, settings and
   workspaces of its own), for the browser tests and screenshots of the inspector in a
   notebook.
@@ -57,7 +59,7 @@ from aquasurf_core.inspector import Inspector
 from aquasurf_core.paths import set_cache_dir
 
 set_cache_dir({cache!r})
-Inspector(bench={bench!r})
+Inspector(bench={bench!r}, renew_first_edit=True)
 """
 #: The Voila template ``aquasurf`` (module docstring): file name -> text.
 VOILA_TEMPLATE = {

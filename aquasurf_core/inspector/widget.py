@@ -30,9 +30,10 @@ open: the detail panel goes below the plot when the two do not fit side by side.
 
 The plot is one plotly ``FigureWidget`` edited in place: a search sends the star's new
 coordinates (well under a kilobyte), a switch of benchmark or feature the new points, colours
-and hover texts in one ``batch_update``. Showing a new ``FigureWidget`` instead would send the
+and hover texts in one ``batch_update``. Showing a new ``FigureWidget`` instead sends the
 figure and plotly's 5 MB widget bundle (anywidget's ``_esm``) for the browser to load again,
-which is what made a search take seconds in the browser (README, "Known problems").
+which made a search take 6 s in JupyterLab. It is still the fallback when the page does not
+acknowledge an edit (:meth:`Inspector.check_acknowledged`; README, "Known problems").
 
 Every element has a CSS class (``aq-inspector``, ``aq-bench``, ``aq-feature``, ``aq-search``,
 ``aq-search-button``, ``aq-message``, ``aq-plot``, ``aq-detail``, ``aq-detail-name``,
@@ -206,20 +207,27 @@ class Inspector:
         loading_line: show a loading line in the cell's output while the first benchmark
             loads and embeds (before the inspector itself can be displayed), cleared once it
             is ready; ``None`` (the default): when running in a Jupyter kernel.
+        renew_first_edit: draw the plot's first edit (the first search or switch) as a new
+            ``FigureWidget`` instead of editing the one made by the constructor, later edits
+            in place: for Voila, whose view of that first widget often draws no edit
+            (:meth:`check_acknowledged`; :mod:`aquasurf_core.inspector.page` sets it).
 
     Raises ``ValueError`` for an unknown benchmark or feature; the loader's errors (e.g.
     ``FileNotFoundError`` for a benchmark not built) for the first benchmark. Later errors
     (another benchmark that does not load) are shown in the message line.
 
     The handlers behind the widgets are public, for scripts and tests: :meth:`set_view`,
-    :meth:`click`, :meth:`show`, :meth:`search`, :meth:`select`, :meth:`selection`.
+    :meth:`click`, :meth:`show`, :meth:`search`, :meth:`select`, :meth:`selection`, and
+    :meth:`check_acknowledged`; :attr:`renewals` counts the plots shown anew because the
+    page did not draw an edit.
     """
 
     def __init__(self, bench: str = "cnn", feature: str = "both", *,
                  benchmarks: Sequence[str] = SHIPPED,
                  loader: Callable[[str], Benchmark] = load,
                  embedder: Callable[[Benchmark], dict[str, Embedding]] | None = None,
-                 prefetch: bool = True, loading_line: bool | None = None) -> None:
+                 prefetch: bool = True, loading_line: bool | None = None,
+                 renew_first_edit: bool = False) -> None:
         self.benchmarks = tuple(benchmarks)
         if bench not in self.benchmarks:
             raise ValueError(f"unknown benchmark {bench!r}; choose one of "
@@ -239,6 +247,7 @@ class Inspector:
         self.selected_rows = np.zeros(0, dtype=np.int64)
         self.figure: go.FigureWidget | None = None  # the plot, made by the first draw
         self.renewals = 0  # plots shown anew because the page did not draw an edit
+        self._renew_next = renew_first_edit
         show_loading = _in_kernel() if loading_line is None else loading_line
         self._loading = _loading_line() if show_loading else None
         try:
@@ -373,6 +382,14 @@ class Inspector:
         so that a view made later (a page reload) shows the plot as it is."""
         if self.figure is None:
             figure = self._base_figure()
+            for target, changes in ((figure.data[0], points), (figure.data[1], star),
+                                    (figure.layout, layout)):
+                target.update(changes or {})
+            self._show_figure(figure)
+            return
+        if self._renew_next:  # (renew_first_edit)
+            self._renew_next = False
+            figure = go.Figure(self.figure)
             for target, changes in ((figure.data[0], points), (figure.data[1], star),
                                     (figure.layout, layout)):
                 target.update(changes or {})

@@ -17,6 +17,7 @@ from aquasurf_core.inspector.page import serve_lab, write_notebook
 from aquasurf_core.paths import cache_dir
 
 RELU = "max(identity(x),zero(x))"  # row 18 of cnn; relu(x) finds it by its outputs
+PAGE_TIMEOUT = 300  # s: kernel start, imports and a first UMAP fit on a cold cache, loaded
 CELL = """\
 from aquasurf_core.bench.table import load
 from aquasurf_core.inspector import Inspector
@@ -57,13 +58,17 @@ def test_inspector_in_jupyterlab_at_1280_px(chromium, tmp_path):
             requested: list[str] = []
             page.on("request", lambda request: requested.append(request.url))
             page.add_init_script(WATCH)
-            lab = LabNotebook(page, timeout=180)
+            lab = LabNotebook(page, timeout=PAGE_TIMEOUT)
             driver = InspectorPage(page, timeout=60)
             lab.open(server.url)
             lab.show_file_browser()
             started = page.evaluate("performance.now()")
             lab.run_all()
-            driver.wait_for_plot(180)
+            try:
+                driver.wait_for_plot(PAGE_TIMEOUT)
+            except Exception as err:
+                pytest.fail(f"no plot within {PAGE_TIMEOUT} s ({err}); notebook: "
+                            f"{lab.state()}; console: {driver.console[-10:]}")
 
             # the loading line showed while the benchmark loaded, before the plot
             seen = page.evaluate("window.aqSeen")

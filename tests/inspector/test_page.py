@@ -173,12 +173,17 @@ def test_page_in_headless_chromium(chromium, inspect_url, tmp_path):
             # a loaded machine once lost (README, "Known problems")
             label = driver.wait_for_star(RELU)
             assert label == f"\u2605 {RELU}"
+            driver.mark_plot()  # (the first edit shows a new plot: renew_first_edit)
             assert page.locator(InspectorPage.STAR).count() == 1
             # a redraw on another embedding, the star kept
             for feature in ("FIM", "outputs"):
                 print(f"switch to {feature}: {driver.switch_feature(feature):.3f} s")
                 assert driver.wait_for_star(RELU) == f"\u2605 {RELU}"
                 assert page.locator(InspectorPage.POINTS).count() > 100
+
+            # either way the plot follows; which way the switches went, for the record
+            print(f"plot shown anew after the first edit (an edit the page did not "
+                  f"acknowledge): {driver.plot_renewed()}")
 
             # offline and quiet: nothing asked of another host, no version warnings, no error
             origin = inspect_url.rstrip("/")

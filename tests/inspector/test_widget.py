@@ -472,3 +472,19 @@ def test_the_check_runs_on_the_kernels_event_loop(monkeypatch, inspector):
     assert inspector.renewals == 1
     inspector.search("swish(x)")  # no loop running: no check scheduled
     assert inspector.renewals == 1
+
+
+def test_renew_first_edit_draws_the_first_edit_as_a_new_widget():
+    """For Voila: the first edit shows a new FigureWidget (the edit in it), later ones edit
+    that one in place."""
+    inspector = make_inspector(renew_first_edit=True)
+    first = inspector.figure
+    inspector.search("tanh(x)")
+    second = inspector.figure
+    assert second is not first and first.comm is None and inspector.renewals == 0
+    assert second._widget_data[1]["name"] == "\u2605 tanh(x)"
+    sent = record(second)
+    inspector.search("sigmoid(x)")
+    assert inspector.figure is second
+    (update,) = plot_updates(sent)
+    assert update["style_data"]["name"] == ["\u2605 sigmoid(x)"]
