@@ -11,8 +11,10 @@ importing only the ones before it (``tests/test_layout.py`` checks this):
 * :mod:`~aquasurf_core.features` -- output features and K-FAC Fisher-eigenvalue features;
 * :mod:`~aquasurf_core.training` -- data, recipes and trainers;
 * :mod:`~aquasurf_core.bench` -- benchmarks of trained functions (Act-Bench, Act-Bench-Mini);
-* :mod:`~aquasurf_core.embedding` -- UMAP embeddings of the features, and the inspector;
+* :mod:`~aquasurf_core.embedding` -- UMAP embeddings of the features;
 * :mod:`~aquasurf_core.search` -- the ask/tell search with a surrogate;
+* :mod:`~aquasurf_core.inspector` -- the interactive view of the embeddings (beside the
+  search, which never loads it);
 * :mod:`~aquasurf_core.figures` -- the paper's figures and tables, from the stages above.
 
 Beside them: :mod:`~aquasurf_core.paths` (cache and data directories),
@@ -56,11 +58,11 @@ _EXPORTS = {
     "save_figure": "aquasurf_core.export",
     "save_table": "aquasurf_core.export",
     "embed": "aquasurf_core.embedding.embeddings",
-    "Inspector": "aquasurf_core.embedding.inspector",
+    "Inspector": "aquasurf_core.inspector.widget",
     "Searcher": "aquasurf_core.search.searcher",
 }
 _SUBMODULES = ("space", "models", "features", "training", "bench", "embedding", "search",
-               "figures", "paths", "storage", "paper", "export", "pipeline", "cli")
+               "inspector", "figures", "paths", "storage", "paper", "export", "pipeline", "cli")
 
 __all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
 

@@ -31,7 +31,7 @@ them only when it needs them -- to check a value or show a subcommand's help (:c
 
 Handlers parse and print; the work is done by the library (:mod:`aquasurf_core.space.store`,
 :mod:`aquasurf_core.features.fim`, :mod:`aquasurf_core.bench.build`,
-:mod:`aquasurf_core.pipeline`, :mod:`aquasurf_core.embedding.page`), imported only when a
+:mod:`aquasurf_core.pipeline`, :mod:`aquasurf_core.inspector.page`), imported only when a
 subcommand runs so that ``aquasurf --help`` stays fast. Errors a user can fix (a bad name,
 schema, option or file) print one line naming the problem and exit with status 2; a failed
 notebook exits with 1. ``inspect`` serves until Ctrl-C (or SIGTERM).
@@ -400,7 +400,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 def _inspect(args: argparse.Namespace) -> int:
     import signal
 
-    from aquasurf_core.embedding.page import serve
+    from aquasurf_core.inspector.page import serve
 
     try:
         server = serve(args.bench, port=args.port, open_browser=not args.no_browser)

@@ -34,12 +34,14 @@ ALLOWED = {
     "embedding": {"paths", "storage", "machine", "space", "features", "bench"},
     "search": {"paths", "storage", "machine", "space", "models", "features", "training", "bench",
                "embedding", "ledgers"},
+    # the embeddings' interactive view: above embedding, beside search (neither imports it)
+    "inspector": {"paths", "storage", "machine", "space", "features", "bench", "embedding"},
     "figures": {"paper", "space", "models", "features", "training", "bench", "embedding",
                 "search"},
     "export": {"storage"},
     "pipeline": {"paths", "models", "search"},  # the registries its lists are read from
     "cli": {"paths", "space", "models", "features", "training", "bench", "embedding", "search",
-            "pipeline"},
+            "inspector", "pipeline"},
     "__init__": set(),
     "__main__": {"cli"},
 }

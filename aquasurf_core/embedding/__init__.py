@@ -7,6 +7,9 @@
   benchmark, cached on disk.
 * :mod:`~aquasurf_core.embedding.interpolation` -- points between functions for UMAP's
   inverse transform (Figure 3).
+
+The interactive view of these embeddings is the next stage, :mod:`aquasurf_core.inspector`;
+nothing here imports a widget library.
 """
 
 from aquasurf_core.embedding.distances import (
@@ -17,7 +20,6 @@ from aquasurf_core.embedding.distances import (
     output_distance_matrix,
 )
 from aquasurf_core.embedding.embeddings import KINDS, Embedding, embed, embed_all, embedding_rows
-from aquasurf_core.embedding.inspector import Inspector
 from aquasurf_core.embedding.interpolation import bilinear_grid
 from aquasurf_core.embedding.umap_models import (
     FIM_SETTINGS,
@@ -31,7 +33,6 @@ __all__ = [
     "KINDS",
     "OUTPUT_SETTINGS",
     "Embedding",
-    "Inspector",
     "UmapSettings",
     "bilinear_grid",
     "embed",

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from aquasurf_core.bench.table import Benchmark, make_table
-from aquasurf_core.embedding import Embedding, Inspector
+from aquasurf_core.embedding import Embedding
 from aquasurf_core.features.fim import FimLayout
 from aquasurf_core.features.outputs import output_features
+from aquasurf_core.inspector import Inspector
 from aquasurf_core.space import ActivationFunction, InvalidFunctionName, parse
 
 RELU = "max(identity(x),zero(x))"
@@ -104,26 +105,112 @@ def test_first_view_draws_embedded_functions_coloured_by_accuracy(inspector):
     assert len(inspector.figure._widget_data[0]["x"]) == len(NAMES) - 1
 
 
-def test_a_star_shows_a_new_figure_widget_and_keeps_the_zoom(inspector):
-    """The plot is never edited in place (README, "Known problems"): a search puts a new
-    FigureWidget into the plot's box, drawn whole from its own synced state, and closes the
-    old one; a zoom the user set (synced from the page into the layout) is kept, and a
-    redraw on another embedding lets the axes fit the new coordinates again."""
-    old = inspector.figure
-    old.layout.xaxis.range = [0.5, 2.5]  # what a zoom in the page syncs back
+def record(widget) -> list[dict]:
+    """The messages ``widget`` sends to the front end from now on (the data of each)."""
+    sent: list[dict] = []
+    widget.comm.send = lambda data=None, metadata=None, buffers=None: sent.append(data)
+    return sent
+
+
+def plot_updates(sent: list[dict]) -> list[dict]:
+    """The ``Plotly.update`` messages among ``sent`` (plotly's ``_py2js_update``)."""
+    return [m["state"]["_py2js_update"] for m in sent
+            if m.get("method") == "update" and m["state"].get("_py2js_update")]
+
+
+def test_a_search_sends_only_the_star(inspector):
+    """The plot is edited in place (README, "Known problems"): a search sends the star's
+    trace, under a kilobyte, in one update; no new FigureWidget (whose state would carry
+    plotly's 5 MB widget bundle) and no whole figure. A zoom the user set stays."""
+    figure = inspector.figure
+    figure.layout.xaxis.update(range=[0.5, 2.5], autorange=False)  # what a zoom syncs back
+    sent = record(figure)
     inspector.search("tanh(x)")
-    new = inspector.figure
-    assert new is not old and inspector.plot.children == (new,)
-    assert old.comm is None and new.comm is not None  # the old widget is closed
-    assert [t["name"] for t in new._widget_data] == ["functions", "\u2605 tanh(x)"]
-    assert len(new._widget_data[0]["x"]) == len(NAMES) - 1
-    assert tuple(new.layout.xaxis.range) == (0.5, 2.5)
-    # the handlers are wired to the new widget's traces
-    assert new.data[0]._click_callbacks and new.data[1]._click_callbacks
-    inspector.feature_select.value = "fim"  # a redraw: one new widget, the star kept
-    assert inspector.figure.layout.xaxis.autorange is True
+    assert inspector.figure is figure and inspector.plot.children == (figure,)
+    (update,) = plot_updates(sent)
     pos = inspector.embedding.position(inspector.benchmark.rows_of(["tanh(x)"])[0])
-    assert inspector.figure._widget_data[1]["x"] == [inspector.embedding.coords[pos, 0]]
+    x, y = (float(v) for v in inspector.embedding.coords[pos])
+    assert update["style_traces"] == [1] and update["layout_data"] == {}
+    assert update["style_data"]["x"] == [[x]] and update["style_data"]["y"] == [[y]]
+    assert update["style_data"]["name"] == ["\u2605 tanh(x)"]
+    assert not any({"_widget_data", "_widget_layout", "_esm"} & set(m.get("state", {}))
+                   for m in sent)
+    assert sum(len(json.dumps(m)) for m in sent) < 1000
+    assert tuple(figure.layout.xaxis.range) == (0.5, 2.5)
+    # a view made later (a page reload) is drawn from the kernel's copy: the star is in it
+    assert [t["name"] for t in figure._widget_data] == ["functions", "\u2605 tanh(x)"]
+    assert figure._widget_data[1]["x"] == [x]
+    # the handlers stay wired to the traces
+    assert figure.data[0]._click_callbacks and figure.data[1]._click_callbacks
+
+
+def test_a_redraw_sends_the_new_points_in_one_update(inspector):
+    """Another embedding: its coordinates, the star moved, the title, and the axes fitted
+    again (a zoom was for the old coordinates), in one update of the same widget."""
+    inspector.search("tanh(x)")
+    figure = inspector.figure
+    figure.layout.xaxis.update(range=[0.5, 2.5], autorange=False)
+    sent = record(figure)
+    inspector.feature_select.value = "fim"  # fim: (i, 0) where both was (i, i)
+    assert inspector.figure is figure
+    (update,) = plot_updates(sent)
+    emb = inspector.embedding
+    pos = emb.position(inspector.benchmark.rows_of(["tanh(x)"])[0])
+    assert update["style_traces"] == [0, 1]
+    assert update["style_data"]["y"] == [emb.coords[:, 1].tolist(), [float(emb.coords[pos, 1])]]
+    assert "x" not in update["style_data"]  # unchanged: not sent
+    assert update["layout_data"]["xaxis.autorange"] is True
+    assert update["layout_data"]["title.text"].startswith("cnn: FIM embedding")
+    assert figure._widget_data[0]["y"] == emb.coords[:, 1].tolist()
+
+
+def test_the_plots_follow_their_boxes(inspector):
+    """No fixed widths: the figures size themselves to their boxes (autosize; plotly.js's
+    ``responsive``), and the boxes have flexible widths within bounds."""
+    assert inspector.figure.layout.width is None and inspector.figure.layout.autosize
+    assert inspector.figure._config == {"responsive": True}
+    inspector.click(index_of(inspector, RELU))
+    for figure in (inspector.curve_plot, inspector.cdf_plot):
+        assert "width" not in figure["layout"] and figure["layout"]["autosize"] is True
+    shown = inspector.cdf_output.outputs[0]["data"]["application/vnd.plotly.v1+json"]
+    assert shown["config"]["responsive"] is True
+    assert inspector.detail.layout.width is None and inspector.detail.layout.max_width
+    assert inspector.plot.layout.width is None and inspector.plot.layout.min_width
+
+
+def test_the_loading_line_shows_at_once_and_is_cleared():
+    """In a notebook the cell shows a loading line while the first benchmark loads and
+    embeds (the inspector can only be displayed once the constructor returns), with the
+    embedding's own messages; it is emptied when the inspector is ready."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    had_shell = InteractiveShell.initialized()
+    InteractiveShell.instance()  # capture_output needs a shell to display through
+    seen_by_loader = []
+
+    def loader(name):
+        seen_by_loader.append(len(captured.outputs))
+        return small_benchmark(name)
+
+    try:
+        with capture_output() as captured:
+            make_inspector(loader=loader, loading_line=True)
+    finally:
+        if not had_shell:
+            InteractiveShell.clear_instance()
+    outputs = captured.outputs
+    assert seen_by_loader[0] >= 1  # shown before the first benchmark was loaded
+    first = outputs[0]
+    display_id = first.transient["display_id"]
+    assert "inspector: starting" in first.data["text/plain"] and not first.update
+    updates = [o for o in outputs[1:] if o.update]
+    assert all(o.transient["display_id"] == display_id for o in updates)
+    assert any("loading and embedding cnn" in o.data["text/plain"] for o in updates)
+    assert updates[-1].data == {"text/plain": ""}  # cleared once ready
+    with capture_output() as captured:
+        make_inspector(loading_line=False)
+    assert captured.outputs == []
 
 
 def test_click_opens_the_detail_panel(inspector):
@@ -325,3 +412,79 @@ def test_constructor_checks_its_arguments():
     lazy.click(0)  # the accuracy table loads the others, once
     lazy.click(1)
     assert loaded == ["cnn", "resnet", "vit"]
+
+
+def acknowledge(figure) -> None:
+    """What a view sends back once it has drawn the latest edit (plotly's trace deltas)."""
+    figure._js2py_traceDeltas = {"trace_deltas": [{"uid": t.uid} for t in figure.data],
+                                 "trace_edit_id": figure._last_trace_edit_id}
+
+
+def test_an_edit_the_page_acknowledges_is_kept(inspector):
+    figure = inspector.figure
+    inspector.search("tanh(x)")
+    acknowledge(figure)
+    assert inspector.check_acknowledged(figure, figure._last_trace_edit_id)
+    assert inspector.figure is figure and inspector.renewals == 0
+
+
+def test_an_edit_the_page_did_not_draw_shows_the_plot_anew(inspector):
+    """No answer from a view: the plot is shown whole as a new FigureWidget, with the edit
+    and the user's zoom, and the old one is closed."""
+    figure = inspector.figure
+    figure.layout.xaxis.update(range=[0.5, 2.5], autorange=False)
+    inspector.search("tanh(x)")
+    edit = figure._last_trace_edit_id
+    assert not inspector.check_acknowledged(figure, edit)
+    new = inspector.figure
+    assert new is not figure and inspector.plot.children == (new,) and inspector.renewals == 1
+    assert figure.comm is None and new.comm is not None
+    assert new._widget_data[1]["name"] == "\u2605 tanh(x)" and len(new._widget_data[0]["x"]) == 7
+    assert tuple(new.layout.xaxis.range) == (0.5, 2.5)
+    assert new.data[0]._click_callbacks and new.data[1]._click_callbacks
+    # a check of a replaced widget, or of an edit a later one replaced, does nothing
+    assert inspector.check_acknowledged(figure, edit)
+    inspector.search("sigmoid(x)")
+    inspector.search("swish(x)")
+    assert inspector.check_acknowledged(new, new._last_trace_edit_id - 1)
+    assert inspector.figure is new and inspector.renewals == 1
+
+
+def test_the_check_runs_on_the_kernels_event_loop(monkeypatch, inspector):
+    """In a kernel (a running event loop) each edit schedules its check; outside one,
+    nothing is scheduled."""
+    import asyncio
+
+    from aquasurf_core.inspector import widget
+
+    monkeypatch.setattr(widget, "ACK_TIMEOUT", 0.05)
+
+    async def search_and_wait(acknowledged: bool):
+        figure = inspector.figure
+        inspector.search("sigmoid(x)" if acknowledged else "tanh(x)")
+        if acknowledged:
+            acknowledge(figure)
+        await asyncio.sleep(0.3)
+
+    asyncio.run(search_and_wait(acknowledged=True))
+    assert inspector.renewals == 0
+    asyncio.run(search_and_wait(acknowledged=False))
+    assert inspector.renewals == 1
+    inspector.search("swish(x)")  # no loop running: no check scheduled
+    assert inspector.renewals == 1
+
+
+def test_renew_first_edit_draws_the_first_edit_as_a_new_widget():
+    """For Voila: the first edit shows a new FigureWidget (the edit in it), later ones edit
+    that one in place."""
+    inspector = make_inspector(renew_first_edit=True)
+    first = inspector.figure
+    inspector.search("tanh(x)")
+    second = inspector.figure
+    assert second is not first and first.comm is None and inspector.renewals == 0
+    assert second._widget_data[1]["name"] == "\u2605 tanh(x)"
+    sent = record(second)
+    inspector.search("sigmoid(x)")
+    assert inspector.figure is second
+    (update,) = plot_updates(sent)
+    assert update["style_data"]["name"] == ["\u2605 sigmoid(x)"]

@@ -18,10 +18,22 @@ validation accuracy; hovering shows a function's name and accuracy.
 
 Two ways to run it:
 
-* in JupyterLab: ``from aquasurf_core.embedding import Inspector; Inspector(bench="cnn")``
-  (the last expression of a cell displays it);
+* in JupyterLab: ``from aquasurf_core.inspector import Inspector; Inspector(bench="cnn")``
+  (the last expression of a cell displays it; a loading line shows at once while the
+  benchmark loads and embeds, 10-30 s the first time);
 * as a web page, without a notebook: ``aquasurf inspect [--bench cnn] [--port N]
-  [--no-browser]`` (served by Voila, :mod:`aquasurf_core.embedding.page`).
+  [--no-browser]`` (served by Voila, :mod:`aquasurf_core.inspector.page`).
+
+Its widths follow the output area (flex boxes, percentages and maximum widths; the plots size
+themselves to their boxes), so it fits a 1,280 px JupyterLab window with the file browser
+open: the detail panel goes below the plot when the two do not fit side by side.
+
+The plot is one plotly ``FigureWidget`` edited in place: a search sends the star's new
+coordinates (well under a kilobyte), a switch of benchmark or feature the new points, colours
+and hover texts in one ``batch_update``. Showing a new ``FigureWidget`` instead sends the
+figure and plotly's 5 MB widget bundle (anywidget's ``_esm``) for the browser to load again,
+which made a search take 6 s in JupyterLab. It is still the fallback when the page does not
+acknowledge an edit (:meth:`Inspector.check_acknowledged`; README, "Known problems").
 
 Every element has a CSS class (``aq-inspector``, ``aq-bench``, ``aq-feature``, ``aq-search``,
 ``aq-search-button``, ``aq-message``, ``aq-plot``, ``aq-detail``, ``aq-detail-name``,
@@ -37,6 +49,7 @@ import html
 import json
 from collections.abc import Callable, Sequence
 
+import anywidget
 import ipywidgets as widgets
 import numpy as np
 import pandas as pd
@@ -61,6 +74,16 @@ CURVE_CLIP = 20.0  # the curve plot's y range stops here (exp(exp(x)) would flat
 CDF_COLUMNS = 4
 CDF_TITLE = "Fisher log-eigenvalue CDFs per layer (x: log-eigenvalue, -100 to 100)"
 ACCURACIES = (("train_acc", "train"), ("val_acc", "validation"), ("test_acc", "test"))
+#: Sizes (px): the plot's height and narrowest width, the detail panel's narrowest and widest
+#: width (it goes below the plot when both do not fit), the curve's height. Widths otherwise
+#: follow the output area.
+PLOT_HEIGHT, PLOT_MIN = 520, 400
+DETAIL_MIN, DETAIL_MAX = 380, 560
+CURVE_HEIGHT = 220
+#: Seconds the page has to acknowledge an edit of the plot before the plot is shown anew
+#: (:meth:`Inspector.check_acknowledged`): a search or switch is drawn in under 1 s on an idle
+#: machine and under 3 s with both cores busy.
+ACK_TIMEOUT = 6.0
 
 
 def _reported(method):
@@ -78,6 +101,22 @@ def _reported(method):
     return wrapper
 
 
+def _in_kernel() -> bool:
+    """Whether this runs in a Jupyter kernel (where a display shows in the cell's output)."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def _loading_line():
+    """Display the loading line in the running cell's output now; its display handle."""
+    from IPython.display import display
+
+    return display({"text/html": "<i class='aq-loading'>inspector: starting ...</i>",
+                    "text/plain": "inspector: starting ..."}, raw=True, display_id=True)
+
+
 def _show(output: widgets.Output, figure: dict) -> None:
     """Show a static plotly figure (``{"data": [...], "layout": {...}}``) in ``output``,
     rendered by the plotly MIME renderer of JupyterLab and Voila. Only the main plot is a
@@ -85,7 +124,8 @@ def _show(output: widgets.Output, figure: dict) -> None:
     edit (plotly 7.1, anywidget)."""
     output.outputs = ({"output_type": "display_data", "metadata": {},
                        "data": {"application/vnd.plotly.v1+json":
-                                {**figure, "config": {"displayModeBar": False}},
+                                {**figure, "config": {"displayModeBar": False,
+                                                      "responsive": True}},
                                 "text/plain": "<plotly figure>"}},)
 
 
@@ -98,10 +138,52 @@ def _cdf_grid(names: tuple[str, ...]) -> dict:
     fig.update_xaxes(range=list(LOG_RANGE), showticklabels=False)
     fig.update_yaxes(range=[-0.05, 1.05], showticklabels=False)
     fig.update_annotations(font_size=9)
-    fig.update_layout(width=480, height=60 + 95 * rows, autosize=False,
+    fig.update_layout(height=60 + 95 * rows, autosize=True,
                       legend={"orientation": "h", "y": 0, "yanchor": "top",
                               "font": {"size": 10}})
     return json.loads(fig.to_json())["layout"]
+
+
+class PlotFitter(anywidget.AnyWidget):
+    """An invisible widget that keeps the plotly figures beside it sized to their boxes.
+
+    plotly.js sizes an autosized figure to its element when it draws it, and again on the
+    window's ``resize`` event (``responsive``); a FigureWidget's view is drawn before it is
+    attached to the page (so at plotly's default 700 px), and a JupyterLab panel that
+    changes width (the file browser opened or closed) fires no window event. This widget
+    watches the box it is in (the inspector) and fires the window's ``resize`` event when
+    the box changes size or a figure is added to it."""
+
+    _esm = """
+    export default {
+      render({ el }) {
+        el.style.display = "none";
+        let box = null, sizes = null, timer = null, plots = null, tries = 0;
+        const fire = () => {
+          clearTimeout(timer);
+          timer = setTimeout(() => window.dispatchEvent(new Event("resize")), 50);
+        };
+        const attach = () => {
+          box = el.parentElement && el.parentElement.closest(".aq-inspector");
+          if (box === null) {
+            if (tries++ < 600) requestAnimationFrame(attach);
+            return;
+          }
+          sizes = new ResizeObserver(fire);
+          sizes.observe(box);
+          plots = new MutationObserver(ms => {
+            if (ms.some(m => [...m.addedNodes].some(n => n.nodeType === 1
+                && (n.matches(".js-plotly-plot") || n.querySelector(".js-plotly-plot")))))
+              fire();
+          });
+          plots.observe(box, {childList: true, subtree: true});
+          fire();
+        };
+        attach();
+        return () => { clearTimeout(timer); sizes?.disconnect(); plots?.disconnect(); };
+      }
+    };
+    """
 
 
 def _fmt(value: float) -> str:
@@ -122,20 +204,30 @@ class Inspector:
             :func:`~aquasurf_core.embedding.embeddings.embed_all`, cached on disk).
         prefetch: load the other benchmarks now (about a second) rather than when the first
             detail panel needs them.
+        loading_line: show a loading line in the cell's output while the first benchmark
+            loads and embeds (before the inspector itself can be displayed), cleared once it
+            is ready; ``None`` (the default): when running in a Jupyter kernel.
+        renew_first_edit: draw the plot's first edit (the first search or switch) as a new
+            ``FigureWidget`` instead of editing the one made by the constructor, later edits
+            in place: for Voila, whose view of that first widget often draws no edit
+            (:meth:`check_acknowledged`; :mod:`aquasurf_core.inspector.page` sets it).
 
     Raises ``ValueError`` for an unknown benchmark or feature; the loader's errors (e.g.
     ``FileNotFoundError`` for a benchmark not built) for the first benchmark. Later errors
     (another benchmark that does not load) are shown in the message line.
 
     The handlers behind the widgets are public, for scripts and tests: :meth:`set_view`,
-    :meth:`click`, :meth:`show`, :meth:`search`, :meth:`select`, :meth:`selection`.
+    :meth:`click`, :meth:`show`, :meth:`search`, :meth:`select`, :meth:`selection`, and
+    :meth:`check_acknowledged`; :attr:`renewals` counts the plots shown anew because the
+    page did not draw an edit.
     """
 
     def __init__(self, bench: str = "cnn", feature: str = "both", *,
                  benchmarks: Sequence[str] = SHIPPED,
                  loader: Callable[[str], Benchmark] = load,
                  embedder: Callable[[Benchmark], dict[str, Embedding]] | None = None,
-                 prefetch: bool = True) -> None:
+                 prefetch: bool = True, loading_line: bool | None = None,
+                 renew_first_edit: bool = False) -> None:
         self.benchmarks = tuple(benchmarks)
         if bench not in self.benchmarks:
             raise ValueError(f"unknown benchmark {bench!r}; choose one of "
@@ -153,10 +245,20 @@ class Inspector:
         self.detail_name: str | None = None  # fn_name of the function in the detail panel
         self.highlight_name: str | None = None  # fn_name of the starred function
         self.selected_rows = np.zeros(0, dtype=np.int64)
-        self._build_widgets(bench, kind)
-        self._redraw()
-        if prefetch:
-            self._prefetch()
+        self.figure: go.FigureWidget | None = None  # the plot, made by the first draw
+        self.renewals = 0  # plots shown anew because the page did not draw an edit
+        self._renew_next = renew_first_edit
+        show_loading = _in_kernel() if loading_line is None else loading_line
+        self._loading = _loading_line() if show_loading else None
+        try:
+            self._build_widgets(bench, kind)
+            self._redraw()
+            if prefetch:
+                self._prefetch()
+        finally:
+            if self._loading is not None:
+                self._loading.update({"text/plain": ""}, raw=True)
+                self._loading = None
 
     # ------------------------------------------------------------------------- display
     def _repr_mimebundle_(self, **kwargs):
@@ -169,31 +271,27 @@ class Inspector:
             return widget
 
         self.bench_select = classed(widgets.Dropdown(options=self.benchmarks, value=bench,
-                                                     layout={"width": "100px"}), "aq-bench")
+                                                     layout={"width": "auto"}), "aq-bench")
         self.feature_select = classed(widgets.ToggleButtons(
-            options=list(FEATURES.items()), value=kind, style={"button_width": "70px"}),
+            options=list(FEATURES.items()), value=kind, style={"button_width": "auto"}),
             "aq-feature")
         self.search_box = classed(widgets.Text(
             placeholder="find a function, e.g. relu(x)", continuous_update=False,
-            layout={"width": "320px"}), "aq-search")
-        self.search_button = classed(widgets.Button(description="Find", icon="search",
-                                                    layout={"width": "80px"}),
+            layout={"flex": "1 1 160px", "width": "auto", "max_width": "320px"}),
+            "aq-search")
+        # No icon: the Voila page would fetch Font Awesome from a CDN for it.
+        self.search_button = classed(widgets.Button(description="Find",
+                                                    layout={"width": "auto"}),
                                      "aq-search-button")
-        self.message = classed(widgets.HTML(), "aq-message")
-        self.figure = self._wired(go.FigureWidget(
-            [go.Scatter(mode="markers", name="functions", hoverinfo="text", showlegend=False,
-                        marker={"size": 7, "colorscale": "Viridis", "showscale": True,
-                                "colorbar": {"title": {"text": "val. acc."}},
-                                "line": {"width": 0.3, "color": "#333"}}),
-             go.Scatter(mode="markers", name="search", hoverinfo="text", showlegend=True,
-                        marker={"symbol": "star", "size": 22, "color": "#e4572e",
-                                "line": {"width": 1.5, "color": "black"}})],
-            layout={"width": 680, "height": 560, "dragmode": "lasso", "hovermode": "closest",
-                    "margin": {"l": 40, "r": 10, "t": 75, "b": 40},
-                    "legend": {"x": 0, "y": 1.01, "yanchor": "bottom", "orientation": "h"},
-                    "xaxis": {"title": {"text": "UMAP 1"}, "zeroline": False},
-                    "yaxis": {"title": {"text": "UMAP 2"}, "zeroline": False}}))
-        self.plot = plot = classed(widgets.Box([self.figure]), "aq-plot")
+        self.message = classed(widgets.HTML(layout={"max_width": "100%"}), "aq-message")
+        # the plot's box takes what the detail panel leaves, down to PLOT_MIN; the figure
+        # sizes itself to the box (autosize, responsive), made by the first draw
+        # (a column whose item stretches: the figure's element is as wide as the box, which
+        # is the width plotly.js measures)
+        self.plot = plot = classed(widgets.Box(layout={
+            "flex": f"1 1 {PLOT_MIN}px", "min_width": f"{PLOT_MIN}px", "max_width": "100%",
+            "flex_flow": "column", "align_items": "stretch", "overflow": "hidden"}),
+            "aq-plot")
 
         self.detail_name_html = classed(widgets.HTML("<i>Click a point or find a function to "
                                                      "see it here.</i>"), "aq-detail-name")
@@ -205,17 +303,20 @@ class Inspector:
         self.cdf_plot: dict | None = None
         # An empty figure while the panel is hidden: the page loads the plotly renderer now,
         # not at the first click (a second's delay).
-        _show(self.curve_output, {"data": [], "layout": {"width": 460, "height": 220}})
+        _show(self.curve_output, {"data": [], "layout": {"height": CURVE_HEIGHT}})
         self.detail_body = widgets.VBox([self.detail_info, self.curve_output,
                                           self.accuracy_html, self.cdf_output],
-                                         layout={"visibility": "hidden"})
+                                         layout={"visibility": "hidden", "width": "100%"})
         self.detail = classed(widgets.VBox([self.detail_name_html, self.detail_body],
-                                           layout={"width": "490px", "padding": "0 0 0 10px"}),
+                                           layout={"flex": f"1 1 {DETAIL_MIN}px",
+                                                   "min_width": f"{DETAIL_MIN}px",
+                                                   "max_width": f"{DETAIL_MAX}px",
+                                                   "padding": "0 0 0 10px"}),
                               "aq-detail")
 
         self.sort_select = classed(widgets.ToggleButtons(options=SORTS, value=SORTS[0],
                                                          description="sort by",
-                                                         style={"button_width": "150px"}),
+                                                         style={"button_width": "auto"}),
                                    "aq-selection-sort")
         self.selection_html = classed(widgets.HTML(), "aq-selection-table")
         self.selection_panel = classed(widgets.VBox(
@@ -231,9 +332,12 @@ class Inspector:
                                          label("find"), self.search_box, self.search_button],
                                         layout={"flex_flow": "row wrap",
                                                 "align_items": "center"}), "aq-controls")
-        self.widget = classed(widgets.VBox([controls, self.message,
-                                            widgets.HBox([plot, self.detail]),
-                                            self.selection_panel]), "aq-inspector")
+        main = classed(widgets.HBox([plot, self.detail], layout={
+            "flex_flow": "row wrap", "align_items": "flex-start", "width": "100%"}), "aq-main")
+        self.widget = classed(widgets.VBox([controls, self.message, main,
+                                            self.selection_panel, PlotFitter()],
+                                           layout={"width": "100%", "max_width": "1400px"}),
+                              "aq-inspector")
 
         self.bench_select.observe(lambda change: self._redraw(), "value")
         self.feature_select.observe(lambda change: self._redraw(), "value")
@@ -250,20 +354,98 @@ class Inspector:
         figure.data[0].on_deselect(lambda trace, points: self.select([]))
         return figure
 
-    def _renew_figure(self, figure: go.Figure) -> None:
-        """Show ``figure`` on the plot as a new FigureWidget and close the old one.
+    def _base_figure(self) -> go.Figure:
+        """The plot without points: the embedded functions (trace 0) and the star (1)."""
+        return go.Figure(
+            [go.Scatter(mode="markers", name="functions", hoverinfo="text", showlegend=False,
+                        marker={"size": 7, "colorscale": "Viridis", "showscale": True,
+                                "colorbar": {"title": {"text": "val. acc."}},
+                                "line": {"width": 0.3, "color": "#333"}}),
+             go.Scatter(mode="markers", name="search", hoverinfo="text", showlegend=False,
+                        marker={"symbol": "star", "size": 22, "color": "#e4572e",
+                                "line": {"width": 1.5, "color": "black"}})],
+            layout={"autosize": True, "height": PLOT_HEIGHT, "dragmode": "lasso",
+                    "hovermode": "closest", "margin": {"l": 40, "r": 10, "t": 75, "b": 40},
+                    "legend": {"x": 0, "y": 1.01, "yanchor": "bottom", "orientation": "h"},
+                    "xaxis": {"title": {"text": "UMAP 1"}, "zeroline": False},
+                    "yaxis": {"title": {"text": "UMAP 2"}, "zeroline": False}})
 
-        The shown FigureWidget is not edited in place. In Voila, on a loaded machine, the page
-        can draw the plot while the notebook is still executing (it logs "voila is still
-        executing..."), and that view then misses every edit the kernel sends later (plotly
-        7.1, anywidget 0.11; README, "Known problems"); a widget opened after the page is up
-        is drawn whole from its own state. A zoom the user set stays (the kernel holds it in
-        the old widget's layout, which ``figure`` copies). It costs one send of the whole
-        figure (a few hundred kB at 2,913 points) per search or redraw."""
+    def _edit(self, points: dict | None = None, star: dict | None = None,
+              layout: dict | None = None) -> None:
+        """Set properties of the points' trace, the star's trace and the layout (nested
+        dicts, as ``update`` takes them).
+
+        The first call makes the ``FigureWidget``, whole. Later ones edit it in place in one
+        ``batch_update``, which sends the browser only what changed (one ``Plotly.update``),
+        and watch for the page's acknowledgement (:meth:`check_acknowledged`). The kernel's
+        copy of the state a view starts from is then brought up to date without sending it,
+        so that a view made later (a page reload) shows the plot as it is."""
+        if self.figure is None:
+            figure = self._base_figure()
+            for target, changes in ((figure.data[0], points), (figure.data[1], star),
+                                    (figure.layout, layout)):
+                target.update(changes or {})
+            self._show_figure(figure)
+            return
+        if self._renew_next:  # (renew_first_edit)
+            self._renew_next = False
+            figure = go.Figure(self.figure)
+            for target, changes in ((figure.data[0], points), (figure.data[1], star),
+                                    (figure.layout, layout)):
+                target.update(changes or {})
+            self._show_figure(figure)
+            return
+        with self.figure.batch_update():
+            for target, changes in ((self.figure.data[0], points),
+                                    (self.figure.data[1], star), (self.figure.layout, layout)):
+                if changes:
+                    target.update(changes)
+        # plotly-internal (6.x-7.x): the synced copies a new view is drawn from, which plotly
+        # itself refreshes only when a FigureWidget is displayed on its own. Set without
+        # notifying: assigning them would send the whole figure again.
+        self.figure._trait_values["_widget_data"] = copy.deepcopy(self.figure._data)
+        self.figure._trait_values["_widget_layout"] = copy.deepcopy(
+            self.figure._layout_obj._props)
+        self._watch(self.figure, self.figure._last_trace_edit_id)
+
+    def _show_figure(self, figure: go.Figure) -> None:
+        """Show ``figure`` on the plot as a new ``FigureWidget`` (closing the one shown)."""
         old = self.figure
-        self.figure = self._wired(go.FigureWidget(figure))
+        widget = go.FigureWidget(figure)
+        widget._config = {"responsive": True}  # follow the box's size (plotly.js)
+        self.figure = self._wired(widget)
         self.plot.children = (self.figure,)
-        old.close()
+        if old is not None:
+            old.close()
+
+    def _watch(self, figure: go.FigureWidget, edit_id: int) -> None:
+        """Call :meth:`check_acknowledged` in :data:`ACK_TIMEOUT` seconds, on the kernel's
+        event loop (when there is one running: in a Jupyter kernel, not in scripts)."""
+        import asyncio
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        loop.call_later(ACK_TIMEOUT, self.check_acknowledged, figure, edit_id)
+
+    def check_acknowledged(self, figure: go.FigureWidget, edit_id: int) -> bool:
+        """Whether the page drew edit ``edit_id`` of ``figure``; when it did not, show the
+        plot anew, whole (:attr:`renewals` counts these), and return ``False``.
+
+        A view of a ``FigureWidget`` answers each edit it draws with the differences it sees
+        (``_js2py_traceDeltas``, carrying the edit's id; plotly-internal, 6.x-7.x). In Voila,
+        the view drawn with the page sometimes draws no edit at all, on a loaded machine or
+        not (plotly 7.1, anywidget 0.11; README, "Known problems"), while a FigureWidget made
+        after the page is up does. So an edit not answered in :data:`ACK_TIMEOUT` seconds is
+        taken as lost. Nothing is done for an edit that a later edit (which has its own
+        check) or a new widget has replaced."""
+        if figure is not self.figure or figure._last_trace_edit_id != edit_id \
+                or not figure._trace_edit_in_process:
+            return True
+        self.renewals += 1
+        self._show_figure(go.Figure(figure))
+        return False
 
     def _say(self, text: str, level: str = "info") -> None:
         """Show ``text`` (plain text; may span lines) in the message line."""
@@ -275,6 +457,10 @@ class Inspector:
                     f"{html.escape(rest)}</pre>")
         self.message.value = (f"<div class='aq-message-{level}' style='color:{colour}'>"
                               f"{body}</div>")
+        if self._loading is not None:  # the constructor is still loading: say it there
+            self._loading.update({"text/html": f"<div class='aq-loading' style='color:"
+                                               f"{colour}'>{body}</div>",
+                                  "text/plain": text}, raw=True)
 
     @staticmethod
     def _kind(feature: str) -> str:
@@ -370,17 +556,14 @@ class Inspector:
         acc = table["val_acc"].to_numpy(dtype=np.float64)[emb.rows]
         finite = acc[np.isfinite(acc)]
         low = float(finite.min()) if len(finite) else 0.0
-        figure = go.Figure(self.figure)
-        points = figure.data[0]
-        points.x, points.y = emb.coords[:, 0].tolist(), emb.coords[:, 1].tolist()
-        points.marker.color = np.where(np.isfinite(acc), acc, low).tolist()
-        points.text = self._hover(emb.rows)
-        points.selectedpoints = None
-        figure.layout.title = {
-            "text": f"{self.bench}: {LABELS[emb.kind]} embedding, {len(emb.rows):,} functions "
-                    "(colour: validation accuracy)", "font": {"size": 14}}
-        figure.layout.xaxis.autorange = figure.layout.yaxis.autorange = True  # new coordinates
-        self._highlight(starred, figure)
+        points = {"x": emb.coords[:, 0].tolist(), "y": emb.coords[:, 1].tolist(),
+                  "marker": {"color": np.where(np.isfinite(acc), acc, low).tolist()},
+                  "text": self._hover(emb.rows), "selectedpoints": None}
+        layout = {"title": {"text": f"{self.bench}: {LABELS[emb.kind]} embedding, "
+                                    f"{len(emb.rows):,} functions", "font": {"size": 14}},
+                  # new coordinates: the axes fit them again (a zoom is for the old ones)
+                  "xaxis": {"autorange": True}, "yaxis": {"autorange": True}}
+        self._edit(points=points, star=self._star(starred), layout=layout)
 
     # ------------------------------------------------------------------------- handlers
     @_reported
@@ -440,7 +623,7 @@ class Inspector:
             "data": [{"type": "scatter", "mode": "lines", "name": name, "x": CURVE_X.tolist(),
                       "y": [float(v) if np.isfinite(v) else None for v in y],
                       "line": {"color": "#1f77b4"}}],
-            "layout": {"width": 460, "height": 220, "autosize": False,
+            "layout": {"autosize": True, "height": CURVE_HEIGHT,
                        "margin": {"l": 40, "r": 10, "t": 30, "b": 30},
                        "title": {"text": f"{html.escape(name)} on [-5, 5]",
                                  "font": {"size": 12}},
@@ -500,24 +683,22 @@ class Inspector:
             "title": {"text": CDF_TITLE + invalid, "font": {"size": 12}}}}
         _show(self.cdf_output, self.cdf_plot)
 
-    def _highlight(self, row: int | None, figure: go.Figure | None = None) -> None:
-        """Star the current benchmark's row ``row`` on the plot (``None``: remove the star)
-        and show the plot anew (:meth:`_renew_figure`); ``figure``: the figure to star
-        instead of the one shown (a redraw's)."""
-        figure = go.Figure(self.figure) if figure is None else figure
-        star = figure.data[1]
+    def _star(self, row: int | None) -> dict:
+        """The star's trace on the current benchmark's row ``row`` (``None``, or a row not
+        embedded: no star); sets :attr:`highlight_name`."""
         pos = -1 if row is None else self.embedding.position(row)
-        if pos < 0:
-            star.x, star.y, star.text, star.name = [], [], [], "search"
-            star.showlegend = False
-        else:
-            star.x, star.y = [float(self.embedding.coords[pos, 0])], \
-                [float(self.embedding.coords[pos, 1])]
-            star.text = self._hover(np.array([row]))
-            star.name = f"\u2605 {self.embedding.names[pos]}"
-            star.showlegend = True
-        self._renew_figure(figure)
         self.highlight_name = None if pos < 0 else self.embedding.names[pos]
+        if pos < 0:
+            return {"x": [], "y": [], "text": [], "name": "search", "showlegend": False}
+        return {"x": [float(self.embedding.coords[pos, 0])],
+                "y": [float(self.embedding.coords[pos, 1])],
+                "text": self._hover(np.array([row])),
+                "name": f"\u2605 {self.embedding.names[pos]}", "showlegend": True}
+
+    def _highlight(self, row: int | None) -> None:
+        """Star the current benchmark's row ``row`` on the plot (``None``: remove the star):
+        only the star's trace is sent."""
+        self._edit(star=self._star(row))
 
     @_reported
     def search(self, query: str) -> int | None:

@@ -1,22 +1,28 @@
 """The inspector as a web page: ``aquasurf inspect`` started in a subprocess, driven by
 headless Chromium through Playwright (skipped only when no Chromium is found), plus the page
-module's checks that need no browser."""
+module's checks that need no browser. The page works offline and its console stays quiet
+(:data:`~aquasurf_core.inspector.page.VOILA_TEMPLATE`)."""
 
 from __future__ import annotations
 
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from aquasurf_core.embedding.page import InspectorPage, find_browser, free_port, launch_chromium
+from aquasurf_core.inspector.driver import InspectorPage, find_browser, launch_chromium
+from aquasurf_core.inspector.page import VOILA_TEMPLATE, free_port
 
 RELU = "max(identity(x),zero(x))"  # the cnn row that relu(x) finds by its outputs
+#: the console warnings of mismatched shared modules (module docstring of the page)
+VERSION_WARNING = re.compile(r"Unsatisfied version|No satisfying version")
 PAGE_TIMEOUT = 300  # s: kernel start, benchmark load, and a first UMAP fit on a cold cache
 
 
@@ -36,6 +42,22 @@ def test_find_browser_explains_a_bad_path(monkeypatch, tmp_path):
     monkeypatch.setenv("BROWSER_PATH", str(tmp_path / "no-chromium"))
     with pytest.raises(FileNotFoundError, match="BROWSER_PATH"):
         find_browser()
+
+
+def test_the_voila_template_removes_exactly_the_cdn_links():
+    """The links the template drops are the ones Voila's lab template has (a Voila update
+    that changes them fails here, not only in the browser test)."""
+    from jupyter_core.paths import jupyter_path
+
+    template = VOILA_TEMPLATE["index.html.j2"]
+    links = re.findall(r"'(<link[^']*)'\s*~\s*'([^']*)'", template)
+    assert len(links) == 2
+    lab = next(path for path in map(Path, jupyter_path("voila", "templates", "lab",
+                                                       "index.html.j2")) if path.is_file())
+    text = lab.read_text()
+    for head, tail in links:
+        assert head + tail in text
+    assert text.count("cdn.jsdelivr.net") == 2  # and nothing else from a CDN
 
 
 def test_cli_rejects_an_unknown_benchmark_and_a_busy_port(capsys):
@@ -109,6 +131,8 @@ def test_page_in_headless_chromium(chromium, inspect_url, tmp_path):
         browser = launch_chromium(p, chromium)
         try:
             page = browser.new_page(viewport={"width": 1300, "height": 1100})
+            requested: list[str] = []
+            page.on("request", lambda request: requested.append(request.url))
             driver = InspectorPage(page, timeout=60)
             load_s = driver.open(inspect_url, timeout=PAGE_TIMEOUT)
             print(f"\npage load -> plot drawn: {load_s:.3f} s")
@@ -145,16 +169,27 @@ def test_page_in_headless_chromium(chromium, inspect_url, tmp_path):
             shot = driver.save(tmp_path / "inspector.png")
             assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
 
-            # the star drawn on the plot: a kernel -> browser update of the plot. It used to
-            # be missed on a loaded machine when the plot was edited in place (README, "Known
-            # problems"); each change now shows a new FigureWidget.
+            # the star drawn on the plot: a kernel -> browser edit of the plot in place, which
+            # a loaded machine once lost (README, "Known problems")
             label = driver.wait_for_star(RELU)
             assert label == f"\u2605 {RELU}"
+            driver.mark_plot()  # (the first edit shows a new plot: renew_first_edit)
             assert page.locator(InspectorPage.STAR).count() == 1
             # a redraw on another embedding, the star kept
             for feature in ("FIM", "outputs"):
                 print(f"switch to {feature}: {driver.switch_feature(feature):.3f} s")
                 assert driver.wait_for_star(RELU) == f"\u2605 {RELU}"
                 assert page.locator(InspectorPage.POINTS).count() > 100
+
+            # either way the plot follows; which way the switches went, for the record
+            print(f"plot shown anew after the first edit (an edit the page did not "
+                  f"acknowledge): {driver.plot_renewed()}")
+
+            # offline and quiet: nothing asked of another host, no version warnings, no error
+            origin = inspect_url.rstrip("/")
+            assert [u for u in requested if not u.startswith((origin, "data:", "blob:"))] == []
+            assert [m for m in driver.console if VERSION_WARNING.search(m)] == []
+            assert [m for m in driver.console if m.startswith(("error", "page error"))] == []
+            assert page.locator(".aq-search-button").inner_text().strip() == "Find"
         finally:
             browser.close()

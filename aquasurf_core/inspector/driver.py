@@ -1,65 +1,34 @@
-"""The inspector as a web page (:mod:`aquasurf_core.embedding.inspector`), served by Voila.
+"""Driving the inspector's page (:mod:`aquasurf_core.inspector.page`) in headless Chromium
+through Playwright's sync API: the browser tests, the timings, the screenshots.
 
-* :func:`serve` writes a one-cell notebook that displays ``Inspector(bench=...)``, runs Voila on
-  it (``python -m voila``, this interpreter, bound to ``127.0.0.1``; its kernel is this
-  interpreter too) and returns a :class:`PageServer` once the server answers. Every visit of
-  the page starts a kernel that runs the notebook: it shows up after the benchmark is loaded
-  and embedded (seconds; about 20 s more the first time a benchmark is embedded).
-  ``aquasurf inspect`` is ``serve`` until Ctrl-C.
-* :class:`InspectorPage` drives a served page in a Playwright browser page: waits for the plot,
-  clicks a point, searches a name, and reads the detail panel, the message and the star.
-* :func:`screenshot` does all of that in headless Chromium and saves a PNG of the inspector
-  (notebook 03's figure, and the browser test), returning the measured timings.
+* :class:`InspectorPage` waits for the plot, clicks a point, searches a name, switches
+  feature or benchmark, and reads the detail panel, the message and the star back from the
+  DOM, timing each from the action to the page showing its result; :meth:`InspectorPage.fit`
+  says what of the inspector lies outside its output area (JupyterLab) or the window.
+* :class:`LabNotebook` opens a notebook in a JupyterLab page (:func:`~aquasurf_core.
+  inspector.page.serve_lab`) and runs it.
+* :func:`screenshot` serves the Voila page, clicks and searches, and saves a PNG of the
+  inspector (notebook 03's figure), returning the timings.
 
 The browser is ``$BROWSER_PATH``, else ``chromium`` on ``PATH`` (:func:`find_browser`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
-import webbrowser
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from aquasurf_core.paths import cache_dir
+from aquasurf_core.inspector.page import serve
 
-__all__ = ["CHROMIUM_ARGS", "InspectorPage", "PageServer", "find_browser", "free_port",
-           "launch_chromium", "screenshot", "serve"]
+__all__ = ["CHROMIUM_ARGS", "InspectorPage", "LabNotebook", "find_browser", "launch_chromium",
+           "screenshot"]
 
-KERNEL_NAME = "aquasurf-inspector"
 #: Flags for headless Chromium in containers and CI (no sandbox, no GPU, no network chatter).
 CHROMIUM_ARGS = ("--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync")
-CELL = """\
-from aquasurf_core.embedding import Inspector
-from aquasurf_core.paths import set_cache_dir
-
-set_cache_dir({cache!r})
-Inspector(bench={bench!r})
-"""
-
-
-def free_port(port: int = 0) -> int:
-    """``port`` if it is free on 127.0.0.1 now, else ``OSError``; ``0``: a free port the OS
-    picks."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError as err:
-            raise OSError(f"port {port} on 127.0.0.1 is not available ({err.strerror})") \
-                from err
-        return int(sock.getsockname()[1])
 
 
 def find_browser() -> str:
@@ -78,144 +47,10 @@ def find_browser() -> str:
                             "executable, or install one (Debian: apt-get install chromium)")
 
 
-def _write_notebook(directory: Path, bench: str, cache: Path) -> Path:
-    """The page's notebook, and a kernel spec running this interpreter (found through
-    ``JUPYTER_PATH=<directory>/jupyter``)."""
-    spec = directory / "jupyter" / "kernels" / KERNEL_NAME
-    spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "aquasurf inspector", "language": "python"}))
-    notebook = {
-        "nbformat": 4, "nbformat_minor": 5,
-        "metadata": {"kernelspec": {"name": KERNEL_NAME, "display_name": "aquasurf inspector",
-                                    "language": "python"},
-                     "language_info": {"name": "python"}},
-        "cells": [{"cell_type": "code", "id": "inspector", "metadata": {}, "outputs": [],
-                   "execution_count": None,
-                   "source": CELL.format(bench=bench, cache=str(cache))}],
-    }
-    path = directory / "inspector.ipynb"
-    path.write_text(json.dumps(notebook, indent=1))
-    return path
-
-
-@dataclass
-class PageServer:
-    """A running Voila server of the inspector (:func:`serve`): :attr:`url` is the page.
-    :meth:`stop` (or leaving the ``with`` block) stops it and its kernels."""
-
-    url: str
-    process: subprocess.Popen
-    directory: Path
-    log_path: Path
-    _temp: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
-
-    def __enter__(self) -> PageServer:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def log(self) -> str:
-        """Voila's output so far (its log)."""
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def wait(self) -> int:
-        """Block until the server exits; its exit status."""
-        return self.process.wait()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the server (SIGTERM to its process group, then SIGKILL after ``timeout``
-        seconds) and remove its temporary files. Idempotent."""
-        if self.process.poll() is None:
-            for sig in (signal.SIGTERM, signal.SIGKILL):
-                try:
-                    os.killpg(self.process.pid, sig)
-                except ProcessLookupError:
-                    break
-                try:
-                    self.process.wait(timeout)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-        if self._temp is not None:
-            self._temp.cleanup()
-            self._temp = None
-
-
-def serve(bench: str = "cnn", port: int | None = None, open_browser: bool = False, *,
-          timeout: float = 60.0, cache: str | os.PathLike | None = None) -> PageServer:
-    """Serve the inspector of benchmark ``bench`` with Voila on ``http://127.0.0.1:<port>/``.
-
-    Arguments:
-        bench: the benchmark shown first (``cnn``, ``resnet`` or ``vit``).
-        port: the port (default: a free one, :func:`free_port`); one in use is an error.
-        open_browser: open the page in the default web browser once the server answers.
-        timeout: seconds to wait for the server to answer.
-        cache: the project cache the page's kernel uses (default: this process's
-            :func:`aquasurf_core.paths.cache_dir`).
-
-    Returns a :class:`PageServer` (a context manager) once the server answers HTTP; the
-    notebook itself runs when the page is opened. Raises ``ValueError`` for an unknown
-    benchmark, ``OSError`` when the port is in use, ``RuntimeError`` (a first line saying
-    what happened, then the end of Voila's log) when Voila exits or does not answer in
-    time.
-    """
-    from aquasurf_core.bench.table import SHIPPED
-
-    if bench not in SHIPPED:
-        raise ValueError(f"unknown benchmark {bench!r}; choose one of {', '.join(SHIPPED)}")
-    port = free_port(0 if port is None else int(port))
-    temp = tempfile.TemporaryDirectory(prefix="aquasurf-inspector-")
-    directory = Path(temp.name)
-    notebook = _write_notebook(directory, bench, cache_dir() if cache is None else
-                               Path(cache).expanduser().resolve())
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(directory / "jupyter"),
-                                                        os.environ.get("JUPYTER_PATH")]))
-    log_path = directory / "voila.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "voila", str(notebook), "--no-browser", f"--port={port}",
-             "--Voila.ip=127.0.0.1", "--Voila.port_retries=0", "--show_tracebacks=True",
-             "--theme=light"],
-            cwd=directory, env=env, stdin=subprocess.DEVNULL, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True)
-    server = PageServer(f"http://127.0.0.1:{port}/", process, directory, log_path, temp)
-    try:
-        _wait_until_answering(server, timeout)
-    except BaseException:
-        server.stop()
-        raise
-    if open_browser:
-        webbrowser.open(server.url)
-    return server
-
-
-def _wait_until_answering(server: PageServer, timeout: float) -> None:
-    """Poll a static URL of the server (not the page: that would start a kernel) until it
-    answers HTTP."""
-    probe = server.url + "voila/static/"
-    deadline = time.monotonic() + timeout
-    while True:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"voila exited with status {server.process.returncode} before "
-                               f"serving {server.url}:\n{server.log()[-3000:]}")
-        try:
-            with urllib.request.urlopen(probe, timeout=2):
-                return
-        except urllib.error.HTTPError:
-            return  # an HTTP answer, even 404: the server is up
-        except (urllib.error.URLError, OSError):
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"voila did not answer at {server.url} within {timeout:.0f} s:"
-                               f"\n{server.log()[-3000:]}")
-        time.sleep(0.2)
+def launch_chromium(playwright, executable: str | None = None):
+    """Headless Chromium (``executable`` or :func:`find_browser`) with :data:`CHROMIUM_ARGS`."""
+    return playwright.chromium.launch(executable_path=executable or find_browser(),
+                                      headless=True, args=list(CHROMIUM_ARGS))
 
 
 class InspectorPage:
@@ -238,8 +73,12 @@ class InspectorPage:
         drawn (kernel start, benchmark load and embedding included)."""
         start = time.perf_counter()
         self.page.goto(url, wait_until="commit", timeout=timeout * 1000)
-        self.page.wait_for_selector(self.POINTS, state="attached", timeout=timeout * 1000)
+        self.wait_for_plot(timeout)
         return time.perf_counter() - start
+
+    def wait_for_plot(self, timeout: float = 300.0) -> None:
+        """Wait (up to ``timeout`` seconds) for the plot's points."""
+        self.page.wait_for_selector(self.POINTS, state="attached", timeout=timeout * 1000)
 
     def text(self, selector: str) -> str:
         """The visible text of the first element matching ``selector`` ("" if none)."""
@@ -323,16 +162,112 @@ class InspectorPage:
     def search(self, name: str) -> str:
         """Type ``name`` in the search box, press Enter and return the message that answers
         it (the message changes to one that mentions the name, so ``name`` must differ from
-        the previous search)."""
+        the previous search). Raises ``TimeoutError`` with the message line when no answer
+        comes within the timeout."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
         before = self.message()
         box = self.page.locator(".aq-search input")
         box.fill(name)
         box.press("Enter")
-        self.page.wait_for_function(
-            "([before, name]) => { const e = document.querySelector('.aq-message');"
-            " const t = e === null ? '' : e.innerText; return t !== before && t.includes(name); }",
-            arg=[before, name], polling="raf", timeout=self.timeout_ms)
+        try:
+            self.page.wait_for_function(
+                "([before, name]) => { const e = document.querySelector('.aq-message');"
+                " const t = e === null ? '' : e.innerText;"
+                " return t !== before && t.includes(name); }",
+                arg=[before, name.strip()], polling="raf", timeout=self.timeout_ms)
+        except PlaywrightTimeout as err:
+            raise TimeoutError(f"no answer to the search for {name!r} within "
+                               f"{self.timeout_ms / 1000:.0f} s; message: {self.message()!r}") \
+                from err
         return self.message()
+
+    def timed_search(self, query: str) -> dict:
+        """Search ``query`` (which must differ from the previous search, as for
+        :meth:`search`) and wait for the star on the function found. Returns ``{"name" (the
+        function starred), "message_s" (seconds from Enter to the answer in the message
+        line), "star_s" (to the star's legend entry naming it on the plot)}``."""
+        import re
+
+        start = time.perf_counter()
+        message = self.search(query)
+        message_s = time.perf_counter() - start
+        found = re.search(r"found (\S+)", message)
+        if found is None:
+            raise ValueError(f"the search for {query!r} found nothing: {message!r}")
+        self.wait_for_star(found.group(1))
+        return {"name": found.group(1), "message_s": message_s,
+                "star_s": time.perf_counter() - start}
+
+    def switch_bench(self, bench: str) -> float:
+        """Choose ``bench`` in the benchmark menu and wait until the plot is redrawn with it
+        (its title names it); seconds taken. Raises ``TimeoutError`` as
+        :meth:`switch_feature` does."""
+        return self._switch(lambda: self.page.locator(".aq-bench select").select_option(bench),
+                            "(t) => { const e = document.querySelector('.aq-plot .gtitle');"
+                            " return e !== null && e.textContent.startsWith(t); }",
+                            f"{bench}: ", f"benchmark {bench}")
+
+    def _switch(self, action, check: str, arg: str, what: str) -> float:
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        start = time.perf_counter()
+        action()
+        try:
+            self.page.wait_for_function(check, arg=arg, polling="raf",
+                                        timeout=self.timeout_ms)
+        except PlaywrightTimeout as err:
+            raise TimeoutError(f"the plot was not redrawn with the {what} within "
+                               f"{self.timeout_ms / 1000:.0f} s; title: {self.plot_title()!r}; "
+                               f"message: {self.message()!r}") from err
+        return time.perf_counter() - start
+
+    def fit(self) -> dict:
+        """Whether the inspector and its widest parts show whole: ``{"window" (the window's
+        width), "boxes" (name -> [left, right] of "inspector", "plot" (the main plot's
+        drawing), "colorbar", "detail", "cdf", "cdf column 4" (the fourth panel of the Fisher
+        CDFs), "selection"; absent when not drawn), "outside" (the names of those reaching
+        more than a pixel past what holds them: the plot's box for the plot and its colour
+        bar, the CDF output for its panels, and for each the output area in JupyterLab, else
+        the page, and the window), "scrolls" (whether the inspector is wider than its
+        box)}``."""
+        return self.page.evaluate(
+            """() => {
+              const root = document.querySelector('.aq-inspector');
+              const area = root.closest('.jp-OutputArea-output') || document.body;
+              const parts = {inspector: ['.aq-inspector', null],
+                             plot: ['.aq-plot .main-svg', '.aq-plot'],
+                             colorbar: ['.aq-plot .colorbar', '.aq-plot'],
+                             detail: ['.aq-detail', null], cdf: ['.aq-cdf .main-svg', '.aq-cdf'],
+                             'cdf column 4': ['.aq-cdf .draglayer .x4y4 .nsewdrag', '.aq-cdf'],
+                             selection: ['.aq-selection', null]};
+              const boxes = {}, outside = [];
+              const past = (r, h) => r.left < h.left - 1 || r.right > h.right + 1;
+              for (const [name, [sel, holder]] of Object.entries(parts)) {
+                const e = document.querySelector(sel);
+                if (e === null) continue;
+                const r = e.getBoundingClientRect();
+                if (r.width === 0 && r.height === 0) continue;
+                boxes[name] = [r.left, r.right];
+                const holders = [area.getBoundingClientRect(),
+                                 {left: 0, right: window.innerWidth}];
+                if (holder !== null) holders.push(
+                  document.querySelector(holder).getBoundingClientRect());
+                if (holders.some(h => past(r, h))) outside.push(name);
+              }
+              return {window: window.innerWidth, boxes, outside,
+                      scrolls: root.scrollWidth > root.clientWidth + 1}; }""")
+
+    def mark_plot(self) -> None:
+        """Remember the plot element now shown, for :meth:`plot_renewed`."""
+        self.page.evaluate("window.aqMarkedPlot = document.querySelector("
+                           "'.aq-plot .js-plotly-plot')")
+
+    def plot_renewed(self) -> bool:
+        """Whether the plot shown is another element than at :meth:`mark_plot`: the kernel
+        showed it anew (an edit the page did not acknowledge) rather than editing it."""
+        return self.page.evaluate("document.querySelector('.aq-plot .js-plotly-plot')"
+                                  " !== window.aqMarkedPlot")
 
     def plot_title(self) -> str:
         """The main plot's title as drawn ("" before the plot is)."""
@@ -343,20 +278,11 @@ class InspectorPage:
         """Click the feature button ``label`` ("FIM", "outputs" or "both") and wait until the
         plot is redrawn with that embedding (its title names it); seconds taken. Raises
         ``TimeoutError`` with the title and the message line when it is not."""
-        from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
-        start = time.perf_counter()
-        self.page.locator(".aq-feature button", has_text=label).click()
-        try:
-            self.page.wait_for_function(
-                "(text) => { const e = document.querySelector('.aq-plot .gtitle');"
-                " return e !== null && e.textContent.includes(text); }",
-                arg=f": {label} embedding", polling="raf", timeout=self.timeout_ms)
-        except PlaywrightTimeout as err:
-            raise TimeoutError(f"the plot was not redrawn with the {label} embedding within "
-                               f"{self.timeout_ms / 1000:.0f} s; title: {self.plot_title()!r}; "
-                               f"message: {self.message()!r}") from err
-        return time.perf_counter() - start
+        return self._switch(
+            lambda: self.page.locator(".aq-feature button", has_text=label).click(),
+            "(text) => { const e = document.querySelector('.aq-plot .gtitle');"
+            " return e !== null && e.textContent.includes(text); }",
+            f": {label} embedding", f"{label} embedding")
 
     def star_label(self) -> str:
         """The legend entry of the star (``★ <name>``), "" when there is no star."""
@@ -404,10 +330,65 @@ class InspectorPage:
         return path
 
 
-def launch_chromium(playwright, executable: str | None = None):
-    """Headless Chromium (``executable`` or :func:`find_browser`) with :data:`CHROMIUM_ARGS`."""
-    return playwright.chromium.launch(executable_path=executable or find_browser(),
-                                      headless=True, args=list(CHROMIUM_ARGS))
+
+class LabNotebook:
+    """A notebook in a JupyterLab page (Playwright ``page``; the server from
+    :func:`~aquasurf_core.inspector.page.serve_lab`, which exposes the application to the
+    page as ``window.jupyterapp``)."""
+
+    def __init__(self, page, timeout: float = 120.0) -> None:
+        self.page = page
+        self.timeout_ms = timeout * 1000
+
+    def open(self, url: str) -> float:
+        """Load ``url`` (a notebook's) and wait until its kernel is ready; seconds taken."""
+        start = time.perf_counter()
+        self.page.goto(url, wait_until="commit", timeout=self.timeout_ms)
+        self.page.wait_for_function(
+            "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+            " return !!(w && w.sessionContext && w.sessionContext.isReady"
+            " && w.sessionContext.session && w.sessionContext.session.kernel); }",
+            polling=200, timeout=self.timeout_ms)
+        return time.perf_counter() - start
+
+    def command(self, name: str, args: dict | None = None, wait: bool = True) -> None:
+        """Run JupyterLab command ``name`` (e.g. ``filebrowser:activate``); ``wait``: until
+        the command's promise settles (for ``notebook:run-all-cells``: the cells ran)."""
+        self.page.evaluate("([name, args, wait]) => { const done = "
+                           "window.jupyterapp.commands.execute(name, args);"
+                           " return wait ? done.then(() => null) : null; }",
+                           [name, args or {}, wait])
+
+    def run_all(self) -> None:
+        """Start running every cell of the open notebook (returns at once)."""
+        self.command("notebook:run-all-cells", wait=False)
+
+    def show_file_browser(self) -> None:
+        """Open the file browser in the left side panel."""
+        self.command("filebrowser:activate")
+        self.page.locator(".jp-FileBrowser").first.wait_for(state="visible",
+                                                             timeout=self.timeout_ms)
+
+    def state(self) -> dict:
+        """What the page shows of the notebook: the kernel's status, each code cell's
+        execution count (``None``: not run) and the first 300 characters of its outputs'
+        text (for failure reports)."""
+        return self.page.evaluate(
+            """() => {
+              const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+              const kernel = w && w.sessionContext && w.sessionContext.session
+                && w.sessionContext.session.kernel;
+              return {kernel: kernel ? kernel.status : null,
+                      cells: [...document.querySelectorAll('.jp-CodeCell')].map(c => [
+                        (c.querySelector('.jp-InputPrompt') || {}).textContent || null,
+                        ((c.querySelector('.jp-OutputArea') || {}).innerText || '')
+                          .slice(0, 300)])}; }""")
+
+    def wait_for(self, selector: str) -> float:
+        """Wait for ``selector`` to be visible in the page; seconds taken."""
+        start = time.perf_counter()
+        self.page.locator(selector).first.wait_for(state="visible", timeout=self.timeout_ms)
+        return time.perf_counter() - start
 
 
 def _drive(path: Path, url: str, timeout: float, search: str) -> dict:
@@ -444,10 +425,10 @@ def screenshot(path: str | os.PathLike, bench: str = "cnn", timeout: float = 300
     setting up the page), "click_to_detail_s" (the faster of the next two clicks, to the
     detail panel's title naming the clicked function: the response time once the page is
     up), "click_to_full_detail_s" (the same, to its curve and CDF plots drawn), "clicked"
-    (the three names), "searched", "message" (the search's answer)}``. ``timeout`` bounds the page load (seconds). Raises
-    ``FileNotFoundError`` when there is no Chromium (:func:`find_browser`), ``RuntimeError``
-    when the server does not start, Playwright's ``TimeoutError`` when the page does not
-    answer.
+    (the three names), "searched", "message" (the search's answer)}``. ``timeout`` bounds the
+    page load (seconds). Raises ``FileNotFoundError`` when there is no Chromium
+    (:func:`find_browser`), ``RuntimeError`` when the server does not start, Playwright's
+    ``TimeoutError`` when the page does not answer.
 
     Playwright's sync API cannot run inside an asyncio loop (a Jupyter kernel's), so the
     browser is driven from a worker thread.
