@@ -99,6 +99,11 @@ def _write_png(fig: Any, path: Path, width: int, height: int, scale: float) -> N
     if not _server_started and hasattr(kaleido, "start_sync_server"):
         kaleido.start_sync_server(silence_warnings=True)
         _server_started = True
+        # With the server running, every later to_image of plotly in this process (e.g. the
+        # "png" renderer the pipeline's kernels use to store a static image of each displayed
+        # figure) warns that its options are ignored; they are not needed.
+        warnings.filterwarnings("ignore", message="The kopts argument is ignored",
+                                category=UserWarning)
 
 
 def _write_plotlyjs(directory: Path) -> Path:

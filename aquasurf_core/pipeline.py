@@ -235,7 +235,7 @@ NOTEBOOKS: list[Notebook] = [
         outputs=("05_fig7_searches", "05_map", "05_discoveries", "05_verdicts", "05_table1",
                  "05_table1_verdicts", "05_table2", "05_table2_verdicts", "05_table3", "05_table3_verdicts",
                  "05_fig8_functions", "05_novel_functions",
-                 "05_fig9_usage", "05_usage_table"),
+                 "05_fig9_usage", "05_usage_table", "05_claims"),
     ),
     Notebook(
         "06_your_model.ipynb",
@@ -428,6 +428,18 @@ def apply_profile(namespace: MutableMapping[str, Any], notebook: str, *,
                          + ", ".join(f"{k}={_short(namespace[k])}" for k in edited))
         log("; ".join(parts))
     return changed
+
+
+def profile_note(profile: str) -> str:
+    """What a notebook says first about its profile's scale: for the smoke profile, that its
+    numbers and verdicts are toy-sized; nothing (``""``) for the others. Raises
+    :class:`PipelineError` for an unknown profile."""
+    _check_profile(profile)
+    if profile != "smoke":
+        return ""
+    return ("smoke profile: toy-sized settings (aquasurf_core.pipeline.NOTEBOOKS), so every number "
+            "and verdict below only shows that the code runs end to end; set profile = \"paper\" "
+            "(or run `make reproduce`) for the paper's settings")
 
 
 @contextlib.contextmanager

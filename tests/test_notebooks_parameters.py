@@ -34,6 +34,7 @@ from aquasurf_core.pipeline import (
     apply_profile,
     injected_names,
     output_paths,
+    profile_note,
     profile_values,
     run_pipeline,
 )
@@ -242,3 +243,10 @@ def test_a_profile_typed_into_the_cell_in_jupyterlab(head_of_04, tmp_path):
     assert {k: values[k] for k in entry.paper} == {**entry.paper, "trials": 7}
     said = "".join(o.get("text", "") for o in nb.cells[index + 1].outputs)
     assert "the paper profile's settings" in said and "trials=7" in said
+
+
+def test_the_smoke_profile_says_it_is_toy_sized():
+    assert "toy-sized" in profile_note("smoke") and 'profile = "paper"' in profile_note("smoke")
+    assert profile_note("paper") == profile_note("full") == ""
+    with pytest.raises(PipelineError, match="unknown profile"):
+        profile_note("quick")

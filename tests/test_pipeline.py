@@ -208,11 +208,14 @@ def test_executed_figures_carry_a_png_that_nbconvert_shows(tmp_path, notebook_wr
     nbdir = tmp_path / "notebooks"
     notebook_writer(nbdir / "01_fig.ipynb", [
         "import plotly.graph_objects as go\n"
-        "go.Figure(go.Bar(x=['a', 'b'], y=[1, 3]), layout={'width': 320, 'height': 240})"])
+        "from aquasurf_core.export import save_figure\n"
+        "fig = go.Figure(go.Bar(x=['a', 'b'], y=[1, 3]), layout={'width': 320, 'height': 240})\n"
+        "save_figure(fig, '01_bars', figures_dir)  # starts kaleido's server: no warning after\n"
+        "fig"])
     run_pipeline("smoke", registry=[Notebook("01_fig.ipynb")], notebooks_dir=nbdir,
                  output_root=tmp_path, cache_dir=tmp_path / "cache", progress=False)
     executed = nbformat.read(output_paths("smoke", tmp_path)[0] / "01_fig.ipynb", as_version=4)
-    (output,) = executed.cells[-1].outputs
+    (output,) = executed.cells[-1].outputs  # the figure, and no warning
     assert {"application/vnd.plotly.v1+json", "image/png"} <= set(output["data"])
     png = Image.open(io.BytesIO(base64.b64decode(output["data"]["image/png"])))
     assert png.size == (320, 240)  # the figure's own size
