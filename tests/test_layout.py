@@ -36,6 +36,7 @@ ALLOWED = {
                 "search"},
     "export": {"storage"},
     "pipeline": {"paths"},
+    "book": {"export", "pipeline"},
     "cli": {"paths", "space", "models", "features", "training", "bench", "embedding", "search",
             "pipeline"},
     "__init__": set(),
