@@ -85,9 +85,12 @@ _MATH = re.compile(r"(?<![\\$])\$(?!\$)([^$\n]+?)(?<![\\\s])\$")
 
 def _math_image(tex: str) -> str | None:
     """An ``<img>`` of ``tex`` typeset by mathtext (SVG, data URI), or ``None`` when mathtext
-    cannot parse it."""
-    from matplotlib import mathtext
-    from matplotlib.font_manager import FontProperties
+    cannot parse it (or matplotlib, which the lock installs for mnist1d, is missing)."""
+    try:
+        from matplotlib import mathtext
+        from matplotlib.font_manager import FontProperties
+    except ImportError:
+        return None
 
     buffer = io.BytesIO()
     try:
@@ -276,7 +279,8 @@ def _index_html(pages: list[BookPage], profile: str, manifest: dict) -> str:
     generated = html.escape(str(manifest.get("generated", "unknown")))
     built = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>aquasurf-core notebooks ({profile} profile)</title>
+<html lang="en"><head><meta charset="utf-8">
+<title>aquasurf-core notebooks ({profile} profile)</title>
 <style>
 body {{ font: 15px/1.5 system-ui, sans-serif; max-width: 62em; margin: 2em auto; padding: 0 1em; }}
 table {{ border-collapse: collapse; width: 100%; }}

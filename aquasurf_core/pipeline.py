@@ -31,13 +31,14 @@ undeclared parameter, a failing cell or a missing declared output stops the run 
 naming the notebook (and the cell), and the command exits non-zero.
 
 **A notebook opened in JupyterLab runs the smoke profile.** Each notebook's ``parameters`` cell
-holds exactly its :data:`NOTEBOOKS` entry's ``smoke`` values (``tests/test_notebook_parameters.py``
-compares them) and, for every parameter another profile sets, the registry states its smoke
-value too. The cell after it calls :func:`apply_profile`: with ``profile = "paper"`` (or
-``"full"``) typed into the cell by hand, it takes that profile's values from the registry --
-but never over a value papermill injected (papermill's own cell, run just before it) nor over
-one the user changed in the cell. So ``make reproduce`` (which passes every value) and
-``papermill -p trials 5 ...`` run exactly what they pass.
+holds exactly its :data:`NOTEBOOKS` entry's ``smoke`` values
+(``tests/test_notebooks_parameters.py`` compares them) and, for every parameter another
+profile sets, the registry states its smoke value too. The cell after it calls
+:func:`apply_profile`: with ``profile = "paper"`` (or ``"full"``) typed into the cell by
+hand, it takes that profile's values from the registry -- but never over a value papermill
+injected (papermill's own cell, run just before it) nor over one the user changed in the
+cell. So ``make reproduce`` (which passes every value) and ``papermill -p trials 5 ...`` run
+exactly what they pass.
 
 **Static images beside interactive figures.** The kernels of the pipeline run with
 :data:`KERNEL_ENVIRONMENT`: plotly's renderer ``plotly_mimetype+png``, so every figure a cell
@@ -437,9 +438,9 @@ def profile_note(profile: str) -> str:
     _check_profile(profile)
     if profile != "smoke":
         return ""
-    return ("smoke profile: toy-sized settings (aquasurf_core.pipeline.NOTEBOOKS), so every number "
-            "and verdict below only shows that the code runs end to end; set profile = \"paper\" "
-            "(or run `make reproduce`) for the paper's settings")
+    return ("smoke profile: toy-sized settings (aquasurf_core.pipeline.NOTEBOOKS), so every "
+            "number and verdict below only shows that the code runs end to end; set "
+            "profile = \"paper\" (or run `make reproduce`) for the paper's settings")
 
 
 @contextlib.contextmanager

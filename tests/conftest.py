@@ -139,7 +139,8 @@ def check_book(index: Path, *, screenshot: Path | None = None, timeout_s: float 
             page.route("**/*", route)
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(index.as_uri())
-            links = page.eval_on_selector_all("table a", "as => as.map(a => a.getAttribute('href'))")
+            links = page.eval_on_selector_all("table a",
+                                              "as => as.map(a => a.getAttribute('href'))")
             pages = sorted(set(links))
             assert pages, f"the index {index} links no page"
             for name in pages:
@@ -155,13 +156,14 @@ def check_book(index: Path, *, screenshot: Path | None = None, timeout_s: float 
                     failed: document.querySelectorAll('.aq-figure.aq-failed').length,
                     statics: document.querySelectorAll('.aq-figure-static').length,
                     images: document.images.length,
-                    broken: [...document.images].filter(i => !i.naturalWidth).map(i => i.alt || i.src.slice(0, 40)),
+                    broken: [...document.images].filter(i => !i.naturalWidth)
+                        .map(i => i.alt || i.src.slice(0, 40)),
                     errors: document.querySelectorAll('.aq-error').length,
                     index: document.querySelectorAll('nav.aq-nav a[href="index.html"]').length,
                 })""")
                 assert report["index"] == 2, f"{name}: no link back to the index at top and bottom"
                 assert report["errors"] == 0, f"{name}: {report['errors']} cell(s) show an error"
-                assert report["broken"] == [], f"{name}: images that did not load: {report['broken']}"
+                assert report["broken"] == [], f"{name}: images not loaded: {report['broken']}"
                 assert report["failed"] == 0 and report["drawn"] == report["figures"], (
                     f"{name}: {report['drawn']} of {report['figures']} figures drawn")
                 assert report["statics"] == report["figures"], (
