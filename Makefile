@@ -2,6 +2,9 @@
 # PROFILE=smoke for a quick run, ONLY="01 02" for some
 # notebooks) and `make test`. Both create .venv from requirements.lock on first use and need
 # nothing installed by hand but python3 (3.11, the lock's Python) with venv.
+# `make book` (PROFILE=paper by default) turns the executed notebooks of `make reproduce` into a
+# browsable site, papermill_runs/<profile>/book/index.html, without re-executing them; it works
+# offline (aquasurf_core/book.py).
 # `make lab` serves the whole repository (so figures/ and papermill_runs/ are in reach) and
 # opens notebooks/; LAB_ARGS passes options on to jupyter lab, e.g.
 # `make lab LAB_ARGS="--no-browser --ip=0.0.0.0 --port=8888"`. It also reads
@@ -20,7 +23,7 @@ UV_VERSION := 0.13.9
 LOCK_ENV := .lock-env
 
 .DELETE_ON_ERROR:
-.PHONY: venv test reproduce lab lint lock browser clean
+.PHONY: venv test reproduce book lab lint lock browser clean
 
 # The stamp is written only after a complete install: an interrupted or failed install leaves
 # no stamp, so the next make installs again. A virtualenv without a working pip (e.g. an
@@ -67,6 +70,9 @@ test: venv browser
 
 reproduce: venv browser
 	$(PY) -m aquasurf_core reproduce --profile $(PROFILE) $(if $(ONLY),--only $(ONLY))
+
+book: venv
+	$(PY) -m aquasurf_core.book --profile $(PROFILE)
 
 lab: venv
 	JUPYTER_CONFIG_PATH="$(CURDIR)$(if $(JUPYTER_CONFIG_PATH),:$(JUPYTER_CONFIG_PATH))" \

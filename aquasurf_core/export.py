@@ -47,6 +47,7 @@ __all__ = [
     "markdown_table",
     "save_figure",
     "save_table",
+    "write_plotlyjs",
 ]
 
 
@@ -99,15 +100,21 @@ def _write_png(fig: Any, path: Path, width: int, height: int, scale: float) -> N
     if not _server_started and hasattr(kaleido, "start_sync_server"):
         kaleido.start_sync_server(silence_warnings=True)
         _server_started = True
+        # With the server running, every later to_image of plotly in this process (e.g. the
+        # "png" renderer the pipeline's kernels use to store a static image of each displayed
+        # figure) warns that its options are ignored; they are not needed.
+        warnings.filterwarnings("ignore", message="The kopts argument is ignored",
+                                category=UserWarning)
 
 
-def _write_plotlyjs(directory: Path) -> Path:
-    """Write this plotly's ``plotly.min.js`` into ``directory`` for the HTML figures there:
-    atomically, and only when it is missing or differs (another plotly version), so an
-    unchanged bundle is left as it is and a crash never leaves a truncated one."""
+def write_plotlyjs(directory: str | os.PathLike) -> Path:
+    """Write this plotly's ``plotly.min.js`` (:data:`PLOTLYJS_NAME`) into ``directory`` (made
+    if missing) for the HTML pages there: atomically, and only when it is missing or differs
+    (another plotly version), so an unchanged bundle is left as it is and a crash never leaves
+    a truncated one. Returns its path."""
     from plotly.offline import get_plotlyjs
 
-    path = directory / PLOTLYJS_NAME
+    path = _prepare_dir(directory) / PLOTLYJS_NAME
     data = get_plotlyjs().encode("utf-8")
     try:
         if path.stat().st_size == len(data) and path.read_bytes() == data:
@@ -156,7 +163,7 @@ def save_figure(
         raise FigureExportError(f"kaleido wrote no PNG data to {png}. {_browser_help}")
     # plotly's own write_html(include_plotlyjs="directory") would write both files in place;
     # the bundle goes first so an HTML file never points at a missing one.
-    _write_plotlyjs(directory)
+    write_plotlyjs(directory)
     atomic_write_text(html, fig.to_html(include_plotlyjs="directory", full_html=True,
                                         div_id=name))
     return [png, html]

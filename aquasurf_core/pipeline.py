@@ -29,16 +29,33 @@ parameter its registry entry passes; the runner checks this before running anyth
 checks that every selected notebook exists. Nothing is skipped silently: a missing notebook, an
 undeclared parameter, a failing cell or a missing declared output stops the run with an error
 naming the notebook (and the cell), and the command exits non-zero.
+
+**A notebook opened in JupyterLab runs the smoke profile.** Each notebook's ``parameters`` cell
+holds exactly its :data:`NOTEBOOKS` entry's ``smoke`` values
+(``tests/test_notebooks_parameters.py`` compares them) and, for every parameter another
+profile sets, the registry states its smoke value too. The cell after it calls
+:func:`apply_profile`: with ``profile = "paper"`` (or ``"full"``) typed into the cell by
+hand, it takes that profile's values from the registry -- but never over a value papermill
+injected (papermill's own cell, run just before it) nor over one the user changed in the
+cell. So ``make reproduce`` (which passes every value) and ``papermill -p trials 5 ...`` run
+exactly what they pass.
+
+**Static images beside interactive figures.** The kernels of the pipeline run with
+:data:`KERNEL_ENVIRONMENT`: plotly's renderer ``plotly_mimetype+png``, so every figure a cell
+displays is stored as plotly JSON (JupyterLab draws it interactively) *and* as a PNG (what
+``jupyter nbconvert --to html``, GitHub and :mod:`aquasurf_core.book` fall back on).
 """
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import json
 import os
 import re
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -57,6 +74,15 @@ FIGURE_SUFFIXES = (".png", ".html", ".csv", ".md")
 #: Files of the figures dir that belong to no one notebook: the plotly.js bundle every HTML
 #: figure loads (:data:`aquasurf_core.export.PLOTLYJS_NAME`), listed apart in the manifest.
 SHARED_FILES = ("plotly.min.js",)
+#: Environment of the notebooks' kernels in a pipeline run: plotly's renderer stores each
+#: displayed figure as plotly JSON and as a PNG (read by plotly when it is imported).
+KERNEL_ENVIRONMENT = {"PLOTLY_RENDERER": "plotly_mimetype+png"}
+#: The profile and figures directory a notebook's ``parameters`` cell assigns (the smoke
+#: profile's; ``figures_dir`` relative to ``notebooks/``, where JupyterLab starts the kernel).
+CELL_PROFILE = "smoke"
+CELL_FIGURES_DIR = "../papermill_runs/smoke/figures"
+#: The first line of the cell papermill injects (its ``PythonTranslator`` comment).
+PAPERMILL_COMMENT = "# Parameters"
 
 REPO_ROOT = repo_root()
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
@@ -161,7 +187,8 @@ NOTEBOOKS: list[Notebook] = [
     Notebook(
         "02_fim_eigenvalues.ipynb",
         smoke={"invalid_sample": 24, "invalid_archs": ["cnn"], "timing_functions": 3,
-               "negation_seeds": [0, 1, 2]},
+               "negation_seeds": [0, 1, 2], "full_size_archs": [],
+               "full_size_negation_seeds": [0, 1]},
         paper={
             "full_size_archs": ["all-cnn-c", "resnet-56", "mobilevitv2-0.5"],
             "negation_seeds": [0, 1, 2, 3, 4],
@@ -176,7 +203,7 @@ NOTEBOOKS: list[Notebook] = [
     Notebook(
         "03_umap_embedding.ipynb",
         smoke={"source": "shipped", "max_functions": 400, "resamples": 200,
-               "show_inspector": False, "inspector_screenshot": False},
+               "show_inspector": True, "inspector_screenshot": False},
         paper={"source": "shipped", "max_functions": None, "resamples": 1000,
                "show_inspector": True, "inspector_screenshot": True},
         full={"source": "rebuild"},
@@ -188,7 +215,9 @@ NOTEBOOKS: list[Notebook] = [
         smoke={"source": "shipped", "max_functions": 400, "trials": 3, "budget": 20,
                "umap_seeds": [0, 1], "stall_trials": 3, "tuning_trials": 2, "report_trials": 3,
                "ablation_trials": 3, "ablation_dims": [5], "ablation_ks": [5],
-               "methods": ["knr", "svr", "random", "random-filter"]},
+               "methods": ["knr", "svr", "random", "random-filter"],
+               "default_candidates": [["both", "knr"], ["both (raw)", "knr"],
+                                      ["both (raw)", "lgp-ucb"]]},
         paper={"source": "shipped", "max_functions": None, "trials": 100, "budget": 100,
                "umap_seeds": [0, 1, 2, 3, 4], "stall_trials": 20, "tuning_trials": 40,
                "report_trials": 100,
@@ -208,7 +237,9 @@ NOTEBOOKS: list[Notebook] = [
     Notebook(
         "05_large_scale_search.ipynb",
         smoke={"source": "run", "tasks": ["digits-cnn"], "space": "3-node", "evaluations": 4,
-               "features": 24, "top": 1, "compare_seeds": [0], "final_seeds": [0]},
+               "features": 24, "top": 1, "compare_seeds": [0], "final_seeds": [0],
+               "usage_task": "mnist1d-cnn", "transfer": {"digits-cnn": "mnist1d-cnn"},
+               "transfer_seeds": [0], "coatnet_task": "digits-cnn", "coatnet_evaluations": 2},
         paper={"source": "shipped",
                "tasks": ["digits-cnn", "mnist1d-hard-resnet", "mnist1d-hard-vit"], "top": 3,
                "compare_seeds": [0, 1, 2], "final_seeds": [0, 1, 2], "usage_task": None,
@@ -222,12 +253,14 @@ NOTEBOOKS: list[Notebook] = [
         outputs=("05_fig7_searches", "05_map", "05_discoveries", "05_verdicts", "05_table1",
                  "05_table1_verdicts", "05_table2", "05_table2_verdicts", "05_table3", "05_table3_verdicts",
                  "05_fig8_functions", "05_novel_functions",
-                 "05_fig9_usage", "05_usage_table"),
+                 "05_fig9_usage", "05_usage_table", "05_claims"),
     ),
     Notebook(
         "06_your_model.ipynb",
         smoke={"fisher_examples": 32, "space": "3-node", "evaluations": 2, "features": 24,
-               "baselines": ["relu(x)", "tanh(x)", "swish(x)"]},
+               "baselines": ["relu(x)", "tanh(x)", "swish(x)"],
+               "fisher_networks": ["vit_tiny", "text_transformer", "text_lstm"],
+               "refusals": ["vit-as-built"]},
         paper={"fisher_networks": ["resnet18", "mobilenet_v3_small", "vit_tiny", "timm_resnet10t",
                                    "text_transformer", "text_lstm"],
                "refusals": ["vit-as-built", "timm-resnet10t-as-built"],
@@ -302,6 +335,145 @@ def select(registry: Sequence[Notebook], only: Iterable[str] | None) -> list[Not
             raise PipelineError(f"--only {token!r} matches no registered notebook; known: {known}")
         chosen.update(nb.filename for nb in matches)
     return [nb for nb in registry if nb.filename in chosen]
+
+
+def registry_entry(notebook: str, registry: Sequence[Notebook] | None = None) -> Notebook:
+    """The :data:`NOTEBOOKS` entry (or ``registry``'s) of ``notebook``: its file name, stem or
+    number. Raises :class:`PipelineError` when none matches."""
+    (entry,) = select(list(NOTEBOOKS if registry is None else registry), [notebook])
+    return entry
+
+
+def profile_values(notebook: str, profile: str, *, registry: Sequence[Notebook] | None = None,
+                   output_root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """What ``profile`` sets in ``notebook`` besides the values every profile shares: its
+    registry parameters and ``figures_dir`` -- for the smoke profile the ``parameters`` cell's
+    own (:data:`CELL_FIGURES_DIR`), for the others :func:`output_paths`'s absolute path (the
+    paper profile's is the committed ``figures/``, as with ``make reproduce``). Raises
+    :class:`PipelineError` for an unknown profile or notebook."""
+    _check_profile(profile)
+    entry = registry_entry(notebook, registry)
+    figures_dir = (CELL_FIGURES_DIR if profile == CELL_PROFILE
+                   else str(output_paths(profile, output_root)[1]))
+    return {"figures_dir": figures_dir, **entry.parameters(profile)}
+
+
+def injected_names(source: str) -> set[str]:
+    """The names a cell assigns when it is papermill's injected parameters cell (its first line
+    is :data:`PAPERMILL_COMMENT`), else the empty set. Parsed with ``ast``, never run."""
+    lines = source.lstrip().splitlines()
+    if not lines or lines[0].strip() != PAPERMILL_COMMENT:
+        return set()
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    return {target.id for node in tree.body if isinstance(node, ast.Assign)
+            for target in node.targets if isinstance(target, ast.Name)}
+
+
+def papermill_injected() -> set[str]:
+    """The names papermill injected into the running kernel: those of the cell executed just
+    before the calling one, when that is papermill's injected cell (papermill runs it right
+    after the ``parameters`` cell). Empty outside IPython and in a JupyterLab session, where
+    no such cell ran."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with the notebooks' kernel
+        return set()
+    shell = get_ipython()
+    if shell is None:
+        return set()
+    history = shell.history_manager.input_hist_raw  # [-1]: the cell running now
+    return injected_names(history[-2]) if len(history) >= 2 else set()
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def apply_profile(namespace: MutableMapping[str, Any], notebook: str, *,
+                  injected: Iterable[str] | None = None,
+                  registry: Sequence[Notebook] | None = None,
+                  output_root: str | os.PathLike | None = None,
+                  log: Any = print) -> dict[str, Any]:
+    """Give a notebook's variables the values of the profile it names (the module docstring).
+
+    Called by the cell after each notebook's ``parameters`` cell as
+    ``apply_profile(globals(), "<notebook file>")``. For each value of
+    :func:`profile_values` of ``namespace["profile"]``, sets it in ``namespace`` unless
+
+    * papermill injected that name (``injected``; default :func:`papermill_injected`): what
+      ``papermill -p`` or ``make reproduce`` passes always wins, or
+    * its value differs from the smoke profile's, the ``parameters`` cell's own: the user
+      changed it in the cell, and keeps it.
+
+    With the cell's own profile (smoke) nothing changes. Logs (``log``; ``None`` for quiet)
+    one line naming what it set and what it kept, and nothing when it set nothing. Returns the
+    values it set. Raises :class:`PipelineError` for an unknown profile or notebook and when
+    ``namespace`` has no ``profile``.
+    """
+    if "profile" not in namespace:
+        raise PipelineError(f"{notebook}: no `profile` assigned; the parameters cell must run "
+                            "before apply_profile")
+    profile = namespace["profile"]
+    if not isinstance(profile, str):
+        raise PipelineError(f"profile must be one of {', '.join(PROFILES)}, got {profile!r}")
+    target = profile_values(notebook, profile, registry=registry, output_root=output_root)
+    if profile == CELL_PROFILE:
+        return {}
+    cell = profile_values(notebook, CELL_PROFILE, registry=registry)
+    passed = papermill_injected() if injected is None else set(injected)
+    changed: dict[str, Any] = {}
+    edited: list[str] = []
+    for name, value in target.items():
+        if name in passed:
+            continue
+        if name in namespace and name in cell and namespace[name] != cell[name]:
+            if namespace[name] != value:
+                edited.append(name)
+            continue
+        if name not in namespace or namespace[name] != value:
+            namespace[name] = changed[name] = value
+    if log is not None and (changed or edited):
+        parts = []
+        if changed:
+            parts.append(f"the {profile} profile's settings (aquasurf_core.pipeline.NOTEBOOKS): "
+                         + ", ".join(f"{k}={_short(v)}" for k, v in changed.items()))
+        if edited:
+            parts.append("kept as changed in the parameters cell: "
+                         + ", ".join(f"{k}={_short(namespace[k])}" for k in edited))
+        log("; ".join(parts))
+    return changed
+
+
+def profile_note(profile: str) -> str:
+    """What a notebook says first about its profile's scale: for the smoke profile, that its
+    numbers and verdicts are toy-sized; nothing (``""``) for the others. Raises
+    :class:`PipelineError` for an unknown profile."""
+    _check_profile(profile)
+    if profile != "smoke":
+        return ""
+    return ("smoke profile: toy-sized settings (aquasurf_core.pipeline.NOTEBOOKS), so every "
+            "number and verdict below only shows that the code runs end to end; set "
+            "profile = \"paper\" (or run `make reproduce`) for the paper's settings")
+
+
+@contextlib.contextmanager
+def kernel_environment(variables: Mapping[str, str] = KERNEL_ENVIRONMENT) -> Iterator[None]:
+    """Set ``variables`` in this process's environment, which the kernels it starts inherit,
+    and restore the previous values afterwards."""
+    before = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _parameters_cell(nb: Any) -> int:
@@ -478,11 +650,12 @@ def run_pipeline(
         before = _snapshot(figures_dir)
         t0 = time.perf_counter()
         try:
-            papermill.execute_notebook(
-                source, executed, parameters={**common, **nb.parameters(profile)},
-                kernel_name=kernel_name, cwd=str(notebooks_dir), progress_bar=progress,
-                log_output=False,
-            )
+            with kernel_environment():
+                papermill.execute_notebook(
+                    source, executed, parameters={**common, **nb.parameters(profile)},
+                    kernel_name=kernel_name, cwd=str(notebooks_dir), progress_bar=progress,
+                    log_output=False,
+                )
         except PapermillExecutionError as error:
             bar.close()
             raise _failure(error, nb, source, executed) from None

@@ -40,6 +40,7 @@ ALLOWED = {
                 "search"},
     "export": {"storage"},
     "pipeline": {"paths", "models", "search"},  # the registries its lists are read from
+    "book": {"export", "pipeline"},
     "cli": {"paths", "space", "models", "features", "training", "bench", "embedding", "search",
             "inspector", "pipeline"},
     "__init__": set(),

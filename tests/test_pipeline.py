@@ -3,6 +3,8 @@ registry of generated notebooks in a temporary directory."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import subprocess
 import sys
@@ -10,6 +12,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from bs4 import BeautifulSoup
+from nbconvert import HTMLExporter
+from PIL import Image
 
 from aquasurf_core.pipeline import (
     COMMON_PARAMETERS,
@@ -196,3 +201,25 @@ def test_command_line_exits_nonzero_with_the_reason(tmp_path):
     )
     assert result.returncode == 1
     assert "FAILED" in result.stderr and "'99' matches no registered notebook" in result.stderr
+
+
+def test_executed_figures_carry_a_png_that_nbconvert_shows(tmp_path, notebook_writer):
+    """The pipeline's kernels store every displayed plotly figure as plotly JSON (JupyterLab)
+    and as a PNG, so ``jupyter nbconvert --to html`` (and GitHub) show it as an image."""
+    nbdir = tmp_path / "notebooks"
+    notebook_writer(nbdir / "01_fig.ipynb", [
+        "import plotly.graph_objects as go\n"
+        "from aquasurf_core.export import save_figure\n"
+        "fig = go.Figure(go.Bar(x=['a', 'b'], y=[1, 3]), layout={'width': 320, 'height': 240})\n"
+        "save_figure(fig, '01_bars', figures_dir)  # starts kaleido's server: no warning after\n"
+        "fig"])
+    run_pipeline("smoke", registry=[Notebook("01_fig.ipynb")], notebooks_dir=nbdir,
+                 output_root=tmp_path, cache_dir=tmp_path / "cache", progress=False)
+    executed = nbformat.read(output_paths("smoke", tmp_path)[0] / "01_fig.ipynb", as_version=4)
+    (output,) = executed.cells[-1].outputs  # the figure, and no warning
+    assert {"application/vnd.plotly.v1+json", "image/png"} <= set(output["data"])
+    png = Image.open(io.BytesIO(base64.b64decode(output["data"]["image/png"])))
+    assert png.size == (320, 240)  # the figure's own size
+    html, _ = HTMLExporter(template_name="lab").from_notebook_node(executed)
+    images = BeautifulSoup(html, "html.parser").select(".jp-OutputArea-output img")
+    assert [img["src"][:22] for img in images] == ["data:image/png;base64,"]

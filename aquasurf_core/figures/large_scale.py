@@ -19,7 +19,19 @@ finished), ``class_id``, ``name``, ``baseline`` (the baseline's name or ""), ``s
   outputs (:mod:`aquasurf_core.embedding.space_map`) drawn as a density (log count per cell:
   428k points are too many for a figure file) with every search's evaluated functions on top,
   WebGL markers coloured by their validation accuracy's rank within their task, one colour
-  bar per task naming its accuracies at the quartiles (:func:`rank_colours`).
+  bar per task naming its accuracies at the quartiles (:func:`rank_colours`);
+  :func:`map_summary` says how many of the searched functions it places, and why none when the
+  search ran over another space.
+* Table 2 (:func:`transfer_table`): the discoveries trained on another task.
+* The claims (:func:`claims_table`, printed by :func:`claims_text`): the paper's Section 6-7
+  claims judged on these searches -- the best discovery beats every baseline (Table 1 when
+  the final runs exist, else the search's recipe; Table 3 with 13 baselines), a function
+  better than ReLU within tens of evaluations (Figure 7), the discoveries transfer (Table 2:
+  against ReLU, and against every baseline), and the network feeds the best discovery more
+  inputs where it is flat after training (Figure 9). A function whose runs diverged is
+  reported as diverged (its accuracy is chance by convention, not a result), and the Figure 9
+  claim is not checked on a diverged training run (its "trained" inputs are where training
+  blew up). :func:`usage_text` says the same of Figure 9's summary line.
 """
 
 from __future__ import annotations
@@ -31,8 +43,15 @@ import pandas as pd
 
 from aquasurf_core.search.comparisons import choose_for_comparison, median_over_seeds
 
-__all__ = ["MAP_TICKS", "discoveries_table", "fig7_searches", "fig_space_map", "map_overlay",
-           "rank_colours", "search_curve"]
+__all__ = ["MAP_TICKS", "VERDICTS", "claims_table", "claims_text", "discoveries_table",
+           "fig7_searches", "fig_space_map", "map_overlay", "map_summary", "rank_colours",
+           "search_curve", "transfer_table", "usage_text"]
+
+#: The verdicts :func:`claims_table` gives.
+VERDICTS = ("held", "not held", "not checked")
+#: What :func:`claims_text` says first when the searches are toy-sized (the smoke profile).
+TOY_NOTE = ("toy-sized searches (the smoke profile): these verdicts only show that the code runs "
+            "end to end; they say nothing about the paper's claims (run the paper profile)")
 
 
 def search_curve(results: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
@@ -252,3 +271,221 @@ def fig_space_map(space_map, overlay: pd.DataFrame, *, bins: int = 400):
                                                               "showgrid": False},
         legend={"orientation": "h", "y": -0.08}, **layout_axes)
     return fig
+
+
+def _phases(results: pd.DataFrame) -> pd.Series:
+    return results["phase"] if "phase" in results else pd.Series("search", results.index)
+
+
+def _failed_runs(results: pd.DataFrame, class_id: int, phases) -> tuple[int, int, str]:
+    """``(runs not "ok", runs, their statuses)`` of ``class_id`` in ``phases``; a table
+    without a ``status`` column has only "ok" runs."""
+    rows = results[(results["class_id"] == class_id) & _phases(results).isin(list(phases))]
+    if "status" not in rows:
+        return 0, len(rows), ""
+    bad = rows.loc[rows["status"] != "ok", "status"]
+    return len(bad), len(rows), "/".join(sorted(set(bad)))
+
+
+def transfer_table(searches: Mapping[str, pd.DataFrame], transfer: Mapping[str, str], *,
+                   top: int = 3, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Table 2: ``(table, verdicts)`` of :func:`discoveries_table` on the runs of phase
+    ``"transfer:<other>"`` of each task of ``searches`` that ``transfer`` maps to another task
+    (``{task: other}``), with a column ``trained on``; empty frames when there is none. Raises
+    ``ValueError`` (from :func:`discoveries_table`) for a task without those runs."""
+    tables, verdicts = [], []
+    for task, other in transfer.items():
+        if task not in searches:
+            continue
+        table, verdict = discoveries_table({task: searches[task]}, top=top, seed=seed,
+                                           phase=f"transfer:{other}")
+        tables.append(table.assign(**{"trained on": other}))
+        verdicts.append(verdict.assign(**{"trained on": other}))
+    if not tables:
+        return pd.DataFrame(), pd.DataFrame()
+    return pd.concat(tables, ignore_index=True), pd.concat(verdicts, ignore_index=True)
+
+
+def _against_baselines(claim: str, task: str, results: pd.DataFrame, table: pd.DataFrame,
+                       verdict: Mapping, phases, *, versus_relu: bool = False) -> dict:
+    """A claim row: does the best discovery of ``table`` beat every baseline (or, with
+    ``versus_relu``, ReLU)? Runs not "ok" are said to be what they are."""
+    found = table[table["kind"] == "discovered"].iloc[0]
+    bad, runs, statuses = _failed_runs(results, int(found["class_id"]), phases)
+    fn, acc = verdict["best discovered"], verdict["discovered median test acc"]
+    base, base_acc = verdict["best baseline"], verdict["baseline median test acc"]
+    seeds = f"median of {verdict['seeds']} seed{'s' if verdict['seeds'] != 1 else ''}"
+    if runs and bad == runs:
+        return {"claim": claim, "task": task, "verdict": "not held",
+                "evidence": f"best discovery {fn}: all {runs} of its runs {statuses} (recorded "
+                            f"at chance accuracy, {acc:.3f}: not a result); best baseline "
+                            f"{base} {base_acc:.3f}"}
+    failed = f"; {bad} of its {runs} runs {statuses}" if bad else ""
+    if versus_relu:
+        relu = table.loc[(table["kind"] == "baseline") & (table["function"] == "relu(x)"),
+                         "median test acc"]
+        if not len(relu):
+            return {"claim": claim, "task": task, "verdict": "not checked",
+                    "evidence": f"no ReLU run to compare {fn} with"}
+        every = "held" if verdict["beats every baseline"] == "yes" else "not held"
+        return {"claim": claim, "task": task,
+                "verdict": "held" if verdict["beats ReLU"] == "yes" else "not held",
+                "evidence": f"best discovery {fn} {acc:.3f} vs ReLU {relu.iloc[0]:.3f}; against "
+                            f"every baseline {every}: best baseline {base} {base_acc:.3f} (margin "
+                            f"{verdict['margin']:+.3f}, {seeds}){failed}"}
+    held = verdict["beats every baseline"] == "yes"
+    spread = ("" if not held else ", clear of the seed noise"
+              if verdict["clear of seed noise"] == "yes" else ", within the seed-to-seed spread")
+    return {"claim": claim, "task": task, "verdict": "held" if held else "not held",
+            "evidence": f"best discovery {fn} {acc:.3f} vs best baseline {base} {base_acc:.3f} "
+                        f"(margin {verdict['margin']:+.3f}, {seeds}{spread}){failed}"}
+
+
+def _beats_relu_early(claim: str, task: str, results: pd.DataFrame, seed: int) -> dict:
+    curve = search_curve(results, seed)
+    relu = curve[curve["baseline"] == "relu(x)"]
+    row = {"claim": claim, "task": task}
+    if not len(relu) or not np.isfinite(relu["val_acc"].iloc[0]) or (
+            "status" in relu and relu["status"].iloc[0] != "ok"):
+        why = "no ReLU run" if not len(relu) else f"ReLU's run {relu['status'].iloc[0]}" \
+            if "status" in relu else "ReLU's run has no accuracy"
+        return {**row, "verdict": "not checked", "evidence": f"{why} in the search"}
+    base = float(relu["val_acc"].iloc[0])
+    searched = curve[curve["baseline"] == ""].reset_index(drop=True)
+    above = searched.index[searched["val_acc"] > base]
+    if len(above):
+        return {**row, "verdict": "held",
+                "evidence": f"a function better than ReLU ({base:.3f}) after {above[0] + 1} "
+                            f"searched functions, best {searched['val_acc'].max():.3f} in "
+                            f"{len(searched)}"}
+    return {**row, "verdict": "not held",
+            "evidence": f"no searched function beat ReLU ({base:.3f}) in {len(searched)}"}
+
+
+def _usage_claim(claim: str, usage) -> dict:
+    from aquasurf_core.search.usage import usage_table
+
+    status = usage.metrics.get("status", "ok")
+    row = {"claim": claim, "task": usage.task}
+    if status != "ok":
+        return {**row, "verdict": "not checked",
+                "evidence": f"the training run of {usage.fn_name} {status}: its inputs 'after "
+                            "training' are where training stopped, not a trained network's"}
+    every = usage_table(usage).set_index("site").loc["all"]
+    before, after = every["init flat share"], every["trained flat share"]
+    return {**row, "verdict": "held" if after > before else "not held",
+            "evidence": f"after training the network feeds {usage.fn_name} "
+                        f"{'more' if after > before else 'no more'} inputs where it is flat: "
+                        f"{before:.1%} -> {after:.1%} of all sites' inputs"}
+
+
+def claims_table(searches: Mapping[str, pd.DataFrame], *, top: int = 3, seed: int = 0,
+                 transfer: Mapping[str, str] | None = None,
+                 coatnet: Mapping[str, pd.DataFrame] | None = None, usage=None,
+                 toy: bool = False) -> pd.DataFrame:
+    """The paper's Section 6-7 claims judged on notebook 05's searches (module docstring).
+
+    Arguments:
+        searches: ``{task: results}`` of the 4-node searches.
+        top: discoveries compared per task (:func:`discoveries_table`).
+        seed: the searches' seed.
+        transfer: ``{task: other task}`` of Table 2 (a task of ``searches`` without runs on
+            its other task is "not checked").
+        coatnet: ``{task: results}`` of Table 3's searches (every baseline they ran).
+        usage: Figure 9's :class:`~aquasurf_core.search.usage.ActivationUsage`, or ``None``.
+        toy: the searches are toy-sized (the smoke profile): every evidence says so first.
+
+    Returns one row per claim and task: ``claim``, ``task``, ``verdict`` (one of
+    :data:`VERDICTS`) and ``evidence`` (a sentence with the numbers). The first claim is
+    judged on the final, longer training (Table 1) for a task that has it, else on the
+    search's recipe.
+    """
+    rows = []
+    for task, results in searches.items():
+        final = bool((_phases(results) == "final").any())
+        table, verdicts = discoveries_table({task: results}, top=top, seed=seed, final=final)
+        label = "Table 1, trained longer" if final else "the search's recipe"
+        rows.append(_against_baselines(
+            f"the best discovery beats every baseline (Section 6; {label})", task, results,
+            table, verdicts.iloc[0], ["final"] if final else ["search", "compare"]))
+    for task, results in searches.items():
+        rows.append(_beats_relu_early(
+            "tens of evaluations find a function better than ReLU (Section 6; Figure 7)",
+            task, results, seed))
+    claim = "the discoveries transfer to another task (Section 6; Table 2)"
+    for task, other in (transfer or {}).items():
+        if task not in searches:
+            continue
+        phase = f"transfer:{other}"
+        if not (_phases(searches[task]) == phase).any():
+            rows.append({"claim": claim, "task": f"{task} -> {other}", "verdict": "not checked",
+                         "evidence": f"no runs of {task}'s discoveries on {other}"})
+            continue
+        table, verdicts = discoveries_table({task: searches[task]}, top=top, seed=seed,
+                                            phase=phase)
+        rows.append(_against_baselines(claim, f"{task} -> {other}", searches[task], table,
+                                       verdicts.iloc[0], [phase], versus_relu=True))
+    for task, results in (coatnet or {}).items():
+        table, verdicts = discoveries_table({task: results}, top=top, seed=seed)
+        bases = int((table["kind"] == "baseline").sum())
+        rows.append(_against_baselines(
+            f"a new architecture and new operators: the best discovery beats all {bases} "
+            "baselines (Section 6; Table 3)", task, results, table, verdicts.iloc[0],
+            ["search", "compare"]))
+    if usage is not None:
+        rows.append(_usage_claim("the trained network uses the best discovery's flat regions "
+                                 "more than at initialisation (Section 7; Figure 9)", usage))
+    claims = pd.DataFrame(rows, columns=["claim", "task", "verdict", "evidence"])
+    if toy:
+        claims["evidence"] = "toy-sized run, says nothing about the claim: " + claims["evidence"]
+    return claims
+
+
+def claims_text(claims: pd.DataFrame, *, toy: bool = False) -> str:
+    """:func:`claims_table` as lines: per claim its name, then ``task: VERDICT: evidence``;
+    with ``toy``, :data:`TOY_NOTE` first."""
+    lines = [f"NOTE: {TOY_NOTE}", ""] if toy else []
+    for claim, rows in claims.groupby("claim", sort=False):
+        lines.append(claim)
+        lines += [f"  {r.task}: {r.verdict.upper()}: {r.evidence}" for r in rows.itertuples()]
+    return "\n".join(lines)
+
+
+def usage_text(usage) -> str:
+    """Figure 9's summary line: the share of inputs where the function is flat and the 1%-99%
+    range of the inputs, at initialisation and after training. For a training run that did
+    not end "ok" (diverged), says so and gives the initialisation only: the 'after training'
+    inputs are where it blew up (ranges like -2e19 mean nothing)."""
+    from aquasurf_core.search.usage import usage_table
+
+    every = usage_table(usage).set_index("site").loc["all"]
+    status = usage.metrics.get("status", "ok")
+    init = (f"{every['init flat share']:.1%} of the inputs in its flat regions, 1%-99% range "
+            f"[{every['init q01']:.2f}, {every['init q99']:.2f}]")
+    if status != "ok":
+        return (f"{usage.fn_name} on {usage.task}: the training run {status} (its accuracy, "
+                f"{usage.metrics.get('val_acc', float('nan')):.3f}, is chance by convention), so "
+                f"only the initialisation means something: {init}")
+    return (f"{usage.fn_name} on {usage.task} (val acc {usage.metrics['val_acc']:.3f}): inputs "
+            f"in its flat regions {every['init flat share']:.1%} at initialisation, "
+            f"{every['trained flat share']:.1%} after training; 1%-99% range "
+            f"[{every['init q01']:.2f}, {every['init q99']:.2f}] -> "
+            f"[{every['trained q01']:.2f}, {every['trained q99']:.2f}]")
+
+
+def map_summary(space_map, overlay: pd.DataFrame, spaces: Mapping[str, str] | None = None, *,
+                map_space: str = "4-node") -> str:
+    """One line on the map (:func:`fig_space_map`): its size and settings, and how many of the
+    ``overlay``'s functions it places. ``spaces`` (``{task: space searched}``) names the
+    searches of another space than ``map_space``, whose functions the map cannot hold."""
+    placed = overlay.dropna(subset=["x", "y"])
+    text = (f"map: {len(space_map):,} functions of the {map_space} space "
+            f"({space_map.manifest['settings']['pca_components']}-component PCA keeping "
+            f"{space_map.manifest['explained_variance']:.5f} of the variance, then UMAP); "
+            f"{len(placed)} of {len(overlay)} evaluated functions placed")
+    other = {task: space for task, space in (spaces or {}).items() if space != map_space}
+    if other and len(placed) < len(overlay):
+        text += (" (not drawn: " + ", ".join(f"{task}, a search of the {space} space"
+                                             for task, space in other.items())
+                 + ", whose functions the map does not hold)")
+    return text

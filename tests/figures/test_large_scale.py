@@ -5,10 +5,17 @@ import pandas as pd
 import pytest
 
 from aquasurf_core.figures.large_scale import (
+    TOY_NOTE,
+    VERDICTS,
+    claims_table,
+    claims_text,
     discoveries_table,
     fig7_searches,
+    map_summary,
     rank_colours,
     search_curve,
+    transfer_table,
+    usage_text,
 )
 
 
@@ -163,3 +170,128 @@ def test_table2_uses_the_transfer_runs_and_never_chooses_by_them():
     # the search's own table ignores the transfer runs
     assert discoveries_table({"toy": both}, top=2)[0]["function"].tolist() == \
         discoveries_table({"toy": results}, top=2)[0]["function"].tolist()
+
+
+# ------------------------------------------------------------------ notebook 05's claims
+def _phased():
+    """The hand-made search with phases and statuses, final runs (seed 0) and transfer runs
+    on "other" (seed 0)."""
+    results = _results().assign(phase="search", status="ok")
+    results.loc[results["seed"] == 1, "phase"] = "compare"
+    rows = [(c, n, b, acc, phase) for phase, accs in
+            (("final", {1: 0.60, 2: 0.65, 12: 0.80, 13: 0.70}),
+             ("transfer:other", {1: 0.40, 2: 0.60, 12: 0.55, 13: 0.45}))
+            for (c, n, b) in [(1, "max(x,0)", "relu(x)"), (2, "tanh(x)", "tanh(x)"),
+                              (12, "h", ""), (13, "k", "")]
+            for acc in [accs[c]]]
+    later = pd.DataFrame([{"order": 30 + i, "class_id": c, "name": n, "baseline": b, "seed": 0,
+                           "val_acc": 0.5, "test_acc": acc, "phase": phase, "status": "ok"}
+                          for i, (c, n, b, acc, phase) in enumerate(rows)])
+    return pd.concat([results, later], ignore_index=True)
+
+
+def _usage(status="ok"):
+    from aquasurf_core.search.usage import ActivationUsage
+
+    # tanh is flat (|tanh'| < 0.05) where |x| > atanh(sqrt(0.95)) = 2.18: none of the inputs
+    # at initialisation, half of them after training
+    init = {"act1": np.linspace(-1.0, 1.0, 100)}
+    trained = {"act1": np.concatenate([np.linspace(-1.0, 1.0, 50), np.full(50, 4.0)])}
+    if status != "ok":
+        trained = {"act1": np.full(100, -2e19)}
+    return ActivationUsage("other", "tanh(x)", 0, init, trained,
+                           {"val_acc": 0.9 if status == "ok" else 0.1, "status": status})
+
+
+def test_claims_on_a_hand_made_search():
+    claims = claims_table({"toy": _phased()}, top=2, transfer={"toy": "other"},
+                          coatnet={"toy-coat": _phased()}, usage=_usage())
+    got = {(c.split(" (")[1].split(";")[1].strip(" )"), t): v
+           for c, t, v in zip(claims["claim"], claims["task"], claims["verdict"], strict=True)}
+    assert got == {("Table 1, trained longer", "toy"): "held",          # h 0.80 vs 0.65
+                   ("Figure 7", "toy"): "held",                          # h beats ReLU's 0.60
+                   ("Table 2", "toy -> other"): "held",                  # h 0.55 vs ReLU 0.40
+                   ("Table 3", "toy-coat"): "held",
+                   ("Figure 9", "other"): "held"}                        # 0% -> 50% flat
+    evidence = dict(zip(got, claims["evidence"], strict=True))
+    assert evidence["Table 1, trained longer", "toy"] == (
+        "best discovery h 0.800 vs best baseline tanh(x) 0.650 (margin +0.150, median of 1 "
+        "seed, clear of the seed noise)")
+    assert evidence["Figure 7", "toy"] == ("a function better than ReLU (0.600) after 3 "
+                                           "searched functions, best 0.800 in 4")
+    assert "against every baseline not held: best baseline tanh(x) 0.600" in \
+        evidence["Table 2", "toy -> other"]
+    assert "0.0% -> 50.0%" in evidence["Figure 9", "other"]
+    assert set(claims["verdict"]) <= set(VERDICTS)
+    # without final runs the first claim is judged on the search's recipe
+    search_only = _phased().query("phase in ['search', 'compare']")
+    first = claims_table({"toy": search_only}, top=2).iloc[0]
+    assert "the search's recipe" in first["claim"] and first["verdict"] == "held"
+
+
+def test_a_diverged_discovery_is_reported_as_diverged_not_as_its_chance_accuracy():
+    results = _phased()
+    final = (results["phase"] == "final") & results["class_id"].isin([12, 13])
+    results.loc[final, ["test_acc", "status"]] = [0.1, "diverged"]
+    first = claims_table({"toy": results}, top=2).iloc[0]
+    assert first["verdict"] == "not held"
+    assert first["evidence"].startswith("best discovery ") and \
+        "all 1 of its runs diverged (recorded at chance accuracy, 0.100: not a result)" \
+        in first["evidence"]
+    # one of two runs diverged: judged on the median, and said
+    results = _phased()
+    results.loc[(results["class_id"] == 12) & (results["phase"] == "compare"), "status"] = \
+        "diverged"
+    claims = claims_table({"toy": results.query("phase != 'final'")}, top=2)
+    assert claims.loc[0, "evidence"].endswith("; 1 of its 2 runs diverged")
+
+
+def test_claims_not_checked_without_their_runs_and_on_a_diverged_usage_run():
+    claims = claims_table({"toy": _phased()}, top=2, transfer={"toy": "elsewhere"},
+                          usage=_usage("diverged"))
+    rows = claims.set_index("task")
+    assert rows.loc["toy -> elsewhere", "verdict"] == "not checked"
+    assert rows.loc["other", "verdict"] == "not checked"
+    assert "diverged" in rows.loc["other", "evidence"]
+    no_relu = _phased().query("baseline != 'relu(x)'")
+    tens = claims_table({"toy": no_relu}, top=1).iloc[1]
+    assert (tens["verdict"], tens["evidence"]) == ("not checked", "no ReLU run in the search")
+
+
+def test_toy_claims_say_so_plainly():
+    claims = claims_table({"toy": _phased()}, top=2, toy=True)
+    assert claims["evidence"].str.startswith("toy-sized run, says nothing about the claim: ").all()
+    text = claims_text(claims, toy=True)
+    assert text.splitlines()[0] == f"NOTE: {TOY_NOTE}"
+    assert "  toy: HELD: toy-sized run" in text
+    assert "NOTE" not in claims_text(claims_table({"toy": _phased()}, top=2))
+
+
+def test_usage_text_gives_no_ranges_of_a_diverged_run():
+    assert "0.0% at initialisation, 50.0% after training" in usage_text(_usage())
+    text = usage_text(_usage("diverged"))
+    assert "the training run diverged" in text and "e+19" not in text and "-2000" not in text
+    assert "1%-99% range [-0.98, 0.98]" in text  # np.quantile of the 100 even points
+
+
+def test_transfer_table_names_the_task_trained_on():
+    table, verdicts = transfer_table({"toy": _phased()}, {"toy": "other", "absent": "x"}, top=2)
+    assert set(table["trained on"]) == {"other"} and len(verdicts) == 1
+    assert verdicts.loc[0, "beats ReLU"] == "yes"
+    empty = transfer_table({"toy": _phased()}, {}, top=2)
+    assert empty[0].empty and empty[1].empty
+
+
+def test_map_summary_explains_functions_it_cannot_place():
+    from aquasurf_core.embedding.space_map import SpaceMap
+
+    coords = pd.DataFrame({"class_id": [0, 1], "representative": ["exp(x)", "abs(x)"],
+                           "x": [0.0, 1.0], "y": [0.0, 1.0]})
+    space_map = SpaceMap(coords, {"settings": {"pca_components": 50},
+                                  "explained_variance": 0.99972})
+    overlay = pd.DataFrame({"x": [0.0, np.nan, np.nan], "y": [0.0, np.nan, np.nan]})
+    line = map_summary(space_map, overlay, {"a": "4-node", "b": "3-node"})
+    assert line == ("map: 2 functions of the 4-node space (50-component PCA keeping 0.99972 of "
+                    "the variance, then UMAP); 1 of 3 evaluated functions placed (not drawn: b, "
+                    "a search of the 3-node space, whose functions the map does not hold)")
+    assert map_summary(space_map, overlay).endswith("1 of 3 evaluated functions placed")
