@@ -68,7 +68,7 @@ def test_the_parameters_cell_holds_the_smoke_profile(entry):
     assert values["profile"] == CELL_PROFILE == "smoke"
     assert values["figures_dir"] == CELL_FIGURES_DIR
     differing = {name: (values.get(name, "<not assigned>"), smoke)
-                 for name, smoke in entry.smoke.items() if values.get(name, object()) != smoke}
+                 for name, smoke in entry.parameters("smoke").items() if values.get(name, object()) != smoke}
     assert differing == {}, f"{entry.filename}: cell value vs registry smoke value: {differing}"
     # the first line tells a JupyterLab user how to run the paper profile
     first = source.splitlines()[0]
@@ -161,9 +161,9 @@ def test_injected_names_reads_only_papermills_cell():
 
 def test_profile_values_of_a_real_notebook():
     entry = next(nb for nb in NOTEBOOKS if nb.number == "04")
-    assert profile_values("04", "smoke") == {"figures_dir": CELL_FIGURES_DIR, **entry.smoke}
+    assert profile_values("04", "smoke") == {"figures_dir": CELL_FIGURES_DIR, **entry.parameters("smoke")}
     paper = profile_values("04_benchmark_search.ipynb", "paper")
-    assert paper["trials"] == entry.paper["trials"]
+    assert paper["trials"] == entry.parameters("paper")["trials"]
     assert paper["figures_dir"] == str(output_paths("paper")[1])
 
 
@@ -207,10 +207,10 @@ def test_papermill_parameters_win_in_a_kernel(head_of_04, tmp_path):
     # papermill -p trials 5: the smoke profile with trials 5
     values = run_papermill(path, tmp_path / "a.ipynb", {"trials": 5})
     assert values["profile"] == "smoke" and values["figures_dir"] == CELL_FIGURES_DIR
-    assert {k: values[k] for k in entry.smoke} == {**entry.smoke, "trials": 5}
+    assert {k: values[k] for k in entry.smoke} == {**entry.parameters("smoke"), "trials": 5}
     # papermill -p profile paper -p trials 3: the paper profile, trials 3 though 3 is smoke's
     values = run_papermill(path, tmp_path / "b.ipynb", {"profile": "paper", "trials": 3})
-    assert {k: values[k] for k in entry.paper} == {**entry.paper, "trials": 3}
+    assert {k: values[k] for k in entry.paper} == {**entry.parameters("paper"), "trials": 3}
     assert values["figures_dir"] == str(output_paths("paper")[1])
 
 
@@ -220,7 +220,7 @@ def test_the_pipelines_paper_run_passes_the_registry_values(head_of_04, tmp_path
                  output_root=tmp_path / "out", cache_dir=tmp_path / "cache", progress=False)
     runs_dir, figures_dir = output_paths("paper", tmp_path / "out")
     values = printed_values(runs_dir / entry.filename)
-    assert {k: values[k] for k in entry.paper} == dict(entry.paper)
+    assert {k: values[k] for k in entry.paper} == entry.parameters("paper")
     assert values["figures_dir"] == str(figures_dir) and values["profile"] == "paper"
     assert values["cache_dir"] == str((tmp_path / "cache").resolve())
 
@@ -240,7 +240,7 @@ def test_a_profile_typed_into_the_cell_in_jupyterlab(head_of_04, tmp_path):
     out = tmp_path / "lab.ipynb"
     nbformat.write(nb, out)
     values = printed_values(out)
-    assert {k: values[k] for k in entry.paper} == {**entry.paper, "trials": 7}
+    assert {k: values[k] for k in entry.paper} == {**entry.parameters("paper"), "trials": 7}
     said = "".join(o.get("text", "") for o in nb.cells[index + 1].outputs)
     assert "the paper profile's settings" in said and "trials=7" in said
 

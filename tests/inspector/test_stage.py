@@ -26,13 +26,19 @@ def loaded_after(module: str) -> dict[str, bool]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("module", ["aquasurf_core.search",
+@pytest.mark.parametrize("module", ["aquasurf_core.search.engine",
                                    "aquasurf_core.search.benchmark_search",
                                    "aquasurf_core.embedding"])
 def test_the_search_loads_no_widget_library(module):
     loaded = loaded_after(module)
     assert loaded["torch"]  # the check sees what the import loads
     assert {name for name in WIDGET_LIBRARIES if loaded[name]} == set()
+
+
+def test_the_search_stage_imports_lazily():
+    """``import aquasurf_core.search`` loads none of it (PEP 562): neither widgets nor torch."""
+    loaded = loaded_after("aquasurf_core.search")
+    assert not any(loaded.values()), loaded
 
 
 def test_the_page_server_loads_neither_widgets_nor_torch():
