@@ -23,6 +23,9 @@ finished), ``class_id``, ``name``, ``baseline`` (the baseline's name or ""), ``s
   :func:`map_summary` says how many of the searched functions it places, and why none when the
   search ran over another space.
 * Table 2 (:func:`transfer_table`): the discoveries trained on another task.
+* The engine's default against the paper's search (:func:`default_confirmation`): the best
+  validation accuracy each search found within the same budget, per seed, and whether the
+  median over the default's seeds reaches the best of the paper's KNR search.
 * The claims (:func:`claims_table`, printed by :func:`claims_text`): the paper's Section 6-7
   claims judged on these searches -- the best discovery beats every baseline (Table 1 when
   the final runs exist, else the search's recipe; Table 3 with 13 baselines), a function
@@ -43,7 +46,8 @@ import pandas as pd
 
 from aquasurf_core.search.comparisons import choose_for_comparison, median_over_seeds
 
-__all__ = ["MAP_TICKS", "VERDICTS", "claims_table", "claims_text", "discoveries_table",
+__all__ = ["MAP_TICKS", "VERDICTS", "claims_table", "claims_text", "default_confirmation",
+           "discoveries_table",
            "fig7_searches", "fig_space_map", "map_overlay", "map_summary", "rank_colours",
            "search_curve", "transfer_table", "usage_text"]
 
@@ -489,3 +493,48 @@ def map_summary(space_map, overlay: pd.DataFrame, spaces: Mapping[str, str] | No
                                              for task, space in other.items())
                  + ", whose functions the map does not hold)")
     return text
+
+
+def default_confirmation(searches: Mapping[tuple[str, str, int], pd.DataFrame], *,
+                         default: str = "lgp-ucb", reference: str = "knr-union",
+                         budget: int = 50) -> pd.DataFrame:
+    """The engine's ``default`` surrogate against the paper's search (``reference``) on each
+    task: ``searches`` maps ``(surrogate, task, seed)`` to a search's results (as
+    :func:`search_curve` reads them). One row per task: each surrogate's best validation
+    accuracy within its first ``budget`` evaluations beyond the baselines, per seed and
+    (``median``) over seeds, how many searched functions it took to beat the best baseline
+    (median over seeds; NaN if never), and ``held``: the default's median reaches the
+    reference's median best. Raises ``ValueError`` when a task lacks either surrogate."""
+    rows: dict[str, dict] = {}
+    for (surrogate, task, seed), results in sorted(searches.items()):
+        if surrogate not in (default, reference):
+            continue
+        curve = search_curve(results, seed)
+        baseline = curve["baseline"].astype(str) != "" if "baseline" in curve else \
+            pd.Series(False, index=curve.index)
+        best_baseline = curve.loc[baseline, "val_acc"].max()
+        searched = curve.loc[~baseline].head(budget).reset_index(drop=True)
+        acc = searched["val_acc"].to_numpy(dtype=float)
+        best = float(np.nanmax(acc)) if np.isfinite(acc).any() else float("nan")
+        beat = np.flatnonzero(np.nan_to_num(acc, nan=-1.0) > best_baseline)
+        row = rows.setdefault(task, {"task": task})
+        row.setdefault(f"{surrogate}: best per seed", []).append(round(best, 4))
+        row.setdefault(f"{surrogate}: to beat the best baseline", []).append(
+            float(beat[0] + 1) if len(beat) else float("nan"))
+    table = []
+    for task, row in rows.items():
+        missing = [s for s in (default, reference) if f"{s}: best per seed" not in row]
+        if missing:
+            raise ValueError(f"task {task!r} has no search by {', '.join(missing)}")
+        out = {"task": task}
+        for s in (default, reference):
+            bests = row[f"{s}: best per seed"]
+            out[f"{s} seeds"] = len(bests)
+            out[f"{s} best per seed"] = ", ".join(f"{b:.3f}" for b in bests)
+            out[f"{s} median best"] = float(np.median(bests))
+            out[f"{s} evaluations to beat the best baseline"] = float(
+                np.nanmedian(row[f"{s}: to beat the best baseline"])) if np.isfinite(
+                row[f"{s}: to beat the best baseline"]).any() else float("nan")
+        out["held"] = out[f"{default} median best"] >= out[f"{reference} median best"]
+        table.append(out)
+    return pd.DataFrame(table)

@@ -38,7 +38,8 @@ from aquasurf_core.space.operators import DEFAULT_OPERATOR_SET
 from aquasurf_core.space.schemas import DEFAULT_SPACE
 from aquasurf_core.storage import atomic_directory, file_entry, first_file_problem
 
-__all__ = ["SHIPPED_FORMAT", "ShippedSearch", "ShippedSearchError", "load_search", "ship_search"]
+__all__ = ["SHIPPED_FORMAT", "ShippedSearch", "ShippedSearchError", "load_confirmation",
+           "load_search", "ship_search"]
 
 SHIPPED_FORMAT = 1
 _FILES = ("results.parquet",)
@@ -161,3 +162,32 @@ def load_search(directory: str | os.PathLike, *, verify: bool = True) -> Shipped
     except (OSError, ValueError) as err:
         raise ShippedSearchError(f"{directory}/results.parquet does not read: {err}") from err
     return ShippedSearch(results, manifest, directory)
+
+
+def load_confirmation(root: str | os.PathLike, *,
+                      verify: bool = True) -> dict[tuple[str, str, int], ShippedSearch]:
+    """The shipped searches of a repeated-seed comparison: ``root/<surrogate>/<task>-seed<k>/``
+    (each a shipped search, :func:`load_search`), keyed ``(surrogate, task, seed)``. Raises
+    ``FileNotFoundError`` for a missing ``root``, :class:`ShippedSearchError` for a directory
+    that is not named ``<task>-seed<k>``, whose search ran with another seed or task, or that
+    does not load."""
+    import re
+
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no shipped searches at {root}")
+    found = {}
+    for surrogate_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        for directory in sorted(p for p in surrogate_dir.iterdir() if p.is_dir()):
+            match = re.fullmatch(r"(.+)-seed(\d+)", directory.name)
+            if not match:
+                raise ShippedSearchError(f"{directory}: expected a directory named "
+                                         "<task>-seed<k>")
+            search = load_search(directory, verify=verify)
+            task, seed = match.group(1), int(match.group(2))
+            config = search.manifest.get("config", {})
+            if search.task != task or int(config.get("seed", 0)) != seed:
+                raise ShippedSearchError(f"{directory} holds the search of task "
+                                         f"{search.task!r} with seed {config.get('seed')!r}")
+            found[(surrogate_dir.name, task, seed)] = search
+    return found

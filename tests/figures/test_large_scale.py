@@ -295,3 +295,51 @@ def test_map_summary_explains_functions_it_cannot_place():
                     "the variance, then UMAP); 1 of 3 evaluated functions placed (not drawn: b, "
                     "a search of the 3-node space, whose functions the map does not hold)")
     assert map_summary(space_map, overlay).endswith("1 of 3 evaluated functions placed")
+
+
+def _search(accuracies, baselines, seed=0):
+    """A search's results table: the baselines first, then the searched functions."""
+    rows = [{"order": i, "class_id": i, "name": f"b{i}", "baseline": f"b{i}", "seed": seed,
+             "phase": "search", "val_acc": a} for i, a in enumerate(baselines)]
+    rows += [{"order": len(baselines) + i, "class_id": 100 + i, "name": f"f{i}", "baseline": "",
+              "seed": seed, "phase": "search", "val_acc": a} for i, a in enumerate(accuracies)]
+    return pd.DataFrame(rows)
+
+
+def test_default_confirmation_counts_by_hand():
+    from aquasurf_core.figures.large_scale import default_confirmation
+
+    searches = {
+        ("lgp-ucb", "t", 0): _search([0.5, 0.7, np.nan, 0.9], [0.6, 0.65]),   # best 0.9, beat at 2
+        ("lgp-ucb", "t", 1): _search([0.66, 0.8], [0.6, 0.65], seed=1),      # best 0.8, at 1
+        ("lgp-ucb", "t", 2): _search([0.1, 0.2, 0.95], [0.6, 0.7], seed=2),  # best 0.95, at 3
+        ("knr-union", "t", 0): _search([0.5, 0.85, 0.99], [0.6, 0.65]),      # within budget 2: 0.85
+        ("random", "t", 0): _search([1.0], [0.1]),                           # not compared
+    }
+    table = default_confirmation(searches, budget=2).set_index("task")
+    row = table.loc["t"]
+    assert row["lgp-ucb best per seed"] == "0.700, 0.800, 0.200"  # the first 2 searched only
+    assert row["lgp-ucb median best"] == pytest.approx(0.7)
+    assert row["knr-union median best"] == pytest.approx(0.85)
+    assert row["knr-union seeds"] == 1
+    assert not row["held"]  # 0.7 against 0.85
+    full = default_confirmation(searches, budget=50).set_index("task").loc["t"]
+    assert full["lgp-ucb median best"] == pytest.approx(0.9)
+    assert not full["held"]  # 0.9 against the reference's 0.99
+    assert full["lgp-ucb evaluations to beat the best baseline"] == 2.0  # median of 2, 1, 3
+    assert full["knr-union evaluations to beat the best baseline"] == 2.0
+    with pytest.raises(ValueError, match="no search by knr-union"):
+        default_confirmation({k: v for k, v in searches.items() if k[0] == "lgp-ucb"})
+
+
+def test_the_shipped_confirmation_reads_back():
+    from aquasurf_core.figures.large_scale import default_confirmation
+    from aquasurf_core.paths import shipped_data_dir
+    from aquasurf_core.search.shipped import load_confirmation
+
+    found = load_confirmation(shipped_data_dir("confirmation"))
+    tasks = {"digits-cnn", "mnist1d-hard-resnet", "mnist1d-hard-vit"}
+    assert {(s, t, k) for s, t, k in found if s == "lgp-ucb"} == {
+        ("lgp-ucb", t, k) for t in tasks for k in (0, 1, 2)}
+    table = default_confirmation({k: v.results for k, v in found.items()})
+    assert set(table["task"]) == tasks and (table["lgp-ucb seeds"] == 3).all()

@@ -135,3 +135,24 @@ def test_every_shipped_search_is_whole(directory):
     assert set(runs.loc[runs["baseline"] != "", "baseline"]) == set(config["baselines"])
     assert (runs["baseline"] == "").sum() == config["evaluations"]
     assert runs["val_acc"].between(0, 1).all()
+
+
+def test_a_confirmation_directory_names_task_and_seed(tmp_path):
+    import shutil
+
+    from aquasurf_core.paths import shipped_data_dir
+    from aquasurf_core.search.shipped import load_confirmation
+
+    source = shipped_data_dir("confirmation", "lgp-ucb", "mnist1d-hard-vit-seed1")
+    shutil.copytree(source, tmp_path / "lgp-ucb" / "mnist1d-hard-vit-seed1")
+    found = load_confirmation(tmp_path)
+    assert list(found) == [("lgp-ucb", "mnist1d-hard-vit", 1)]
+    shutil.copytree(source, tmp_path / "lgp-ucb" / "mnist1d-hard-vit-seed2")  # seed 1 inside
+    with pytest.raises(ShippedSearchError, match="with seed 1"):
+        load_confirmation(tmp_path)
+    shutil.rmtree(tmp_path / "lgp-ucb" / "mnist1d-hard-vit-seed2")
+    (tmp_path / "lgp-ucb" / "stray").mkdir()
+    with pytest.raises(ShippedSearchError, match="<task>-seed<k>"):
+        load_confirmation(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        load_confirmation(tmp_path / "none")
