@@ -255,7 +255,7 @@ NOTEBOOKS: list[Notebook] = [
         outputs=("05_fig7_searches", "05_map", "05_discoveries", "05_verdicts", "05_table1",
                  "05_table1_verdicts", "05_table2", "05_table2_verdicts", "05_table3", "05_table3_verdicts",
                  "05_fig8_functions", "05_novel_functions",
-                 "05_fig9_usage", "05_usage_table", "05_claims"),
+                 "05_fig9_usage", "05_usage_table", "05_claims", "05_default_confirmation"),
     ),
     Notebook(
         "06_your_model.ipynb",
