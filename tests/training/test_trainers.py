@@ -105,7 +105,7 @@ def test_recipe_rejects_bad_values(bad):
 def test_unknown_arch_or_function_is_a_clear_error(data):
     with pytest.raises(ValueError, match="no training recipe"):
         get_recipe("lenet")
-    with pytest.raises(ValueError, match="supports"):
+    with pytest.raises(ValueError, match="fuses the benchmark architectures"):
         build_grouped_model("all-cnn-c", FNS)
     with pytest.raises(ValueError, match="unknown operator"):
         train_one("cnn", "foo(x)", 0, data, tiny("cnn"))
