@@ -594,6 +594,8 @@ def _add_inspect(commands) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``aquasurf`` argument parser with every subcommand (module docstring); each
+    subcommand's handler is its namespace's ``func``. Building it imports nothing heavy."""
     parser = _Parser(
         prog="aquasurf",
         description="AQuaSurF: activation-function search with a Fisher/outputs surrogate.",
@@ -615,6 +617,10 @@ EXPECTED_FAILURES: tuple[type[BaseException], ...] = (OSError, ValueError, Looku
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``aquasurf`` command ``argv`` (default: ``sys.argv[1:]``) and return its exit
+    status: the handler's, or 2 with a one-line error on stderr for an
+    :data:`EXPECTED_FAILURES` error. A bad command line exits through argparse
+    (``SystemExit(2)``); other errors propagate with their traceback."""
     args = build_parser().parse_args(argv)
     command = " ".join(str(v) for k, v in vars(args).items()
                        if k == "command" or k.endswith("_command"))

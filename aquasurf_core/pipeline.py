@@ -135,10 +135,12 @@ class Notebook:
 
     @property
     def number(self) -> str:
+        """The notebook's two-digit number, the first two characters of its file name."""
         return self.filename[:2]
 
     @property
     def stem(self) -> str:
+        """The file name without ``.ipynb`` (e.g. ``"01_search_space"``; ``--only`` takes it)."""
         return self.filename.removesuffix(".ipynb")
 
     def parameters(self, profile: str) -> dict[str, Any]:
@@ -224,7 +226,8 @@ NOTEBOOKS: list[Notebook] = [
                "report_trials": 100,
                "default_candidates": [
                    ["both", "knr"], ["both (raw)", "knr"], ["both (raw)", "knr-uniform"],
-                   ["both (raw)", "knr-ucb(kappa=1)"], ["both (raw)", "lgp-ucb(kappa=1,length=0.3)"],
+                   ["both (raw)", "knr-ucb(kappa=1)"],
+                   ["both (raw)", "lgp-ucb(kappa=1,length=0.3)"],
                    ["both (raw)", "lgp-ucb(kappa=2,length=0.3)"],
                    ["both (raw)", "lgp-ucb(kappa=1,length=0.1)"],
                    ["outputs (raw)", "lgp-ucb(kappa=1,length=0.3)"],
@@ -233,8 +236,8 @@ NOTEBOOKS: list[Notebook] = [
                "methods": _experiment_methods, "batch_trials": 100, "batch_size": 4},
         full={"source": "rebuild"},
         outputs=("04_fig6_search", "04_results", "04_scorecard", "04_ablations", "04_stall",
-                 "04_stall_summary", "04_default_tuning", "04_default_heldout", "04_default_results",
-                 "04_batch"),
+                 "04_stall_summary", "04_default_tuning", "04_default_heldout",
+                 "04_default_results", "04_batch"),
     ),
     Notebook(
         "05_large_scale_search.ipynb",
@@ -253,7 +256,8 @@ NOTEBOOKS: list[Notebook] = [
               "space": "4-node", "evaluations": 50, "features": 2000,
               "coatnet_task": "mnist1d-hard-coatnet", "coatnet_evaluations": 50},
         outputs=("05_fig7_searches", "05_map", "05_discoveries", "05_verdicts", "05_table1",
-                 "05_table1_verdicts", "05_table2", "05_table2_verdicts", "05_table3", "05_table3_verdicts",
+                 "05_table1_verdicts", "05_table2", "05_table2_verdicts", "05_table3",
+                 "05_table3_verdicts",
                  "05_fig8_functions", "05_novel_functions",
                  "05_fig9_usage", "05_usage_table", "05_claims", "05_default_confirmation"),
     ),
@@ -284,12 +288,18 @@ class NotebookRun:
     files: list[str]
 
     def as_json(self, root: Path) -> dict[str, Any]:
+        """The run's ``manifest.json`` entry: ``executed`` relative to ``root`` (the output
+        root), ``seconds`` rounded to 0.01, ``files`` as recorded (relative to figures_dir)."""
         return {"notebook": self.notebook, "executed": _display_path(self.executed, root),
                 "seconds": round(self.seconds, 2), "files": self.files}
 
 
 @dataclass
 class Manifest:
+    """What :func:`run_pipeline` did for one ``profile``: where the executed notebooks
+    (``runs_dir``) and figures (``figures_dir``) went, each notebook's :class:`NotebookRun`,
+    the total wall-clock ``seconds``, and ``path``, the ``manifest.json`` written."""
+
     profile: str
     figures_dir: Path
     runs_dir: Path

@@ -7,10 +7,10 @@
    shipped benchmark's 2-D union embedding (fit on the evaluated functions, score every open
    candidate: 2,902 of cnn's after 100), median over repeats, in one process with one thread.
    The distance surrogates (KNR, KNR-uniform, KNR-UCB, LGP-UCB) also on the raw Eq. 2/3
-   distances (the union's median-scaled sum), no UMAP. For ``"rfr"`` also the random forest alone on that step's data, scikit-learn's
-   ``RandomForestRegressor`` against :func:`~aquasurf_core.search.forest.forest_predict`
-   (which the surrogate uses; the two predictions are checked to be identical), side by
-   side, with their ratio.
+   distances (the union's median-scaled sum), no UMAP. For ``"rfr"`` also the random forest alone on
+   that step's data, scikit-learn's ``RandomForestRegressor`` against
+   :func:`~aquasurf_core.search.forest.forest_predict` (which the surrogate uses; the two
+   predictions are checked to be identical), side by side, with their ratio.
 2. The total those costs imply for the paper profile of notebook 04's sections 1-5 (3
    benchmarks x 3 features x 7 methods x 100 trials x 92 surrogate steps, plus the KNR
    ablations), on 1 and 2 workers.
@@ -102,7 +102,8 @@ def main() -> None:
     print(f"lgp-ucb (the engine's default, kappa 2), all {len(bench)} functions as candidates "
           f"after {args.evaluated} evaluations (timing only, random points): "
           f"{1000 * median_ask(timed):.1f} ms per ask on one core (target: at most 10 ms)")
-    total = sum(per_step[m] for m in NOTEBOOK_METHODS) * STEPS * MAIN + per_step["knr"] * STEPS * ABLATION_KNR_TRIALS
+    total = (sum(per_step[m] for m in NOTEBOOK_METHODS) * STEPS * MAIN
+             + per_step["knr"] * STEPS * ABLATION_KNR_TRIALS)
     print(f"\nimplied paper-profile search time: {total / 60:.1f} min on 1 worker, "
           f"{total / 120:.1f} min on 2 (of which RFR {per_step['rfr'] * STEPS * MAIN / 60:.1f}"
           " min on 1)")

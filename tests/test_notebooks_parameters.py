@@ -68,7 +68,8 @@ def test_the_parameters_cell_holds_the_smoke_profile(entry):
     assert values["profile"] == CELL_PROFILE == "smoke"
     assert values["figures_dir"] == CELL_FIGURES_DIR
     differing = {name: (values.get(name, "<not assigned>"), smoke)
-                 for name, smoke in entry.parameters("smoke").items() if values.get(name, object()) != smoke}
+                 for name, smoke in entry.parameters("smoke").items()
+                 if values.get(name, object()) != smoke}
     assert differing == {}, f"{entry.filename}: cell value vs registry smoke value: {differing}"
     # the first line tells a JupyterLab user how to run the paper profile
     first = source.splitlines()[0]
@@ -161,7 +162,8 @@ def test_injected_names_reads_only_papermills_cell():
 
 def test_profile_values_of_a_real_notebook():
     entry = next(nb for nb in NOTEBOOKS if nb.number == "04")
-    assert profile_values("04", "smoke") == {"figures_dir": CELL_FIGURES_DIR, **entry.parameters("smoke")}
+    assert profile_values("04", "smoke") == {"figures_dir": CELL_FIGURES_DIR,
+                                             **entry.parameters("smoke")}
     paper = profile_values("04_benchmark_search.ipynb", "paper")
     assert paper["trials"] == entry.parameters("paper")["trials"]
     assert paper["figures_dir"] == str(output_paths("paper")[1])

@@ -15,12 +15,12 @@ The functions, in the space's class order, are cut into fixed chunks of ``group_
 model), or one chunk's Fisher features. Units run in ``workers`` processes (one thread each:
 the ops of these small models are too small for intra-op threads to pay off). Every finished
 unit is written to the *ledger* (:mod:`aquasurf_core.bench.ledger`, SQLite in WAL mode) in
-one transaction, before the next result is taken. Killed at any moment (even ``SIGKILL``) and started again with the
-same configuration, the builder keeps every finished unit and redoes only unfinished ones;
-since chunks are fixed, a resumed build trains the same groups as an uninterrupted one. A
-ledger refuses a different configuration (arch, recipe, group size, Fisher settings, limit):
-the message names the keys that differ. Seeds may be added to a finished build (``--seeds 0 1
-2`` after ``--seeds 0``): only the new seeds' runs are trained.
+one transaction, before the next result is taken. Killed at any moment (even ``SIGKILL``) and
+started again with the same configuration, the builder keeps every finished unit and redoes only
+unfinished ones; since chunks are fixed, a resumed build trains the same groups as an uninterrupted
+one. A ledger refuses a different configuration (arch, recipe, group size, Fisher settings, limit):
+the message names the keys that differ. Seeds may be added to a finished build (``--seeds 0 1 2``
+after ``--seeds 0``): only the new seeds' runs are trained.
 
 Assembly
 --------
@@ -102,6 +102,8 @@ class BuildConfig:
             raise ValueError(f"limit must be None or a positive integer, got {self.limit!r}")
 
     def to_dict(self) -> dict:
+        """The configuration as a JSON-able dict (seeds a list, the recipe a dict of its fields,
+        tuples as lists): what the ledger stores and compares on resume, and the manifest."""
         data = asdict(self)
         data["seeds"] = list(self.seeds)
         data["recipe"] = {k: list(v) if isinstance(v, tuple) else v

@@ -78,7 +78,9 @@ class Ledger(SQLiteLedger):
 
     Raises :class:`LedgerMismatch` for a ledger of another configuration, kind or format,
     :class:`~aquasurf_core.ledgers.LedgerError` for a damaged file, ``FileNotFoundError`` when
-    ``readonly`` and there is no file, ``TypeError`` when writing without ``config``."""
+    ``readonly`` and there is no file, ``TypeError`` when writing without ``config``.
+    ``path``, ``readonly`` and ``timeout`` are those of
+    :class:`~aquasurf_core.ledgers.SQLiteLedger`."""
 
     KIND = "benchmark build ledger"
     TABLES = frozenset({"runs", "features", "sessions"})
@@ -163,24 +165,32 @@ class Ledger(SQLiteLedger):
                                 rows)
 
     def start_session(self, workers: int) -> int:
+        """Record a build session starting now on this host with ``workers`` processes; return
+        its id (for :meth:`update_session`)."""
         with self.write():
             cur = self.db.execute("INSERT INTO sessions (started_at, host, workers) VALUES "
                                   "(?, ?, ?)", (utc_now(), platform.node(), workers))
         return int(cur.lastrowid)
 
     def update_session(self, session: int, seconds: float, units: int) -> None:
+        """Set the wall ``seconds`` and the number of finished ``units`` of build session
+        ``session`` (totals so far, not increments)."""
         with self.write():
             self.db.execute("UPDATE sessions SET seconds=?, units=? WHERE id=?",
                             (seconds, units, session))
 
     # -- reading
     def done_runs(self) -> set[tuple[str, int]]:
+        """``(fn_name, seed)`` of every recorded run (what a resumed build skips)."""
         return {(n, int(s)) for n, s in self.db.execute("SELECT fn_name, seed FROM runs")}
 
     def done_features(self) -> set[str]:
+        """Names of the functions whose Fisher features are recorded (valid or not)."""
         return {n for (n,) in self.db.execute("SELECT fn_name FROM features")}
 
     def runs(self) -> pd.DataFrame:
+        """Every run, one row per function and seed sorted by both, with the ``runs`` table's
+        columns; losses, accuracies and ``runtime_s`` are float64 (NULL read back as NaN)."""
         frame = pd.read_sql_query("SELECT * FROM runs ORDER BY fn_name, seed", self.db)
         for column in RUN_FIELDS[1:7] + ("runtime_s",):
             frame[column] = frame[column].astype("float64")  # NULL -> NaN
@@ -197,9 +207,11 @@ class Ledger(SQLiteLedger):
         return out
 
     def feature_times(self) -> list[str]:
+        """When each function's features were recorded (ISO-8601 UTC, one per function)."""
         return [t for (t,) in self.db.execute("SELECT finished_at FROM features")]
 
     def sessions(self) -> pd.DataFrame:
+        """The build sessions in order: id, start, host, workers, wall seconds, units done."""
         return pd.read_sql_query("SELECT * FROM sessions ORDER BY id", self.db)
 
     def summary(self) -> dict:

@@ -46,8 +46,8 @@ def get_benchmarks(source: str, archs: Sequence[str], *,
     * ``"build"``: build tiny ones now with :func:`aquasurf_core.bench.build.build_benchmark`
       -- the first ``smoke_functions`` functions of the space, seed ``seed``, the
       architecture's recipe with ``epochs=smoke_epochs`` and ``train_subset``, groups of 8,
-      one worker -- into ``<cache>/bench-smoke/<arch>/`` (:func:`aquasurf_core.paths.cache_dir`) (an old ledger there is deleted
-      first: a ledger refuses a changed configuration);
+      one worker -- into ``<cache>/bench-smoke/<arch>/`` (:func:`aquasurf_core.paths.cache_dir`) (an
+      old ledger there is deleted first: a ledger refuses a changed configuration);
     * ``"rebuild"``: the whole benchmark rebuilt with :func:`shipped_build_config` on
       ``workers`` processes, resumably, in the ledger ``aquasurf bench build`` uses
       (``<cache>/bench/<arch>/ledger.sqlite``: a build started from the command line is

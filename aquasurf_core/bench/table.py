@@ -197,6 +197,7 @@ class Benchmark:
 
     @property
     def fim_dim(self) -> int | None:
+        """Length ``D`` of a Fisher feature row; ``None`` when the benchmark has no FIM."""
         return None if self.fim_cdf is None else int(self.fim_cdf.shape[1])
 
     def rows_of(self, names) -> np.ndarray:

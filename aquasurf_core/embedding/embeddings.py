@@ -85,6 +85,7 @@ class Embedding:
 
     @property
     def dim(self) -> int:
+        """Number of embedding dimensions (columns of :attr:`coords`)."""
         return int(self.coords.shape[1])
 
     def position(self, row: int) -> int:

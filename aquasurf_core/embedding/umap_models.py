@@ -76,20 +76,20 @@ class UmapSettings:
         if self.metric not in ("euclidean", "manhattan"):
             raise ValueError(f"metric must be 'euclidean' (Eq. 3) or 'manhattan' (Eq. 2), got "
                              f"{self.metric!r}")
-        for name in ("n_neighbors", "dim"):
+        for name, least in (("n_neighbors", 2), ("dim", 1)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (2 if name ==
-                                                                                 "n_neighbors"
-                                                                                 else 1):
-                raise ValueError(f"{name} must be an integer >= {2 if name == 'n_neighbors' else 1},"
-                                 f" got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
         if not 0 <= self.min_dist <= 1:
             raise ValueError(f"min_dist must lie in [0, 1], got {self.min_dist!r}")
 
     def to_dict(self) -> dict:
+        """The settings as a JSON-able dict of the fields (part of an embedding's cache key)."""
         return asdict(self)
 
     def umap_kwargs(self) -> dict:
+        """The keyword arguments of ``umap.UMAP`` for these settings (``dim`` as
+        ``n_components``, ``seed`` as ``random_state``)."""
         return {"metric": self.metric, "n_neighbors": self.n_neighbors,
                 "min_dist": self.min_dist, "n_components": self.dim,
                 "random_state": self.seed}

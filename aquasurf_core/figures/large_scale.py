@@ -2,10 +2,10 @@
 Figure 7 and Table 1).
 
 The functions take the results table of a search -- a shipped search's ``results``
-(:func:`aquasurf_core.search.shipped.load_search`) or :func:`aquasurf_core.search.engine.export_results`
-of a ledger with a ``baseline`` column -- one row per training run: ``order`` (when it
-finished), ``class_id``, ``name``, ``baseline`` (the baseline's name or ""), ``seed``,
-``val_acc``, ``test_acc``.
+(:func:`aquasurf_core.search.shipped.load_search`) or
+:func:`aquasurf_core.search.engine.export_results` of a ledger with a ``baseline`` column -- one row
+per training run: ``order`` (when it finished), ``class_id``, ``name``, ``baseline`` (the baseline's
+name or ""), ``seed``, ``val_acc``, ``test_acc``.
 
 * Figure 7 (:func:`fig7_searches`): per task, the validation accuracy of every evaluation of
   the search (its own seed) in the order they finished, the best so far as a step line, the

@@ -86,12 +86,16 @@ class InspectorPage:
         return found.first.inner_text() if found.count() else ""
 
     def detail_name(self) -> str:
+        """The function name shown in the detail panel (its placeholder text if none)."""
         return self.text(".aq-detail-name").strip()
 
     def message(self) -> str:
+        """The text of the inspector's message line ("" when it is empty)."""
         return self.text(".aq-message").strip()
 
     def point_center(self, index: int) -> tuple[float, float]:
+        """Page coordinates ``(x, y)`` (CSS pixels) of the centre of the ``index``-th point
+        of the plot's scatter trace, for moving the mouse there."""
         box = self.page.locator(self.POINTS).nth(index).bounding_box()
         return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
 
@@ -334,7 +338,8 @@ class InspectorPage:
 class LabNotebook:
     """A notebook in a JupyterLab page (Playwright ``page``; the server from
     :func:`~aquasurf_core.inspector.page.serve_lab`, which exposes the application to the
-    page as ``window.jupyterapp``)."""
+    page as ``window.jupyterapp``). Each method waits for the page up to ``timeout``
+    seconds."""
 
     def __init__(self, page, timeout: float = 120.0) -> None:
         self.page = page

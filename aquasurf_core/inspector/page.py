@@ -61,6 +61,15 @@ from aquasurf_core.paths import set_cache_dir
 set_cache_dir({cache!r})
 Inspector(bench={bench!r}, renew_first_edit=True)
 """
+#: The JavaScript regular expression (source, between the slashes) of the module federation
+#: warnings the Voila template drops (module docstring): a core ``@jupyterlab/*`` singleton
+#: found in another version, or not found at all.
+_CORE_VERSION_WARNINGS = (
+    r"^(Unsatisfied version \S+ from _JUPYTERLAB\.CORE_OUTPUT of shared singleton module "
+    r"@jupyterlab\/[a-z-]+ \(required [^)]*\)$"
+    r"|No satisfying version \([^)]*\) of shared module @jupyterlab\/[a-z-]+ found in shared "
+    r"scope default\.\nAvailable versions: \S+ from _JUPYTERLAB\.CORE_OUTPUT$)"
+)
 #: The Voila template ``aquasurf`` (module docstring): file name -> text.
 VOILA_TEMPLATE = {
     "conf.json": json.dumps({"base_template": "lab"}),
@@ -77,7 +86,7 @@ VOILA_TEMPLATE = {
 {{ super() }}
 <script>
   (() => {
-    const core = /^(Unsatisfied version \\S+ from _JUPYTERLAB\\.CORE_OUTPUT of shared singleton module @jupyterlab\\/[a-z-]+ \\(required [^)]*\\)$|No satisfying version \\([^)]*\\) of shared module @jupyterlab\\/[a-z-]+ found in shared scope default\\.\\nAvailable versions: \\S+ from _JUPYTERLAB\\.CORE_OUTPUT$)/;
+    const core = /""" + _CORE_VERSION_WARNINGS + """/;
     const warn = console.warn;
     console.warn = (...args) => {
       if (args.length === 1 && typeof args[0] === "string" && core.test(args[0])) return;

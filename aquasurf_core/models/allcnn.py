@@ -8,8 +8,9 @@ dense layers, and global average pooling over the last feature map gives the log
     conv3 c2 (no padding) -> f, conv1 c2 -> f, conv1 classes, global average pool
 
 With ``c1, c2 = 96, 192`` on 3x32x32 images this is All-CNN-C: 9 convolutions with biases,
-1,369,738 parameters for 10 classes. Its Fisher feature size, sum over layers of floor(|theta_l| / 100),
-is 13,692, exactly the AQuaSurF appendix's figure. ``f`` is the searched activation at all 8 hidden sites.
+1,369,738 parameters for 10 classes. Its Fisher feature size, sum over layers of
+floor(|theta_l| / 100), is 13,692, exactly the AQuaSurF appendix's figure. ``f`` is the
+searched activation at all 8 hidden sites.
 Differences from the 2015 table, both deliberate: there is no 20% input dropout (the AQuaSurF
 training table lists dropout 0.5 only; it is applied after each stride-2 layer as in the
 original), and the last 1x1 convolution produces logits with no activation after it unless
@@ -33,7 +34,15 @@ from aquasurf_core.models.factory import ActivationFactory
 
 
 class AllCNN(nn.Module):
-    """All-convolutional classifier; ``dims`` is 1 (sequences, ``N x C x L``) or 2 (images)."""
+    """All-convolutional classifier; ``dims`` is 1 (sequences, ``N x C x L``) or 2 (images).
+
+    ``in_channels`` input channels, ``num_classes`` logits; ``act`` builds a fresh
+    searched-activation module per site; ``widths`` are ``(c1, c2)`` of the module docstring's
+    layout; ``dropout`` (in ``[0, 1)``, 0 for none) follows each stride-2 convolution;
+    ``logit_activation`` applies ``act`` to the logits too; ``first_stride`` is the first
+    convolution's stride and ``last_padding`` the third-to-last convolution's padding. Raises
+    ``ValueError`` for another ``dims`` or a ``dropout`` outside ``[0, 1)``.
+    """
 
     def __init__(
         self,
@@ -76,6 +85,8 @@ class AllCNN(nn.Module):
         self.dims = dims
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, num_classes)`` of ``x``: ``(N, C, L)`` in 1-D (``(N, L)`` is taken as
+        one channel) or ``(N, C, H, W)`` in 2-D."""
         if self.dims == 1 and x.dim() == 2:
             x = x.unsqueeze(1)
         y = self.features(x)

@@ -64,7 +64,9 @@ def _conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1) -> l
 
 
 class InvertedResidual(nn.Module):
-    """MobileNetV2 block ("MV2") with expansion ratio 2."""
+    """MobileNetV2 block ("MV2") with expansion ratio 2: ``cin`` to ``cout`` channels with
+    depthwise stride ``stride``, ``act`` at its two activation sites, a residual when
+    ``stride == 1`` and ``cin == cout`` (module docstring)."""
 
     def __init__(self, act: ActivationFactory, cin: int, cout: int, stride: int):
         super().__init__()
@@ -77,12 +79,14 @@ class InvertedResidual(nn.Module):
         self.residual = stride == 1 and cin == cout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, cin, H, W)`` to ``(N, cout, H / stride, W / stride)`` (rounded up)."""
         y = self.block(x)
         return x + y if self.residual else y
 
 
 class SeparableSelfAttention(nn.Module):
-    """Separable (linear-complexity) self-attention on ``(N, d, P, M)`` (module docstring)."""
+    """Separable (linear-complexity) self-attention on ``(N, d, P, M)`` (module docstring),
+    ``d = dim``."""
 
     def __init__(self, dim: int):
         super().__init__()
@@ -91,6 +95,7 @@ class SeparableSelfAttention(nn.Module):
         self.out = nn.Conv2d(dim, dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Attend over the ``M`` patches of ``x`` ``(N, d, P, M)``; same shape out."""
         query, key, value = torch.split(self.qkv(x), [1, self.dim, self.dim], dim=1)
         scores = F.softmax(query, dim=-1)
         context = (key * scores).sum(dim=-1, keepdim=True)
@@ -98,7 +103,8 @@ class SeparableSelfAttention(nn.Module):
 
 
 class LinearAttnFFN(nn.Module):
-    """Pre-norm attention layer: separable attention, then a 1x1-conv FFN with ``f``."""
+    """Pre-norm attention layer: separable attention, then a 1x1-conv FFN with ``f``
+    (``act``) of hidden width ``ffn_dim``, on ``dim`` channels; both with residuals."""
 
     def __init__(self, act: ActivationFactory, dim: int, ffn_dim: int):
         super().__init__()
@@ -108,12 +114,15 @@ class LinearAttnFFN(nn.Module):
         self.ffn = nn.Sequential(nn.Conv2d(dim, ffn_dim, 1), act(), nn.Conv2d(ffn_dim, dim, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x + Attn(GN(x))``, then ``x + FFN(GN(x))`` on ``(N, dim, P, M)``; same shape."""
         x = x + self.attn(self.norm1(x))
         return x + self.ffn(self.norm2(x))
 
 
 class MobileViTv2Block(nn.Module):
-    """Local depthwise conv, patch-wise separable attention, projection back (docstring)."""
+    """Local depthwise conv, patch-wise separable attention, projection back (module
+    docstring): ``channels`` in and out, attention width ``dim``, ``layers`` attention layers
+    on ``patch x patch`` patches, ``act`` at the searched sites."""
 
     def __init__(self, act: ActivationFactory, channels: int, dim: int, layers: int,
                  patch: int = 2):
@@ -127,6 +136,8 @@ class MobileViTv2Block(nn.Module):
         self.project = nn.Sequential(*_conv_bn(dim, channels, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, channels, H, W)`` to ``(N, channels, H', W')``, where ``H'``, ``W'`` are
+        ``H``, ``W`` rounded up to a multiple of ``patch`` (the map is resized first)."""
         p = self.patch
         height, width = x.shape[-2:]
         if height % p or width % p:
@@ -141,7 +152,9 @@ class MobileViTv2Block(nn.Module):
 
 
 class MobileViTv2(nn.Module):
-    """MobileViTv2 classifier with width multiplier ``width`` (module docstring)."""
+    """MobileViTv2 classifier with width multiplier ``width`` (module docstring) for
+    ``in_channels``-channel images and ``num_classes`` classes; ``act`` builds the searched
+    activation at each site."""
 
     def __init__(self, act: ActivationFactory, *, in_channels: int = 3, num_classes: int = 1000,
                  width: float = 0.5):
@@ -163,6 +176,7 @@ class MobileViTv2(nn.Module):
         self.classifier = nn.Linear(c5, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, num_classes)`` of images ``(N, in_channels, H, W)``."""
         for layer in (self.layer0, self.layer1, self.layer2, self.layer3, self.layer4,
                       self.layer5):
             x = layer(x)

@@ -35,7 +35,9 @@ from aquasurf_core.models.factory import ActivationFactory
 
 
 class PreActBlock(nn.Module):
-    """One pre-activation basic block (two 3-wide convolutions)."""
+    """One pre-activation basic block (two 3-wide convolutions), ``cin`` to ``cout``
+    channels, the first convolution (and the projection shortcut, used when ``stride != 1``
+    or ``cin != cout``) with stride ``stride``; ``dims`` 1 or 2; ``act`` at both sites."""
 
     def __init__(self, act: ActivationFactory, cin: int, cout: int, stride: int, dims: int):
         super().__init__()
@@ -52,6 +54,8 @@ class PreActBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``conv3(f(BN(conv3_s(f(BN(x)))))) + shortcut`` (module docstring): ``cin`` channels
+        in, ``cout`` out, the length or height and width divided by ``stride`` (rounded up)."""
         a = self.act1(self.bn1(x))
         skip = x if self.shortcut is None else self.shortcut(a)
         out = self.conv1(a)
@@ -60,7 +64,13 @@ class PreActBlock(nn.Module):
 
 
 class PreActResNet(nn.Module):
-    """Pre-activation ResNet; ``blocks[i]`` blocks of width ``widths[i]`` in stage ``i``."""
+    """Pre-activation ResNet; ``blocks[i]`` blocks of width ``widths[i]`` in stage ``i``.
+
+    ``in_channels`` input channels, ``num_classes`` logits. Stages after the first halve the
+    size; ``dims`` is 1 (sequences) or 2 (images); ``stem_stride`` is the stem convolution's
+    stride; ``act`` builds the searched activation at each site. Raises ``ValueError`` for
+    another ``dims``, or ``widths`` and ``blocks`` of different lengths or empty.
+    """
 
     def __init__(
         self,
@@ -95,6 +105,8 @@ class PreActResNet(nn.Module):
         self.fc = nn.Linear(cin, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, num_classes)`` of ``x``: ``(N, C, L)`` in 1-D (``(N, L)`` is taken as
+        one channel) or ``(N, C, H, W)`` in 2-D."""
         if self.dims == 1 and x.dim() == 2:
             x = x.unsqueeze(1)
         y = self.act(self.bn(self.blocks(self.stem(x))))

@@ -24,20 +24,20 @@ bias, ``padding = K // 2`` i.e. Keras ``'same'``; ``n = (depth - 2) / 9``, 6 for
 
 Details kept from the Keras example because they change the parameter count or the wiring:
 every convolution has a bias; the bottleneck width of stages 1 and 2 equals the previous
-stage's output width, ``m_s = c_{s-1}`` (64 and 128, not c_s / 4 = 32 and 64); the first block of stage 0 has no BN + f before its first convolution; the stride-2
-downsampling is in the first 1x1 convolution of a stage's first block and in its shortcut;
+stage's output width, ``m_s = c_{s-1}`` (64 and 128, not c_s / 4 = 32 and 64); the first
+block of stage 0 has no BN + f before its first convolution; the stride-2 downsampling
+is in the first 1x1 convolution of a stage's first block and in its shortcut;
 the shortcut projection (first block of every stage, stage 0 included) reads the raw block
 input ``x``. Depth 56 = 1 stem + 3 x 6 x 3 convolutions + 1 dense layer (projections not
 counted). Keras pools with ``AveragePooling2D(8)`` on the 8 x 8 map of a 32 x 32 input, which
 is the global average used here (so other input sizes work too).
 
 Activation sites (each an :class:`~aquasurf_core.space.ActivationFunction`): the stem, three
-per block except two in the very first block, and the final one: ``1 + (9 n - 1) + 1``, 55 at
-depth 56. Not replicated (not architecture, or owned elsewhere): Keras' ``he_normal`` init
-and L2 kernel regulariser (the package uses its own init, :mod:`aquasurf_core.models.initialization`;
-weight decay belongs to the optimiser), and Keras' BatchNorm defaults (``epsilon=1e-3``,
-moving-average momentum 0.99); PyTorch's BatchNorm defaults (``eps=1e-5``, momentum 0.1)
-are used.
+per block except two in the very first block, and the final one: ``1 + (9 n - 1) + 1``, 55 at depth
+56. Not replicated (not architecture, or owned elsewhere): Keras' ``he_normal`` init and L2 kernel
+regulariser (the package uses its own init, :mod:`aquasurf_core.models.initialization`; weight decay
+belongs to the optimiser), and Keras' BatchNorm defaults (``epsilon=1e-3``, moving-average momentum
+0.99); PyTorch's BatchNorm defaults (``eps=1e-5``, momentum 0.1) are used.
 """
 
 from __future__ import annotations
@@ -51,9 +51,10 @@ from aquasurf_core.models.factory import ActivationFactory, check_positive_int
 class BottleneckV2Block(nn.Module):
     """``[BN + f] -> conv1 (stride) -> BN + f -> conv3 -> BN + f -> conv1`` plus a shortcut.
 
-    ``preact=False`` drops the first BN + f (first block of the network); ``project=True``
-    puts a biased 1x1 convolution with the block's stride on the shortcut (applied to the
-    block input, not to the pre-activated tensor).
+    ``cin`` channels in, bottleneck width ``mid``, ``cout`` out; the first convolution has
+    stride ``stride``. ``preact=False`` drops the first BN + f (first block of the network);
+    ``project=True`` puts a biased 1x1 convolution with the block's stride on the shortcut
+    (applied to the block input, not to the pre-activated tensor).
     """
 
     def __init__(self, act: ActivationFactory, cin: int, mid: int, cout: int, stride: int,
@@ -71,6 +72,7 @@ class BottleneckV2Block(nn.Module):
         self.shortcut = nn.Conv2d(cin, cout, 1, stride=stride) if project else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, cin, H, W)`` to ``(N, cout, H / stride, W / stride)`` (rounded up)."""
         y = x if self.bn1 is None else self.act1(self.bn1(x))
         y = self.conv1(y)
         y = self.conv2(self.act2(self.bn2(y)))
@@ -80,7 +82,13 @@ class BottleneckV2Block(nn.Module):
 
 class ResNetV2(nn.Module):
     """Keras-example ResNet v2 of depth ``9 n + 2`` (``n`` bottleneck blocks per stage) for
-    images; see the module docstring for the exact layout."""
+    images; see the module docstring for the exact layout.
+
+    ``in_channels`` image channels, ``num_classes`` logits, ``stem_width`` the stem's
+    channels (16 in the example); ``act`` builds the searched activation at each site.
+    Raises ``ValueError`` for a ``depth`` that is not ``9 n + 2`` with ``n >= 1`` or a
+    ``stem_width`` that is not a positive integer.
+    """
 
     def __init__(self, act: ActivationFactory, *, in_channels: int, num_classes: int,
                  depth: int = 56, stem_width: int = 16):
@@ -109,5 +117,6 @@ class ResNetV2(nn.Module):
         self.fc = nn.Linear(cin, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, num_classes)`` of images ``(N, in_channels, H, W)``."""
         y = self.act(self.bn(self.blocks(self.stem(x))))
         return self.fc(y.mean(dim=(2, 3)))

@@ -90,12 +90,12 @@ class Site:
     functional call the qualified name of the module whose ``forward`` makes it, a dot and the
     call's ``torch.fx`` node name (``"layer1.0.relu_1"``; the root's calls have no prefix).
     ``original`` is what was there (``"torch.nn.ReLU"``, ``"torch.nn.functional.relu"``,
-    ``"Tensor.sigmoid"``). ``kind`` is ``"module"``, ``"attribute"``, ``"function"`` or ``"inplace"`` (a module
-    whose ``inplace`` was set to ``False``; nothing replaced). ``module`` is the qualified name
-    of the :class:`ActivationFunction` now computing the site (``""`` for ``"inplace"``).
-    ``calls`` is how many times the traced ``forward`` applies it (torchvision's
-    ``BasicBlock.relu`` is one module site with 2 calls; 1 for a function site; ``None`` when
-    the model was not traced).
+    ``"Tensor.sigmoid"``). ``kind`` is ``"module"``, ``"attribute"``, ``"function"`` or
+    ``"inplace"`` (a module whose ``inplace`` was set to ``False``; nothing replaced). ``module`` is
+    the qualified name of the :class:`ActivationFunction` now computing the site (``""`` for
+    ``"inplace"``). ``calls`` is how many times the traced ``forward`` applies it (torchvision's
+    ``BasicBlock.relu`` is one module site with 2 calls; 1 for a function site; ``None`` when the
+    model was not traced).
     """
 
     name: str

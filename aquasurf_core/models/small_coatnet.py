@@ -1,4 +1,5 @@
-"""A small CoAtNet-style hybrid (convolution, then attention) for MNIST-1D sequences (``N x 1 x 40``).
+"""A small CoAtNet-style hybrid (convolution, then attention) for MNIST-1D sequences
+(``N x 1 x 40``).
 
 CoAtNet (Dai et al. 2021) stacks a convolutional stem, MBConv stages, then transformer stages,
 downsampling between stages. The paper's Table 3 searches activation functions for CoAtNet on
@@ -33,7 +34,8 @@ from aquasurf_core.models.small_vit import TransformerBlock
 
 class MBConv(nn.Module):
     """Pre-norm inverted-bottleneck block with a stride-2 depthwise convolution and a pooled,
-    projected shortcut (module docstring)."""
+    projected shortcut (module docstring): ``channels`` in, ``out`` out, hidden width
+    ``expansion * channels``, ``act`` at its two sites."""
 
     def __init__(self, act: ActivationFactory, channels: int, out: int, expansion: int = 4):
         super().__init__()
@@ -49,11 +51,15 @@ class MBConv(nn.Module):
                                       nn.Conv1d(channels, out, 1, bias=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, channels, L)`` to ``(N, out, ceil(L / 2))``."""
         return self.shortcut(x) + self.body(x)
 
 
 class SmallCoAtNet(nn.Module):
-    """CoAtNet-style 1-D classifier (see module docstring)."""
+    """CoAtNet-style 1-D classifier (see module docstring) of ``in_channels`` input channels
+    and ``num_classes`` logits: ``stem`` is ``c``, ``conv`` is ``m`` and ``dim`` is ``d``
+    there, with ``heads`` attention heads and ``blocks`` transformer blocks; ``act`` builds
+    the searched activation at each site."""
 
     def __init__(self, act: ActivationFactory, *, in_channels: int, num_classes: int,
                  stem: int = 16, conv: int = 24, dim: int = 32, heads: int = 2,
@@ -70,6 +76,8 @@ class SmallCoAtNet(nn.Module):
         self.head = nn.Linear(dim, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, num_classes)`` of sequences ``(N, in_channels, L)`` (``(N, L)`` is
+        taken as one channel)."""
         if x.dim() == 2:
             x = x.unsqueeze(1)
         y = self.to_tokens(self.mbconv(self.stem(x)))

@@ -31,7 +31,8 @@ from aquasurf_core.models.factory import ActivationFactory
 
 class SelfAttention(nn.Module):
     """Multi-head self-attention over ``(N, T, d)`` built from four ``nn.Linear`` layers (so
-    that each projection is a separate K-FAC layer; no fused ``in_proj``)."""
+    that each projection is a separate K-FAC layer; no fused ``in_proj``): width ``dim``,
+    ``heads`` heads. Raises ``ValueError`` when ``dim`` is not divisible by ``heads``."""
 
     def __init__(self, dim: int, heads: int):
         super().__init__()
@@ -44,6 +45,8 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Scaled dot-product attention of the ``T`` tokens of ``x`` ``(N, T, dim)``; same
+        shape out."""
         n, t, d = x.shape
 
         def split(y: torch.Tensor) -> torch.Tensor:
@@ -55,7 +58,11 @@ class SelfAttention(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """Pre-norm transformer block: attention and an MLP with the searched activation."""
+    """Pre-norm transformer block: attention and an MLP with the searched activation.
+
+    Width ``dim``, ``heads`` attention heads, MLP hidden width ``mlp_ratio * dim``; ``act``
+    builds the MLP's activation.
+    """
 
     def __init__(self, act: ActivationFactory, dim: int, heads: int, mlp_ratio: int = 2):
         super().__init__()
@@ -66,12 +73,15 @@ class TransformerBlock(nn.Module):
                                  nn.Linear(mlp_ratio * dim, dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x + Attn(LN(x))``, then ``x + MLP(LN(x))`` on ``(N, T, dim)``; same shape."""
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
 
 
 class SmallMobileViT(nn.Module):
-    """MobileViT-style 1-D classifier (see module docstring)."""
+    """MobileViT-style 1-D classifier (see module docstring) of ``in_channels`` input
+    channels and ``num_classes`` logits: ``stem`` is ``c`` and ``dim`` is ``d`` there, with
+    ``heads`` attention heads; ``act`` builds the searched activation at each site."""
 
     def __init__(self, act: ActivationFactory, *, in_channels: int, num_classes: int,
                  stem: int = 32, dim: int = 64, heads: int = 4):
@@ -94,6 +104,8 @@ class SmallMobileViT(nn.Module):
         self.head = nn.Linear(dim, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, num_classes)`` of sequences ``(N, in_channels, L)`` (``(N, L)`` is
+        taken as one channel)."""
         if x.dim() == 2:
             x = x.unsqueeze(1)
         y = self.local(self.mv2(self.stem(x)))

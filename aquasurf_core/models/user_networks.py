@@ -39,7 +39,9 @@ SEQUENCE = 16
 class TextTransformer(nn.Module):
     """Token classifier: ``nn.Embedding`` (plus a learned position embedding, a bare
     parameter no layer owns), a 2-layer ``nn.TransformerEncoder`` (width 32, 2 heads, MLP 64;
-    its activation is the functional ``F.relu``), mean pooling, ``nn.Linear`` head."""
+    its activation is the functional ``F.relu``), mean pooling, ``nn.Linear`` head.
+    ``num_classes`` logits, token ids in ``[0, vocabulary)``, embedding width ``width``,
+    sequences of at most ``length`` tokens."""
 
     def __init__(self, num_classes: int = 10, vocabulary: int = VOCABULARY, width: int = 32,
                  length: int = SEQUENCE):
@@ -52,6 +54,7 @@ class TextTransformer(nn.Module):
         self.head = nn.Linear(width, num_classes)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, num_classes)`` of token ids ``(N, L)``, ``L <= length``."""
         h = self.encoder(self.embed(tokens) + self.position[:, :tokens.shape[1]])
         return self.head(h.mean(dim=1))
 
@@ -59,7 +62,8 @@ class TextTransformer(nn.Module):
 class TextLSTM(nn.Module):
     """Token classifier: ``nn.Embedding``, a one-layer ``nn.LSTM`` (width 64), and a head
     ``Linear -> ReLU -> Linear`` on the last hidden state (the ReLU is the searchable site: an
-    LSTM's gates are computed inside its kernel)."""
+    LSTM's gates are computed inside its kernel). ``num_classes`` logits, token ids in
+    ``[0, vocabulary)``, embedding width ``width``, LSTM and head width ``hidden``."""
 
     def __init__(self, num_classes: int = 10, vocabulary: int = VOCABULARY, width: int = 32,
                  hidden: int = 64):
@@ -70,6 +74,7 @@ class TextLSTM(nn.Module):
                                                                                num_classes))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, num_classes)`` of token ids ``(N, L)``."""
         out, _ = self.lstm(self.embed(tokens))
         return self.head(out[:, -1])
 

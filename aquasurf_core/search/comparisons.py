@@ -148,9 +148,10 @@ def choose_for_comparison(table, baselines: dict[int, str], top: int, *,
 
 def median_over_seeds(table, chosen: Sequence[tuple[int, str, str]], seeds: Sequence[int]):
     """One row per chosen ``(class_id, name, kind)``: the median validation and test accuracy
-    over ``seeds``, the smallest and largest test accuracy, and the per-seed test accuracies, from a results ``table`` (columns
-    class_id, seed, val_acc, test_acc: :func:`export_results` or a shipped search), best
-    median test accuracy first. Raises ``KeyError`` naming a missing (function, seed) run."""
+    over ``seeds``, the smallest and largest test accuracy, and the per-seed test accuracies, from a
+    results ``table`` (columns class_id, seed, val_acc, test_acc: :func:`export_results` or a
+    shipped search), best median test accuracy first. Raises ``KeyError`` naming a missing
+    (function, seed) run."""
     import pandas as pd
 
     runs = {(int(c), int(s)): (v, t) for c, s, v, t in zip(

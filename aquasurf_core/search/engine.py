@@ -226,6 +226,8 @@ class SearchConfig:
                             self.min_coverage)
 
     def to_dict(self) -> dict:
+        """The configuration as a JSON-able dict (``baselines`` a list): what the search
+        ledger stores as its ``config``."""
         return {**asdict(self), "baselines": list(self.baselines)}
 
 
@@ -776,7 +778,8 @@ def search_status(ledger: SearchLedger) -> dict:
                                    if len(finished) > 1 and finished[-1] > finished[0]
                                    else None),
         "evaluations": {"requested": config.get("evaluations"), "ran": len(searched),
-                        "failed": sum(1 for r in searched if r["metrics"].get("status") == "failed"),
+                        "failed": sum(1 for r in searched
+                                      if r["metrics"].get("status") == "failed"),
                         "baselines": len(results) - len(searched),
                         "baselines_failed": sum(1 for r in failed if is_baseline(r))},
         "proposals": proposals,

@@ -10,8 +10,8 @@ quantities of the stateless scorers of :mod:`aquasurf_core.search.surrogates`:
 * :class:`IncrementalKNR` keeps, for every row, its ``k`` nearest results so far (distance and
   accuracy), nearest first, ties to the earlier result -- the order a stable sort of the
   candidate-to-result distances gives, so the predictions are those of
-  ``surrogates.knr_neighbours`` plus ``KNeighborsRegressor``'s rule (:func:`knr_prediction`). One result costs the
-  ``N`` distances to it and an ``O(N k)`` merge.
+  ``surrogates.knr_neighbours`` plus ``KNeighborsRegressor``'s rule (:func:`knr_prediction`). One
+  result costs the ``N`` distances to it and an ``O(N k)`` merge.
 * :class:`IncrementalGP` is scikit-learn's ``GaussianProcessRegressor(alpha=0.01,
   normalize_y=True, optimizer=None)`` with the fixed RBF kernel of length 1 (the ``"gpr-*"``
   surrogates): the Cholesky factor ``L`` of ``K + alpha I`` grows by one row per result, and so
@@ -53,7 +53,10 @@ class _Rows:
 
 class IncrementalKNR:
     """k-nearest-neighbour regression over a fixed table, one result at a time (module
-    docstring). ``weights`` is ``"distance"`` or ``"uniform"``."""
+    docstring). The table is given by exactly one of ``coords`` (``[N, d]``, Euclidean
+    distances) or ``distances`` (``[N, N]``); ``k`` neighbours are kept per row, averaged
+    with ``weights`` ``"distance"`` or ``"uniform"``. Raises ``ValueError`` for another
+    ``weights`` or for both or neither of ``coords`` and ``distances``."""
 
     def __init__(self, k: int, *, coords: np.ndarray | None = None,
                  distances: np.ndarray | None = None, weights: str = "distance"):

@@ -148,16 +148,21 @@ class SearchLedger(SQLiteLedger):
                                     names, rank, strict=True))))
 
     def count(self, status: str | None = None) -> int:
+        """Number of functions (equivalence classes) in the ledger, or of those whose status
+        is ``status`` (one of :data:`STATUSES`)."""
         if status is None:
             return int(self.db.execute("SELECT COUNT(*) FROM functions").fetchone()[0])
         return int(self.db.execute("SELECT COUNT(*) FROM functions WHERE status=?",
                                    (status,)).fetchone()[0])
 
     def counts(self) -> dict[str, int]:
+        """``{status: number of functions}`` for every status of :data:`STATUSES` (0 when
+        none has it), in that order."""
         found = dict(self.db.execute("SELECT status, COUNT(*) FROM functions GROUP BY status"))
         return {s: int(found.get(s, 0)) for s in STATUSES}
 
     def name_of(self, class_id: int) -> str:
+        """The representative name of class ``class_id``; ``KeyError`` when there is none."""
         row = self.db.execute("SELECT name FROM functions WHERE class_id=?",
                               (int(class_id),)).fetchone()
         if row is None:
@@ -165,6 +170,7 @@ class SearchLedger(SQLiteLedger):
         return row[0]
 
     def status_of(self, class_id: int) -> str:
+        """The current status (:data:`STATUSES`) of class ``class_id``, which must exist."""
         return self.db.execute("SELECT status FROM functions WHERE class_id=?",
                                (int(class_id),)).fetchone()[0]
 

@@ -79,12 +79,13 @@ class Searcher:
     Arguments: ``coords`` (``[N, d]`` coordinates, e.g. an embedding; required by the regression
     surrogates) or, for the distance surrogates (KNR and ``"lgp-ucb"``:
     :data:`~aquasurf_core.search.surrogates.DISTANCE_SURROGATES`), ``distances`` (``[N, N]``,
-    e.g. the raw Eq. 2/3 distances; rows of invalid functions are never read), ``valid`` (bool ``[N]``, default all: the functions the filtered surrogates may
-    pick), ``surrogate`` (one of :data:`~aquasurf_core.search.surrogates.SURROGATES`), ``k`` (the
-    KNR's neighbours), ``first`` (candidate names evaluated first), ``n_random`` (random
-    functions after them), ``seed``, ``options`` (the surrogate's settings,
-    :data:`~aquasurf_core.search.surrogates.OPTIONS`; kept in the state), ``batch`` (one of
-    :data:`BATCH_POLICIES`: how running functions shape the next picks; module docstring).
+    e.g. the raw Eq. 2/3 distances; rows of invalid functions are never read), ``valid`` (bool
+    ``[N]``, default all: the functions the filtered surrogates may pick), ``surrogate`` (one of
+    :data:`~aquasurf_core.search.surrogates.SURROGATES`), ``k`` (the KNR's neighbours), ``first``
+    (candidate names evaluated first), ``n_random`` (random functions after them), ``seed``,
+    ``options`` (the surrogate's settings, :data:`~aquasurf_core.search.surrogates.OPTIONS`; kept in
+    the state), ``batch`` (one of :data:`BATCH_POLICIES`: how running functions shape the next
+    picks; module docstring).
     """
 
     def __init__(self, names: Sequence[str], coords: np.ndarray | None = None, *,
@@ -176,6 +177,7 @@ class Searcher:
 
     @property
     def evaluated(self) -> int:
+        """Number of results recorded so far (:meth:`tell` and :meth:`observe`)."""
         return len(self.history)
 
     def _allowed(self) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Finished searches as data: a ledger exported to a checksummed directory that the paper
 profile reads instead of searching again (notebook 05).
 
-A shipped search is a directory (written atomically, :func:`aquasurf_core.storage.atomic_directory`)::
+A shipped search is a directory (written atomically,
+:func:`aquasurf_core.storage.atomic_directory`)::
 
     results.parquet   every training run of the ledger: order, class_id, name, baseline (the
                       baseline's own name, or ""), seed, phase ("search" for the search's runs
@@ -59,6 +60,7 @@ class ShippedSearch:
 
     @property
     def task(self) -> str:
+        """Name of the task the search ran on (from the manifest)."""
         return self.manifest["task"]
 
     def search_runs(self):

@@ -59,6 +59,7 @@ class SurrogateSpace:
 
     @property
     def size(self) -> int:
+        """Number of functions in the space (rows of ``distances`` or ``coords``)."""
         return len(self.class_ids)
 
 
@@ -123,9 +124,13 @@ class Refitter:
 
     @property
     def running(self) -> bool:
+        """Whether a submitted refit has not finished yet."""
         return self.future is not None and not self.future.done()
 
     def submit(self, surrogate: str, inputs: SpaceInputs, seed: int = 0) -> Future:
+        """Start computing :func:`compute_space` ``(surrogate, inputs, seed)`` and return its
+        future: its result is the :class:`SurrogateSpace`, or the error the computation
+        raised. Raises ``RuntimeError`` while another refit is running."""
         if self.running:
             raise RuntimeError("a refit is running already")
         if self.in_process:

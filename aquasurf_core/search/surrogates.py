@@ -35,10 +35,11 @@ candidate; the search evaluates the highest-scoring candidates next.
   ``z = (mu - best) / sigma``, or by the upper confidence bound ``mu + 1.96 sigma``. The paper
   tried these and found them inconsistent, and states no kernel. Ours is scikit-learn's default
   kernel (a unit-variance RBF of length scale 1) kept fixed (``optimizer=None``: the 2-D UMAP
-  coordinates span tens of units, so length 1 is a local smoother) on standardised targets (``normalize_y=True``) with a
-  noise term ``alpha = 0.01`` (accuracies are noisy, and rounding twins sit at the same
-  coordinates). Learning the kernel (a Matern + white-noise kernel, one optimiser start) cost
-  ~145 ms per step here against ~10 ms, which the 100-trial experiment cannot afford;
+  coordinates span tens of units, so length 1 is a local smoother) on standardised targets
+  (``normalize_y=True``) with a noise term ``alpha = 0.01`` (accuracies are noisy, and rounding
+  twins sit at the same coordinates). Learning the kernel (a Matern + white-noise kernel, one
+  optimiser start) cost ~145 ms per step here against ~10 ms, which the 100-trial experiment cannot
+  afford;
 * ``"random"`` -- uniform random scores: random search over every candidate, as the paper's RS
   (no filter); ``"random-filter"`` -- the same over the functions with valid Fisher spectra
   only, so that the filter's share of the regression methods' gain can be measured.

@@ -41,13 +41,14 @@ Built-in tasks are found by name the same way (:func:`builtin_tasks`): ``digits-
 All-CNN-C-style ``digits-cnn`` network), the MNIST-1D benchmark tasks ``mnist1d-<arch>``, one
 per benchmark architecture (:data:`aquasurf_core.models.BENCHMARK_ARCHS`: ``mnist1d-cnn``,
 ``mnist1d-resnet``, ``mnist1d-vit``; each with its architecture's recipe,
-:data:`aquasurf_core.training.recipes.RECIPES`), and the harder MNIST-1D of the Section 6 experiments
-(:data:`aquasurf_core.training.data.HARD_MNIST1D`: 10,000 samples, stronger noise and shear;
-1,000 validation examples) with the ResNet- and ViT-style networks, ``mnist1d-hard-resnet`` and
-``mnist1d-hard-vit``, and with the CoAtNet-style hybrid of Table 3, ``mnist1d-hard-coatnet``. The full-size tasks of the paper are registered the same way and read
-their data from disk when first trained (:func:`loader_task`): ``cifar100-all-cnn-c``,
-``cifar100-resnet-56`` (CIFAR-100 under ``$AQUASURF_DATA/cifar-100-python``), ``imagenet-mobilevitv2-0.5``
-and ``imagenet-resnet-50`` (an ImageNet-style folder under ``$AQUASURF_DATA/imagenet``).
+:data:`aquasurf_core.training.recipes.RECIPES`), and the harder MNIST-1D of the Section 6
+experiments (:data:`aquasurf_core.training.data.HARD_MNIST1D`: 10,000 samples, stronger noise and
+shear; 1,000 validation examples) with the ResNet- and ViT-style networks, ``mnist1d-hard-resnet``
+and ``mnist1d-hard-vit``, and with the CoAtNet-style hybrid of Table 3, ``mnist1d-hard-coatnet``.
+The full-size tasks of the paper are registered the same way and read their data from disk when
+first trained (:func:`loader_task`): ``cifar100-all-cnn-c``, ``cifar100-resnet-56`` (CIFAR-100 under
+``$AQUASURF_DATA/cifar-100-python``), ``imagenet-mobilevitv2-0.5`` and ``imagenet-resnet-50`` (an
+ImageNet-style folder under ``$AQUASURF_DATA/imagenet``).
 """
 
 from __future__ import annotations

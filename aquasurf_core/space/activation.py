@@ -4,9 +4,9 @@ Normalisation (``normalize=True``) rescales ``f`` to ``g(x) = (f(x) - μ) / sqrt
 with ``μ = E[f(X)]``, ``X ~ N(0, 1)``, so ``g`` has zero mean and unit second moment under a
 standard normal input. Both moments are computed once, in float64, by the trapezoid rule on
 ``[-12, 12]`` with 24,001 points (the normal mass outside is below 1e-32; kinks such as ReLU's
-cost an error of order 1e-7). When a moment is not finite or the variance is zero (below 1e-20 relative), the
-function cannot be normalised: :attr:`ActivationFunction.normalizable` is ``False`` and the
-module returns NaN everywhere, which the Fisher features then flag as invalid.
+cost an error of order 1e-7). When a moment is not finite or the variance is zero (below 1e-20
+relative), the function cannot be normalised: :attr:`ActivationFunction.normalizable` is ``False``
+and the module returns NaN everywhere, which the Fisher features then flag as invalid.
 """
 
 from __future__ import annotations
@@ -85,7 +85,8 @@ class ActivationFunction(nn.Module):
         shift, scale = 0.0, 1.0
         if self.normalize:
             mean, variance = gaussian_moments(self.tree)
-            if math.isfinite(mean) and math.isfinite(variance) and variance > _MIN_VARIANCE * max(1.0, mean**2):
+            if math.isfinite(mean) and math.isfinite(variance) \
+                    and variance > _MIN_VARIANCE * max(1.0, mean**2):
                 shift, scale = mean, 1.0 / math.sqrt(variance)
             else:
                 self.normalizable = False
@@ -94,10 +95,13 @@ class ActivationFunction(nn.Module):
         self.scale = scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The function applied elementwise to ``x`` (same shape, device and dtype); with
+        ``normalize``, ``(f(x) - shift) * scale`` (all NaN when not :attr:`normalizable`)."""
         y = evaluate(self.tree, x)
         if self.normalize:
             y = (y - self.shift) * self.scale
         return y
 
     def extra_repr(self) -> str:
+        """The canonical name (and ``normalize=True`` when set), shown in the module's repr."""
         return f"{self.name!r}" + (", normalize=True" if self.normalize else "")

@@ -350,6 +350,7 @@ class SpaceEvaluation:
 
     @property
     def n_functions(self) -> int:
+        """Number of functions evaluated, over all schemas (equivalent ones counted apart)."""
         return sum(len(c) for c in self.class_ids)
 
 

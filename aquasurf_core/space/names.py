@@ -27,7 +27,12 @@ INPUT = "x"
 
 
 class InvalidFunctionName(ValueError):
-    """A function name that does not parse; the message names the problem and position."""
+    """A function name that does not parse; the message names the problem and position.
+
+    ``message`` says what is wrong; ``name`` (kept as :attr:`name`) is the text that was
+    parsed and ``position`` (:attr:`position`) the 0-based index of the offending character,
+    shown under the name with a caret when both are given.
+    """
 
     def __init__(self, message: str, name: object = None, position: int | None = None):
         self.name = name
@@ -55,6 +60,7 @@ class Node:
 
     @property
     def depth(self) -> int:
+        """Operator nesting depth: 0 for ``x``, else 1 + the deepest child's depth."""
         return 0 if not self.children else 1 + max(c.depth for c in self.children)
 
     def operators(self) -> list[str]:
@@ -130,15 +136,19 @@ class _Parser:
                 self.pos += 1
                 break
             else:
-                raise self.error(f"expected ',' or ')' in the arguments of '{word}', found '{char}'")
+                raise self.error(f"expected ',' or ')' in the arguments of '{word}', "
+                                 f"found '{char}'")
         kind = self.vocabulary[word]
         n = len(children)
         if kind == UNARY and n != 1:
-            raise self.error(f"wrong arity: unary operator '{word}' takes 1 argument, got {n}", start)
+            raise self.error(f"wrong arity: unary operator '{word}' takes 1 argument, got {n}",
+                             start)
         if kind == BINARY and n != 2:
-            raise self.error(f"wrong arity: binary operator '{word}' takes 2 arguments, got {n}", start)
+            raise self.error(f"wrong arity: binary operator '{word}' takes 2 arguments, "
+                             f"got {n}", start)
         if kind == NARY and n < 2:
-            raise self.error(f"wrong arity: n-ary operator '{word}' takes 2 or more arguments, got {n}", start)
+            raise self.error(f"wrong arity: n-ary operator '{word}' takes 2 or more arguments, "
+                             f"got {n}", start)
         return Node(word, tuple(children))
 
 

@@ -21,8 +21,9 @@ operators other than ``zero``, ``one`` and ``identity`` (so ReLU's class is repr
 the lexicographically smallest name.
 
 Writes are atomic (:func:`aquasurf_core.storage.atomic_directory`): a crash leaves either the
-old store or the new one, never a half-written one. :func:`load_space` checks the manifest, every file's size and checksum
-and the array shapes, and raises :class:`SpaceStoreError` naming the offending file.
+old store or the new one, never a half-written one. :func:`load_space` checks the manifest, every
+file's size and checksum and the array shapes, and raises :class:`SpaceStoreError` naming the
+offending file.
 
 Without ``out_dir`` a store lives in the cache, ``<cache>/spaces/<key>``
 (:func:`aquasurf_core.paths.cache_dir`), where ``<key>`` hashes the schemas, operator set,
@@ -102,7 +103,8 @@ class SpaceStoreError(RuntimeError):
 
 # ----------------------------------------------------------------------------- locations
 def default_store_dir() -> Path:
-    """Where stores live without ``out_dir``: ``<cache>/spaces`` (:func:`aquasurf_core.paths.cache_dir`)."""
+    """Where stores live without ``out_dir``: ``<cache>/spaces``
+    (:func:`aquasurf_core.paths.cache_dir`)."""
     return cache_dir("spaces")
 
 
@@ -153,10 +155,12 @@ class SpaceStore:
 
     @property
     def n_functions(self) -> int:
+        """Number of functions of the space, equivalent ones counted apart (manifest)."""
         return int(self.manifest["counts"]["functions"])
 
     @property
     def n_unique(self) -> int:
+        """Number of unique functions (equivalence classes) of the space (manifest)."""
         return int(self.manifest["counts"]["unique"])
 
     def __len__(self) -> int:

@@ -101,19 +101,27 @@ def default_data_root() -> Path:
 
 
 def resolve_augmentation(augmentation: str | Augmentation) -> Augmentation:
+    """The :class:`Augmentation` named ``augmentation`` (a key of :data:`AUGMENTATIONS` or an
+    architecture alias of :data:`AUGMENTATION_ALIASES`); an :class:`Augmentation` is returned
+    as it is. Raises ``ValueError`` for an unknown name, listing the known ones."""
     if isinstance(augmentation, Augmentation):
         return augmentation
     key = AUGMENTATION_ALIASES.get(augmentation, augmentation)
     if key not in AUGMENTATIONS:
-        raise ValueError(f"unknown augmentation {augmentation!r}; known: {', '.join(AUGMENTATIONS)} "
-                         f"(aliases {', '.join(AUGMENTATION_ALIASES)})")
+        raise ValueError(f"unknown augmentation {augmentation!r}; known: "
+                         f"{', '.join(AUGMENTATIONS)} (aliases {', '.join(AUGMENTATION_ALIASES)})")
     return AUGMENTATIONS[key]
 
 
 class CifarSplit(Dataset):
     """Images ``[N, 3, 32, 32]`` uint8 and labels ``[N]`` int64; items are ``(float32 image
     [3, 32, 32], int label)`` scaled to ``[0, 1]``, optionally normalised and augmented
-    (module docstring)."""
+    (module docstring).
+
+    ``mean`` and ``std`` (per channel, of ``x / 255``; both ``None`` for no normalisation)
+    normalise the items; ``augment`` applies ``augmentation``'s crop and flip, drawn from
+    ``seed``, the epoch (:meth:`set_epoch`) and the item's index.
+    """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, augmentation: Augmentation,
                  mean: torch.Tensor | None, std: torch.Tensor | None, augment: bool,
@@ -199,6 +207,11 @@ def channel_statistics(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[f
 
 @dataclass
 class CifarSplits:
+    """What :func:`load_cifar` returns: the ``train``, ``validation`` (held out of the
+    training images) and ``test`` splits, the ``dataset`` name, its ``num_classes`` and
+    ``classes`` names, the ``augmentation``, the normalisation ``mean``/``std`` (``None``
+    without), the ``validation_indices`` and a ``fingerprint`` of the data."""
+
     train: CifarSplit
     validation: CifarSplit
     test: CifarSplit
@@ -251,8 +264,8 @@ def load_cifar(
     augment_seed: int = 0,
     verify: bool = True,
 ) -> CifarSplits:
-    """CIFAR-10 (``"cifar10"``) or CIFAR-100 (``"cifar100"``) with ``augmentation`` (``"all-cnn-c"``,
-    ``"resnet-56"`` or a :class:`Augmentation`) and a balanced validation split of
+    """CIFAR-10 (``"cifar10"``) or CIFAR-100 (``"cifar100"``) with ``augmentation``
+    (``"all-cnn-c"``, ``"resnet-56"`` or a :class:`Augmentation`) and a balanced validation split of
     ``validation_size`` images chosen with ``split_seed``.
 
     ``root`` (default :func:`default_data_root`) holds the extracted archives:

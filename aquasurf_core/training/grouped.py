@@ -33,8 +33,8 @@ dL_k/dtheta_k``: each copy gets exactly the gradient it would get alone. The opt
 AdamW, the same arithmetic as ``torch.optim``'s single-tensor code) -- nothing couples copies
 (no global-norm clipping). A copy whose loss becomes non-finite is marked dead at that step and
 frozen (its parameters are restored after every later update), and it is reported as diverged
-exactly as :func:`aquasurf_core.training.reference.train_one` would report it. NaNs inside a dead copy's
-slices cannot reach other copies: no fused operation mixes channels of different copies
+exactly as :func:`aquasurf_core.training.reference.train_one` would report it. NaNs inside a dead
+copy's slices cannot reach other copies: no fused operation mixes channels of different copies
 (checked by the tests).
 
 The architectures it fuses are the benchmark architectures,
@@ -42,8 +42,8 @@ The architectures it fuses are the benchmark architectures,
 check the two statements above for every one of them, so a benchmark architecture added to the
 registry is checked here too.
 
-So the K copies train as K independent runs of :func:`~aquasurf_core.training.reference.train_one` with
-the same seed (same initialisation, same batches in the same order) would, up to the order of
+So the K copies train as K independent runs of :func:`~aquasurf_core.training.reference.train_one`
+with the same seed (same initialisation, same batches in the same order) would, up to the order of
 floating-point reductions inside the fused kernels.
 """
 
@@ -88,7 +88,8 @@ __all__ = [
 ]
 
 class GroupedActivation(nn.Module):
-    """Applies ``fns[k]`` to copy ``k``'s slice of axis ``dim`` (length ``K * C``)."""
+    """Applies ``fns[k]`` to copy ``k``'s slice of axis ``dim`` (length ``K * C``), ``K`` the
+    number of modules in ``fns``."""
 
     def __init__(self, fns: Sequence[nn.Module], dim: int):
         super().__init__()
@@ -96,6 +97,8 @@ class GroupedActivation(nn.Module):
         self.dim = dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` with each copy's slice of axis ``dim`` passed through its function; the same
+        shape."""
         dim = self.dim % x.dim()
         parts = x.unflatten(dim, (len(self.fns), -1))
         # unbind, not select: the backward of K selects would zero-fill K full-size tensors.
@@ -104,12 +107,14 @@ class GroupedActivation(nn.Module):
         return out.flatten(dim, dim + 1)
 
     def extra_repr(self) -> str:
+        """``K`` and ``dim``, shown in the module's repr."""
         return f"K={len(self.fns)}, dim={self.dim}"
 
 
 class GroupedLinear(nn.Module):
-    """K independent ``nn.Linear(i, o)`` on the copy-major last axis ``(..., K i) -> (..., K o)``;
-    ``weight`` is ``(K, o, i)``, ``bias`` ``(K, o)``."""
+    """K independent ``nn.Linear(i, o)`` on the copy-major last axis
+    ``(..., K i) -> (..., K o)``; ``weight`` is ``(K, o, i)``, ``bias`` ``(K, o)``, copied
+    from the K equally shaped ``layers``."""
 
     def __init__(self, layers: Sequence[nn.Linear]):
         super().__init__()
@@ -119,6 +124,7 @@ class GroupedLinear(nn.Module):
                      if has_bias else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(..., K i) -> (..., K o)``: copy ``k``'s slice through copy ``k``'s layer."""
         k, o, i = self.weight.shape
         y = torch.einsum("...ki,koi->...ko", x.unflatten(-1, (k, i)), self.weight)
         if self.bias is not None:
@@ -127,7 +133,9 @@ class GroupedLinear(nn.Module):
 
 
 class GroupedLayerNorm(nn.Module):
-    """K independent ``nn.LayerNorm(d)`` on the copy-major last axis ``(..., K d)``."""
+    """K independent ``nn.LayerNorm(d)`` on the copy-major last axis ``(..., K d)``, with the
+    parameters and ``eps`` of the K ``layers``. Raises ``NotImplementedError`` for a
+    LayerNorm over more than one axis or without affine parameters."""
 
     def __init__(self, layers: Sequence[nn.LayerNorm]):
         super().__init__()
@@ -140,6 +148,7 @@ class GroupedLayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in layers]).clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Each copy's ``d`` features of ``(..., K d)`` normalised by its own LayerNorm."""
         y = F.layer_norm(x.unflatten(-1, (self.weight.shape[0], self.d)), (self.d,),
                          eps=self.eps)
         return (y * self.weight + self.bias).flatten(-2)
@@ -193,7 +202,11 @@ def _activation_axis(parent: nn.Module, child_name: str) -> int:
 
 
 class GroupedModel(nn.Module):
-    """The fused model of :func:`build_grouped_model`; ``forward`` returns ``(N, K, classes)``."""
+    """The fused model of :func:`build_grouped_model`; ``forward`` returns ``(N, K, classes)``.
+
+    ``body`` is the fused network (logits ``(N, K * classes)``, copy-major); copy ``k`` is
+    ``arch`` with activation ``fn_names[k]``, all initialised from ``seed``.
+    """
 
     def __init__(self, body: nn.Module, arch: str, fn_names: list[str], seed: int):
         super().__init__()
@@ -204,9 +217,11 @@ class GroupedModel(nn.Module):
 
     @property
     def copies(self) -> int:
+        """``K``, the number of fused copies (one per function name)."""
         return len(self.fn_names)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Every copy's logits for the shared batch ``x``: ``(N, K, classes)``."""
         return self.body(x).unflatten(-1, (self.copies, -1))
 
 
@@ -294,6 +309,10 @@ class GroupedOptimizer:
     * SGD: ``g <- g + wd p``; ``b <- g`` (first step) or ``b <- mu b + g``; ``p <- p - lr b``.
     * AdamW: ``p <- p (1 - lr wd)``; ``m <- m + (1 - b1)(g - m)``; ``v <- b2 v + (1 - b2) g^2``;
       ``p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``.
+
+    ``params`` are the fused parameters, ``copies`` is ``K`` and ``recipe`` gives the
+    optimiser and its settings (the learning rate is passed to :meth:`step`). Raises
+    ``ValueError`` for a parameter whose first axis does not split into ``copies``.
     """
 
     def __init__(self, params: Sequence[nn.Parameter], copies: int, recipe: Recipe):
@@ -308,6 +327,7 @@ class GroupedOptimizer:
                                  f"{copies} copies along its first axis")
 
     def zero_grad(self) -> None:
+        """Drop every parameter's gradient (set it to ``None``), as ``torch.optim`` does."""
         for p in self.params:
             p.grad = None
 

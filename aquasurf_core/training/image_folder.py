@@ -68,6 +68,10 @@ class ImageFiles(Dataset):
 
 @dataclass(frozen=True)
 class ImageFolderSplits:
+    """What :func:`load_image_folder` returns: the ``train`` and ``validation`` splits (both
+    from ``train/``), the ``test`` split (``val/``), the sorted ``classes``, their number
+    ``num_classes``, the ``image_size`` of the crops and a ``fingerprint`` of the files."""
+
     train: ImageFiles
     validation: ImageFiles
     test: ImageFiles

@@ -76,7 +76,8 @@ class Recipe:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"Recipe.{name} must be a positive integer, got {value!r}")
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"Recipe.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+            raise ValueError(f"Recipe.optimizer must be one of {OPTIMIZERS}, "
+                             f"got {self.optimizer!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"Recipe.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         for name in ("lr", "warmup_epochs", "initial_lr", "final_lr", "weight_decay",
@@ -98,19 +99,21 @@ class Recipe:
                              f"got {self.train_subset!r}")
 
     def steps_per_epoch(self, n_train: int) -> int:
+        """Optimiser steps in one epoch over ``n_train`` examples:
+        ``ceil(n_train / batch_size)`` (a last, partial batch counts as a step)."""
         return -(-n_train // self.batch_size)
 
 
 #: Default recipe per architecture, keyed by its name in the architecture registry
 #: (:data:`aquasurf_core.models.ARCHITECTURES`, whose docstring says what else an architecture
 #: needs): every benchmark architecture and every architecture of a built-in search task needs
-#: one (``tests/test_registries.py`` checks). The small ones' are chosen for the time budget of the MNIST-1D benchmark
-#: (2,902 functions per architecture on a 2-core CPU): 2-3 epochs, a warm-up of one epoch
-#: (the paper warms up for 5 of 25-50 epochs). The models and epochs are small enough that a
-#: benchmark builds in well under an hour; the price is accuracy: seed 0, grouped trainer,
-#: validation accuracy for relu/swish/elu/tanh was cnn 0.63/0.72/0.66/0.40, resnet
-#: 0.71/0.70/0.66/0.53 and vit (3 epochs) 0.80/0.81/0.72/0.58, while a third of the functions
-#: stay at chance (0.10) -- a clear spread, which is what the surrogate study needs.
+#: one (``tests/test_registries.py`` checks). The small ones' are chosen for the time budget
+#: of the MNIST-1D benchmark (2,902 functions per architecture on a 2-core CPU): 2-3 epochs, a
+#: warm-up of one epoch (the paper warms up for 5 of 25-50 epochs). The models and epochs are
+#: small enough that a benchmark builds in well under an hour; the price is accuracy: seed 0,
+#: grouped trainer, validation accuracy for relu/swish/elu/tanh was cnn 0.63/0.72/0.66/0.40, resnet
+#: 0.71/0.70/0.66/0.53 and vit (3 epochs) 0.80/0.81/0.72/0.58, while a third of the functions stay
+#: at chance (0.10) -- a clear spread, which is what the surrogate study needs.
 #: The ViT weight decay 0.02 is the paper's "0.02 x current learning rate": AdamW applies
 #: ``theta <- theta (1 - lr * wd)``.
 RECIPES: dict[str, Recipe] = {

@@ -27,6 +27,7 @@ class RunResult:
     runtime_s: float
 
     def to_dict(self) -> dict:
+        """The run as a plain dict of its fields, in declaration order (for JSON or a table)."""
         return asdict(self)
 
 

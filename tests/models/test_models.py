@@ -51,7 +51,8 @@ def resnet50_relu() -> nn.Module:
 @pytest.mark.parametrize("fn", FUNCTIONS)
 def test_small_models_forward_backward(arch, fn):
     model = build_model(arch, fn, seed=1)
-    x = torch.randn(16, *ARCHITECTURES[arch].input_shape, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(16, *ARCHITECTURES[arch].input_shape,
+                    generator=torch.Generator().manual_seed(0))
     logits = model(x)
     assert logits.shape == (16, 10)
     torch.nn.functional.cross_entropy(logits, torch.arange(16) % 10).backward()

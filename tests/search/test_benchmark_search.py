@@ -63,7 +63,8 @@ def test_a_trial_reads_the_table_and_tracks_the_best():
     assert list(rows.columns) == list(RESULT_COLUMNS) and len(rows) == 20
     assert rows["function"].iloc[0] == problem.first and rows["step"].tolist() == list(range(1, 21))
     index = {n: i for i, n in enumerate(problem.names)}
-    np.testing.assert_allclose(rows["val_acc"], problem.val_acc[[index[f] for f in rows["function"]]])
+    np.testing.assert_allclose(rows["val_acc"],
+                               problem.val_acc[[index[f] for f in rows["function"]]])
     np.testing.assert_allclose(rows["best_val_so_far"], np.maximum.accumulate(rows["val_acc"]))
     starts = {m: run_trial(problem, m, trial=3, budget=8)["function"].tolist()
               for m in ("knr", "svr", "random", "random-filter")}

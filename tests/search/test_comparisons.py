@@ -24,5 +24,5 @@ def test_comparison_choice_and_medians_the_slow_obvious_way():
     assert out["median val acc"].tolist() == pytest.approx([0.9, 0.6, 0.8])
     assert out["median test acc"].tolist() == pytest.approx([0.75, 0.6, 0.2])
     assert out["test acc per seed"].iloc[1] == "0.400 0.600 0.900"
-    with pytest.raises(KeyError, match="relu\\(x\\) \\(class 1\\) has no run with seed\\(s\\) \\[3\\]"):
+    with pytest.raises(KeyError, match=r"relu\(x\) \(class 1\) has no run with seed\(s\) \[3\]"):
         median_over_seeds(table, chosen, seeds=(0, 3))

@@ -174,7 +174,8 @@ def test_signed_zero_rule_on_a_hand_made_space():
         ids = dict(zip(names, result.class_ids[0].tolist(), strict=True))
         assert (ids["mul(zero(x),identity(x))"] == ids["mul(zero(x),one(x))"]) is (not rule)
         assert ids["mul(zero(x),identity(x))"] == ids["div(zero(x),identity(x))"]
-        assert ids["mul(zero(x),one(x))"] == ids["mul(one(x),zero(x))"] == ids["div(zero(x),one(x))"]
+        assert ids["mul(zero(x),one(x))"] == ids["mul(one(x),zero(x))"] \
+            == ids["div(zero(x),one(x))"]
         assert ids["div(one(x),zero(x))"] != ids["div(identity(x),zero(x))"]
         assert result.class_ids[0].tolist() == brute_force_classes(names, rule)
 

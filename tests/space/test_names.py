@@ -17,7 +17,8 @@ def test_parse_roundtrip_and_canonical_spelling():
         assert str(parse(name)) == name
     assert str(parse("  add( x , relu (x) ) ")) == "add(x,relu(x))"
     tree = parse("max(relu(x),cosh(elu(x)))")
-    assert tree == Node("max", (Node("relu", (Node("x"),)), Node("cosh", (Node("elu", (Node("x"),)),))))
+    x = Node("x")
+    assert tree == Node("max", (Node("relu", (x,)), Node("cosh", (Node("elu", (x,)),))))
     assert tree.depth == 3
     assert tree.operators() == ["max", "relu", "cosh", "elu"]
 

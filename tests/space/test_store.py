@@ -79,7 +79,8 @@ def test_classes_representatives_and_outputs(three_node_store):
         best = min(members[cid], key=complexity)
         assert row["representative"] == best
         rep = row["representative"]
-        assert np.array_equal(canonical_bits(module_output(rep, x)), canonical_bits(store.outputs[cid]))
+        assert np.array_equal(canonical_bits(module_output(rep, x)),
+                              canonical_bits(store.outputs[cid]))
         assert np.array_equal(canonical_bits(module_output(rep, grid), True),
                               canonical_bits(store.outputs_linspace[cid], True))
     # class ids follow the first appearance of a class in enumeration order
