@@ -535,14 +535,27 @@ def expanded_input(module: nn.Module, x: torch.Tensor, dtype: torch.dtype,
     n_taps = len(taps_i) * len(taps_j)
     out = scratch("expand", (n_taps, ho, m, wo, c) if taps_first else (ho, m, wo, n_taps, c),
                   dtype, x.device)
+    if (not width_only and tuple(k) == tuple(s) and tuple(d) == (1, 1)
+            and not any((top, bottom, left, right))):  # disjoint patches: one copy
+        src = x[:, :, :ho * k[0], :wo * k[1]].unflatten(3, (wo, k[1])).unflatten(2, (ho, k[0]))
+        dest = out.view(k[0], k[1], ho, m, wo, c) if taps_first else out.view(
+            ho, m, wo, k[0], k[1], c)
+        dest.copy_(src.permute((3, 5, 2, 0, 4, 1) if taps_first else (2, 0, 4, 3, 5, 1)))
+        return out
     for a, oi in enumerate(taps_i):
         i0, i1, src_i = _span(oi, si, ho, top, h)
         for b, oj in enumerate(taps_j):
             j0, j1, src_j = _span(oj, s[1], wo, left, w)
             t = a * len(taps_j) + b
             dest = out[t] if taps_first else out[:, :, :, t]
-            for part in (dest[:i0], dest[i1:], dest[i0:i1, :, :j0], dest[i0:i1, :, j1:]):
-                part.zero_()
+            if i0 > 0:
+                dest[:i0].zero_()
+            if i1 < ho:
+                dest[i1:].zero_()
+            if j0 > 0:
+                dest[i0:i1, :, :j0].zero_()
+            if j1 < wo:
+                dest[i0:i1, :, j1:].zero_()
             if i1 > i0 and j1 > j0:
                 dest[i0:i1, :, j0:j1].copy_(
                     x[:, :, src_i:src_i + si * (i1 - i0 - 1) + 1:si,

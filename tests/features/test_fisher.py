@@ -245,6 +245,17 @@ def _brute_factors(model, layer, x, y, depthwise=False):
          (2, 8)),
         (lambda: nn.Conv2d(2, 3, 1, stride=2), (2, 5, 4)),  # pointwise fast path
         (lambda: nn.Conv1d(2, 3, 1, bias=False), (2, 4)),
+        # depthwise, stride 1 (the two-axis shift decomposition): zero padding with dilation,
+        # an even kernel's asymmetric 'same' padding, 1-D
+        (lambda: nn.Conv2d(3, 3, (5, 3), padding=(4, 1), dilation=(2, 1), groups=3), (3, 7, 6)),
+        (lambda: nn.Conv2d(2, 2, 4, padding="same", groups=2), (2, 5, 6)),
+        (lambda: nn.Conv1d(2, 2, 5, padding=2, groups=2, bias=False), (2, 9)),
+        # strided (expanded_input): stride 3 with padding, dilation, disjoint patches
+        (lambda: nn.Conv2d(2, 2, 3, stride=3, padding=2, groups=2), (2, 7, 8)),
+        (lambda: nn.Conv2d(2, 3, 3, stride=2, padding=2, dilation=2), (2, 7, 6)),
+        (lambda: nn.Conv2d(2, 3, 4, stride=4), (2, 8, 9)),  # a ViT's patch embedding
+        (lambda: nn.Conv1d(2, 3, 3, stride=3, bias=False), (2, 10)),
+        (lambda: nn.Conv2d(2, 2, 2, stride=2, groups=2), (2, 5, 4)),
     ],
 )
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
