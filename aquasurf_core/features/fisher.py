@@ -874,10 +874,12 @@ def _input_gram(kind: str, module: nn.Module, x: torch.Tensor, comp: torch.dtype
                  and not any(_conv_geometry(module)[0]))
     toeplitz = not pointwise and shift_decomposable(kind, module)
     width = module.kernel_size[-1] if toeplitz and isinstance(module, nn.Conv2d) else 1
-    if kind == "depthwise" and comp == out:  # depthwise_gram: the input, or P when strided
+    if toeplitz:
+        expansion = width
+    elif kind == "depthwise" and comp == out and all(st == 1 for st in module.stride):
+        expansion = 1  # depthwise_gram's buffer is the padded input
+    else:  # P: |Delta| columns at 1 / prod(stride) of the positions
         expansion = -(-math.prod(module.kernel_size) // math.prod(module.stride))
-    else:
-        expansion = width if toeplitz else math.prod(module.kernel_size)
     per_example = c * expansion * max(1, x[0, 0].numel())
     step = max(1, _CHUNK_ELEMENTS // per_example)
     n_rows = 0
