@@ -182,6 +182,8 @@ FISHERS = ("empirical", "mc")
 CONVENTIONS = ("per_example", "official")
 #: Bound on the number of elements of one chunk of an expanded (unfolded) input.
 _CHUNK_ELEMENTS = 1 << 23
+#: Entries per chunk when rows are cast and multiplied (:func:`_row_chunks`).
+_CAST_ELEMENTS = 1 << 21
 #: CPU products/eigenproblems of at least this many flops may go through NumPy (OpenBLAS)
 #: instead of torch (:func:`_numpy_product`); smaller ones stay in torch, where switching
 #: thread pools costs more than it saves.
@@ -457,6 +459,22 @@ def scratch(slot: str, shape: tuple, dtype: torch.dtype, device: torch.device) -
         buf = torch.empty(size, dtype=torch.uint8)
         setattr(_SCRATCH, slot, buf)
     return buf[:size].view(dtype).view(shape)
+
+
+def _row_chunks(src: torch.Tensor, elements: int = _CAST_ELEMENTS) -> list[torch.Tensor]:
+    """Views of about ``elements`` entries each that together hold the rows of ``src`` (all
+    axes but the last are rows): leading axes are merged while that is a view, then split.
+    Casting and multiplying chunks of ~2^21 entries (16 MB in float64, about the CPU's L2)
+    was measured 10-40% faster than 2^23 (e.g. 204800 x 64 float32 gradients: 42 against
+    51 ms for the cast and Gram), and no copy of the whole matrix is ever made."""
+    lead = src
+    while lead.dim() > 2:
+        try:
+            lead = lead.view((lead.shape[0] * lead.shape[1],) + tuple(lead.shape[2:]))
+        except RuntimeError:  # not viewable: split the first axis
+            break
+    step = max(1, elements // max(1, math.prod(lead.shape[1:])))
+    return [lead[i:i + step] for i in range(0, lead.shape[0], step)]
 
 
 def _rows(src: torch.Tensor, dtype: torch.dtype, slot: str | None = None) -> torch.Tensor:
@@ -860,19 +878,26 @@ def _input_gram(kind: str, module: nn.Module, x: torch.Tensor, comp: torch.dtype
     homogeneous column): products in ``comp``, sums of chunks in ``out``, over chunks of
     examples."""
     acc: list = [None, None]
+    n_rows = 0
     if kind == "dense":  # exact products: cheap, and rank deficiency (fewer rows than
-        flat = x.reshape(-1, x.shape[-1])  # inputs) gives exact zeros only that way
-        step = max(1, _CHUNK_ELEMENTS // max(1, flat.shape[1]))
-        for i in range(0, flat.shape[0], step):
-            _gram_update(acc, _rows(flat[i:i + step], out, "rows"), out)
-        return acc[0], acc[1], flat.shape[0]
+        for chunk in _row_chunks(x if x.dim() > 1 else x.unsqueeze(0)):  # inputs) gives
+            rows = _rows(chunk, out, "rows")  # exact zeros only that way
+            n_rows += rows.shape[0]
+            _gram_update(acc, rows, out)
+        return acc[0], acc[1], n_rows
     batched = x.dim() == (3 if isinstance(module, nn.Conv1d) else 4)
     if not batched:
         x = x.unsqueeze(0)
     m, c = x.shape[0], x.shape[1]
-    pointwise = (kind == "conv" and all(k == 1 for k in module.kernel_size)
-                 and not any(_conv_geometry(module)[0]))
-    toeplitz = not pointwise and shift_decomposable(kind, module)
+    if (kind == "conv" and all(k == 1 for k in module.kernel_size)
+            and not any(_conv_geometry(module)[0])):  # 1x1: the patches are the input itself
+        sub = x[(slice(None), slice(None)) + tuple(slice(None, None, st) for st in module.stride)]
+        for chunk in _row_chunks(sub.movedim(1, -1)):  # rows (example, *positions)
+            rows = _rows(chunk, comp, "rows")
+            n_rows += rows.shape[0]
+            _gram_update(acc, rows, out)
+        return acc[0], acc[1], n_rows
+    toeplitz = shift_decomposable(kind, module)
     width = module.kernel_size[-1] if toeplitz and isinstance(module, nn.Conv2d) else 1
     if toeplitz:
         expansion = width
@@ -882,7 +907,6 @@ def _input_gram(kind: str, module: nn.Module, x: torch.Tensor, comp: torch.dtype
         expansion = -(-math.prod(module.kernel_size) // math.prod(module.stride))
     per_example = c * expansion * max(1, x[0, 0].numel())
     step = max(1, _CHUNK_ELEMENTS // per_example)
-    n_rows = 0
     for i in range(0, m, step):
         chunk = x[i:i + step]
         if kind == "depthwise" and comp == out:
@@ -895,11 +919,7 @@ def _input_gram(kind: str, module: nn.Module, x: torch.Tensor, comp: torch.dtype
             n_rows += rows
             _accumulate(acc, gram, colsum)
             continue
-        if pointwise:  # 1x1 convolution: the patches are the (strided) input itself
-            sub = chunk[(slice(None), slice(None)) + tuple(slice(None, None, st)
-                                                           for st in module.stride)]
-            src = sub.movedim(1, -1)  # (mc, *positions, C)
-        elif kind == "depthwise":  # products in comp: (example, channel) blocks |Delta| x L
+        if kind == "depthwise":  # products in comp: (example, channel) blocks |Delta| x L
             patches = _unfold(module, chunk)  # (mc, C*|Delta|, L), still in the model dtype
             mc, cols, length = patches.shape
             blocks = patches.reshape(mc * c, cols // c, length).to(comp)
@@ -914,10 +934,6 @@ def _input_gram(kind: str, module: nn.Module, x: torch.Tensor, comp: torch.dtype
             n_rows += rows.shape[0]
             _accumulate(acc, *weight_order(_gram(rows, out), rows.sum(0, dtype=out),
                                            p.shape[-2], c))
-            continue
-        rows = _rows(src, comp, "rows")
-        n_rows += rows.shape[0]
-        _gram_update(acc, rows, out)
     return acc[0], acc[1], n_rows
 
 
@@ -1200,10 +1216,9 @@ class _Block:
         width, n = grads.shape[-1], math.prod(grads.shape[:-1])
         if self.kept_out is not None and self.out_rows + n >= width:
             self.kept_out = None
-        step = max(1, _CHUNK_ELEMENTS // max(1, math.prod(grads.shape[1:])))
         gram = grads.new_zeros((width, width), dtype=self.out) if n == 0 else None
-        for i in range(0, grads.shape[0], step):
-            rows = _rows(grads[i:i + step], self.out, "rows")
+        for chunk in _row_chunks(grads):
+            rows = _rows(chunk, self.out, "rows")
             part = _gram(rows, self.out)
             gram = part if gram is None else gram.add_(part)
             if self.kept_out is not None:
