@@ -525,15 +525,13 @@ def _span(start: int, step: int, count: int, before: int, n: int) -> tuple[int, 
 
 
 def expanded_input(module: nn.Module, x: torch.Tensor, dtype: torch.dtype,
-                   width_only: bool = False, taps_first: bool = False) -> torch.Tensor:
+                   width_only: bool = False) -> torch.Tensor:
     """The expanded input (Eq. 15's ``[[A]]``, without the homogeneous column) of a ``groups=1``
     convolution on a batched input ``x``, as a ``(H_r, m, W_o, T, C)`` tensor in ``dtype``:
     row ``(i, example, j)``, column ``(tap, channel)`` -- TAP-major, the transpose of
     ``weight.reshape(out, -1)``'s channel-major order (:func:`weight_order` converts a Gram
     matrix). ``H_r`` is the number of output rows, or with ``width_only`` every padded input
-    row with the taps along the second axis only (the ``U`` of :func:`shifted_gram`). With
-    ``taps_first`` the layout is ``(T, H_r, m, W_o, C)``: for a depthwise convolution, whose
-    channels are rows, the transposed channel-folded expanded input ``|Delta| x (rows)``.
+    row with the taps along the second axis only (the ``U`` of :func:`shifted_gram`).
 
     Built in :func:`scratch` slot ``"expand"`` with one strided copy per kernel offset from
     ``x`` (which does the cast), no ``F.unfold`` and no separate cast or transpose; with a
@@ -551,21 +549,18 @@ def expanded_input(module: nn.Module, x: torch.Tensor, dtype: torch.dtype,
                           (hp - d[0] * (k[0] - 1) - 1) // s[0] + 1, s[0])
     taps_j = [b * d[1] for b in range(k[1])]
     n_taps = len(taps_i) * len(taps_j)
-    out = scratch("expand", (n_taps, ho, m, wo, c) if taps_first else (ho, m, wo, n_taps, c),
-                  dtype, x.device)
+    out = scratch("expand", (ho, m, wo, n_taps, c), dtype, x.device)
     if (not width_only and tuple(k) == tuple(s) and tuple(d) == (1, 1)
             and not any((top, bottom, left, right))):  # disjoint patches: one copy
         src = x[:, :, :ho * k[0], :wo * k[1]].unflatten(3, (wo, k[1])).unflatten(2, (ho, k[0]))
-        dest = out.view(k[0], k[1], ho, m, wo, c) if taps_first else out.view(
-            ho, m, wo, k[0], k[1], c)
-        dest.copy_(src.permute((3, 5, 2, 0, 4, 1) if taps_first else (2, 0, 4, 3, 5, 1)))
+        out.view(ho, m, wo, k[0], k[1], c).copy_(src.permute(2, 0, 4, 3, 5, 1))
         return out
     for a, oi in enumerate(taps_i):
         i0, i1, src_i = _span(oi, si, ho, top, h)
         for b, oj in enumerate(taps_j):
             j0, j1, src_j = _span(oj, s[1], wo, left, w)
             t = a * len(taps_j) + b
-            dest = out[t] if taps_first else out[:, :, :, t]
+            dest = out[:, :, :, t]
             if i0 > 0:
                 dest[:i0].zero_()
             if i1 < ho:
@@ -766,21 +761,23 @@ def shifted_gram(module: nn.Module, x: torch.Tensor, comp: torch.dtype, out: tor
     return gram.view(n, n), colsum.view(n), m * ho * wo
 
 
-def _banded_dots(buf: torch.Tensor, t: int, t2: int, start: int, start2: int, n: int,
-                 width: int, tile: int) -> torch.Tensor:
-    """``out[u, j] = <buf[t, start + u], buf[t2, start2 + u + j]>`` for ``u < n`` (a multiple of
-    ``tile``) and ``j < width``: the band of the products of ``tile`` consecutive rows with the
-    ``tile + width - 1`` rows they need, one ``torch.bmm`` of ``tile x (tile + width - 1)``
-    blocks (overlapping strided views, no copy). Per-row dot products (``bmm`` of ``width x
-    r`` by ``r x 1``) would cost one tiny GEMM per row, several times slower on the CPU."""
-    r = buf.shape[-1]
-    base = buf.storage_offset()
-    rows = torch.as_strided(buf, (n // tile, tile, r), (tile * r, r, 1),
-                            base + t * buf.stride(0) + start * r)
-    near = torch.as_strided(buf, (n // tile, tile + width - 1, r), (tile * r, r, 1),
-                            base + t2 * buf.stride(0) + start2 * r)
-    block = torch.bmm(rows, near.transpose(1, 2))  # (n / tile, tile, tile + width - 1)
-    return torch.stack([block.diagonal(j, 1, 2).reshape(n) for j in range(width)], 1)
+def _banded_dots(buf: torch.Tensor, start: int, start2: int, n: int, width: int, tile: int):
+    """``out[u, j, p, p2] = <buf[start + u, p], buf[start2 + u + j, p2]>`` for ``u < n`` (a
+    multiple of ``tile``), ``j < width`` and all ``p, p2`` of ``buf`` (``(rows, P, r)``): the
+    band of the products of ``tile`` consecutive rows with the ``tile + width - 1`` rows they
+    need, one ``torch.bmm`` of ``tile P x (tile + width - 1) P`` blocks (overlapping strided
+    views, no copy). Per-row dot products (``bmm`` of ``width x r`` by ``r x 1``) would cost
+    one tiny GEMM per row, several times slower on the CPU."""
+    phases, r = buf.shape[1], buf.shape[2]
+    step, base = tile * phases * r, buf.storage_offset()
+    rows = torch.as_strided(buf, (n // tile, tile * phases, r), (step, r, 1),
+                            base + start * phases * r)
+    near = torch.as_strided(buf, (n // tile, (tile + width - 1) * phases, r), (step, r, 1),
+                            base + start2 * phases * r)
+    block = torch.bmm(rows, near.transpose(1, 2)).view(n // tile, tile, phases,
+                                                       tile + width - 1, phases)
+    return torch.stack([block.diagonal(j, 1, 3).permute(0, 3, 1, 2).reshape(n, phases, phases)
+                        for j in range(width)], 1)
 
 
 def depthwise_gram(module: nn.Module, x: torch.Tensor, dtype: torch.dtype):
@@ -790,27 +787,20 @@ def depthwise_gram(module: nn.Module, x: torch.Tensor, dtype: torch.dtype):
     without forming ``P``: a shift decomposition along both axes.
 
     Per axis, tap ``a`` reads padded position ``s p + a d = s (p + q_a) + phi_a`` (phase
-    ``phi_a = a d mod s``, offset ``q_a = a d div s``). Let ``X_phi[u]`` be the vector over
+    ``phi_a = a d mod s``, offset ``q_a = a d div s``). Let ``X[u, phi]`` be the vector over
     (example, channel) of the padded input at position ``s u + phi`` (both axes), held in
-    ``dtype`` in one buffer laid out ``(phase, u_i, u_j, example, channel)``. Then::
+    ``dtype`` in one buffer laid out ``(u_i, u_j, phi, example, channel)``. Then::
 
-        (P^T P)[a, a'] = sum_{u in W_a} <X_{phi_a}[u], X_{phi_a'}[u + q_a' - q_a]>,
+        (P^T P)[a, a'] = sum_{u in W_a} <X[u, phi_a], X[u + q_a' - q_a, phi_a']>,
         W_a = [q_a_i, q_a_i + Ho) x [q_a_j, q_a_j + Wo)  (tap a's window; a' >= a row-major)
 
-    so every entry is a window sum of one map of dot products ``M[u] = <X_phi[u],
-    X_phi'[u + D]>``. The maps for one ``(phi, phi', D_i)`` and all the ``D_j`` needed are one
-    ``torch.bmm`` over the positions ``u`` of an overlapping strided view (``|D_j|`` rows of
-    ``X_phi'`` next to each other) with ``X_phi[u]``; each map entry is a dot product of
-    length ``m C`` accumulated in ``dtype``. That is ``(2 k_j - 1) k_i`` multiply-adds per
-    input element for stride 1 (15 for 3 x 3) against ``k^2 (k^2 + 1) / 2`` of the Gram of
-    ``P`` (45), and one cast copy of the input instead of ``|Delta|``. Exact in ``dtype``: the
-    products and sums of ``P^T P``, reordered."""
-    if module.stride[-1] > 1 or module.stride[0] > 1:
-        # strided: fewer output positions than inputs, so P (|Delta| / s^2 times the input)
-        # is cheap to form, and its Gram is one product of |Delta| rows
-        flat = expanded_input(module, x, dtype, taps_first=True)
-        flat = flat.view(flat.shape[0], -1)
-        return _tn(flat.T, None, dtype), flat.sum(1, dtype=dtype), flat.shape[1]
+    so every entry is a window sum of a map of dot products. For each offset ``D_i`` along
+    the first axis, the maps of every pair of phases and every ``D_j`` needed are the band of
+    one ``torch.bmm`` of blocks of consecutive positions (:func:`_banded_dots`). For stride 1
+    that is ``k_i (2 k_j - 1)`` multiply-adds per input element (15 for 3 x 3, with a block's
+    waste) against ``|Delta| (|Delta| + 1) / 2`` per row of ``P`` (45), and one cast copy of
+    the input instead of ``|Delta|``. Exact in ``dtype``: the products and sums of ``P^T P``,
+    reordered."""
     x, (top, bottom, left, right), k, d, s = _planar(module, x)
     m, c, h, w = x.shape
     hp, wp = h + top + bottom, w + left + right
@@ -823,51 +813,52 @@ def depthwise_gram(module: nn.Module, x: torch.Tensor, dtype: torch.dtype):
                                                            sorted({p for p, _ in taps_j})))}
     qi_max, qj_max = taps_i[-1][1], taps_j[-1][1]
     nb, r = li * lj, m * c
-    tile = 4 if k[1] > 2 and s[1] == 1 else 8  # positions per block of the banded products
+    tile = 4 if len(phases) == 1 else 2  # positions per block (measured best of 1-16)
     padded_nb = -(-nb // tile) * tile
     front = qj_max  # margins keep every shifted view inside the buffer
-    buf = scratch("expand", (len(phases), front + padded_nb + qi_max * lj + qj_max + tile, r),
+    buf = scratch("expand", (front + padded_nb + qi_max * lj + qj_max + tile, len(phases), r),
                   dtype, x.device)
+    buf[:front].zero_()
+    buf[front + nb:].zero_()
     for (pi, pj), t in phases.items():
         i0, i1, src_i = _span(pi, s[0], li, top, h)
         j0, j1, src_j = _span(pj, s[1], lj, left, w)
-        buf[t, :front].zero_()
-        buf[t, front + nb:].zero_()
-        grid = buf[t, front:front + nb].view(li, lj, m, c)
+        grid = buf[front:front + nb, t].view(li, lj, m, c)
         for part in (grid[:i0], grid[i1:], grid[i0:i1, :j0], grid[i0:i1, j1:]):
-            part.zero_()  # zero padding, and the end of a shorter phase
+            if part.numel():
+                part.zero_()  # zero padding, and the end of a shorter phase
         if i1 > i0 and j1 > j0:
             grid[i0:i1, j0:j1].copy_(x[:, :, src_i:src_i + s[0] * (i1 - i0 - 1) + 1:s[0],
                                        src_j:src_j + s[1] * (j1 - j0 - 1) + 1:s[1]].permute(
                                            2, 3, 0, 1))
     taps = [(ti, tj) for ti in taps_i for tj in taps_j]  # row-major kernel offsets
-    groups: dict[tuple[int, int, int], list[tuple[int, int, int]]] = {}
+    pairs: dict[int, list[tuple[int, int, int, int, int]]] = {}
     for a, ((pi, qi), (pj, qj)) in enumerate(taps):
         for a2 in range(a, len(taps)):
             (pi2, qi2), (pj2, qj2) = taps[a2]
-            groups.setdefault((phases[pi, pj], phases[pi2, pj2], qi2 - qi), []).append(
-                (a, a2, qj2 - qj))
+            pairs.setdefault(qi2 - qi, []).append(
+                (a, a2, qj2 - qj, phases[pi, pj], phases[pi2, pj2]))
     index, values = [], []
-    for (t, t2, di), items in groups.items():
-        lo = min(dj for _, _, dj in items)
-        width = max(dj for _, _, dj in items) - lo + 1
-        maps = _banded_dots(buf, t, t2, front, front + di * lj + lo, padded_nb, width,
-                            tile)[:nb].view(li, lj, width)
+    for di, items in pairs.items():
+        lo = min(dj for _, _, dj, _, _ in items)
+        width = max(dj for _, _, dj, _, _ in items) - lo + 1
+        maps = _banded_dots(buf, front, front + di * lj + lo, padded_nb, width, tile)
+        maps = maps[:nb].view(li, lj, width, len(phases), len(phases))
         window: dict[tuple[int, int], torch.Tensor] = {}
-        for a, a2, dj in items:
+        for a, a2, dj, t, t2 in items:
             (_, qi), (_, qj) = taps[a]
             if (qi, qj) not in window:
                 window[qi, qj] = maps[qi:qi + ho, qj:qj + wo].sum((0, 1))
             index.append((a, a2))
-            values.append(window[qi, qj][dj - lo])
+            values.append(window[qi, qj][dj - lo, t, t2])
     n = len(taps)
     gram = torch.empty((n, n), dtype=dtype, device=x.device)
     ii, jj = torch.tensor(index, device=x.device).T
     vals = torch.stack(values)
     gram[ii, jj] = vals
     gram[jj, ii] = vals
-    sums = buf[:, front:front + nb].sum(-1).view(len(phases), li, lj)
-    colsum = torch.stack([sums[phases[pi, pj], qi:qi + ho, qj:qj + wo].sum()
+    sums = buf[front:front + nb].sum(-1).view(li, lj, len(phases))
+    colsum = torch.stack([sums[qi:qi + ho, qj:qj + wo, phases[pi, pj]].sum()
                           for (pi, qi), (pj, qj) in taps])
     return gram, colsum, m * c * ho * wo
 
@@ -901,7 +892,7 @@ def _input_gram(kind: str, module: nn.Module, x: torch.Tensor, comp: torch.dtype
     width = module.kernel_size[-1] if toeplitz and isinstance(module, nn.Conv2d) else 1
     if toeplitz:
         expansion = width
-    elif kind == "depthwise" and comp == out and all(st == 1 for st in module.stride):
+    elif kind == "depthwise" and comp == out:
         expansion = 1  # depthwise_gram's buffer is the padded input
     else:  # P: |Delta| columns at 1 / prod(stride) of the positions
         expansion = -(-math.prod(module.kernel_size) // math.prod(module.stride))
