@@ -189,10 +189,11 @@ _CAST_ELEMENTS = 1 << 21
 #: thread pools costs more than it saves.
 _NUMPY_MIN_FLOPS = 1 << 27
 #: ``a.T @ a`` with at least this many columns is NumPy's ``syrk`` (half the flops) even
-#: where torch's BLAS is MKL: measured on an Intel Xeon (Sapphire Rapids, one thread), 4096 x
-#: 1152 float64: 110 ms in NumPy's ``syrk`` against 206 ms in torch's ``gemm``; at 128
-#: columns they tie, below it torch is faster (64 columns: 10 ms against 13 ms).
-_NUMPY_SYRK_MIN_COLUMNS = 192
+#: where torch's BLAS is MKL: measured on an Intel Xeon (Sapphire Rapids, one thread, 2^21
+#: float64 entries): 256 columns 11.9 ms in NumPy's ``syrk`` against 15.9 ms in torch's
+#: ``gemm``, 4096 x 1152 110 against 206 ms; at 128 columns they tie (7.4 ms), below it
+#: torch is faster (32 columns: 2.4 against 3.8 ms).
+_NUMPY_SYRK_MIN_COLUMNS = 144
 #: With low-precision products and wider sums (``factor_dtype=None`` on a float32 model), no
 #: single product accumulates more than this many rows (see :func:`_tn`).
 _WIDEN_ROWS = 4096
@@ -1547,6 +1548,38 @@ def channels_last_pass(model: nn.Module, x: torch.Tensor) -> bool:
                                for m in convs)
 
 
+def _dropout_in_standard_layout(model: nn.Module) -> list:
+    """Hooks that make every active dropout module of ``model`` draw its mask on the
+    standard (contiguous) layout of a 4-D input and hand a channels-last result on: random
+    masks are drawn in memory order, so a channels-last input would get other masks than the
+    pass on the input as given (All-CNN-C's spectra moved by 30%), while with these hooks the
+    channels-last pass draws the same ones. An in-place module still updates its input."""
+    handles = []
+    for mod in model.modules():
+        if not (isinstance(mod, nn.modules.dropout._DropoutNd) and mod.training and mod.p > 0):
+            continue
+        given: list = []
+
+        def before(module, args, given=given):
+            x = args[0] if args else None
+            if not (isinstance(x, torch.Tensor) and x.dim() == 4 and not x.is_contiguous()):
+                return None
+            given.append(x)
+            return (x.contiguous(),) + tuple(args[1:])
+
+        def after(module, args, output, given=given):
+            if not given:
+                return None
+            x = given.pop()
+            if module.inplace:
+                x.copy_(output)
+                return x
+            return output.contiguous(memory_format=torch.channels_last)
+
+        handles += [mod.register_forward_pre_hook(before), mod.register_forward_hook(after)]
+    return handles
+
+
 def _pass_state(model: nn.Module, generator: torch.Generator | None):
     """What a failed pass may have changed and a rerun must start from: the normalisation
     layers' running statistics (updated by a forward pass in train mode) and the state of a
@@ -1674,6 +1707,7 @@ def kfac_factors(
     generator: torch.Generator | None = None,
     factor_dtype: torch.dtype | str | None = "auto",
     on_unsupported: str = "error",
+    channels_last: bool | None = None,
 ) -> KFACFactors:
     """K-FAC factors ``Omega`` and ``Gamma`` of every supported layer, in module order, from
     one forward and one backward pass of ``model`` on ``(inputs, targets)``.
@@ -1699,6 +1733,9 @@ def kfac_factors(
         on_unsupported: ``"error"`` raises for any module K-FAC cannot represent, listing all
             of them; ``"skip"`` leaves them out and reports them in :attr:`KFACFactors.skipped`
             (and :attr:`KFACFactors.coverage`).
+        channels_last: run the pass on a channels-last copy of a 4-D input (``None``: where
+            :func:`channels_last_pass` says it pays; ``False``: on the input as given, e.g. to
+            reproduce the float32 round-off of a pass in the standard layout).
 
     Returns:
         :class:`KFACFactors` (layers in module order, skipped parameters, loss, coverage).
@@ -1716,8 +1753,13 @@ def kfac_factors(
     comp, out = _factor_dtypes(factor_dtype, dtype, device)
     units, skipped = _collect_layers(model, on_unsupported, comp, out)
     x = inputs.to(device=device, dtype=dtype) if inputs.is_floating_point() else inputs.to(device)
-    if channels_last_pass(model, x):
+    if channels_last not in (None, True, False):
+        raise ValueError(f"channels_last must be None, True or False, got {channels_last!r}")
+    if channels_last is None:
+        channels_last = channels_last_pass(model, x)
+    if channels_last and x.dim() == 4 and x.is_floating_point():
         state = _pass_state(model, generator)
+        handles = _dropout_in_standard_layout(model)
         try:
             loss, loss_finite, lik = _forward_backward(
                 model, units, x.contiguous(memory_format=torch.channels_last), targets,
@@ -1727,6 +1769,9 @@ def kfac_factors(
             units, skipped = _collect_layers(model, on_unsupported, comp, out)
             loss, loss_finite, lik = _forward_backward(model, units, x, targets, fisher,
                                                        convention, likelihood, seed, generator)
+        finally:
+            for h in handles:
+                h.remove()
     else:
         loss, loss_finite, lik = _forward_backward(model, units, x, targets, fisher, convention,
                                                    likelihood, seed, generator)

@@ -53,23 +53,25 @@ def test_every_conv_gram_path_is_layout_independent(kind, make):
 def _float32_net():
     return nn.Sequential(
         nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.Tanh(),
-        nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.Tanh(),
+        nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.Tanh(), nn.Dropout(0.5),
         nn.Conv2d(8, 8, 3, stride=2, padding=1, groups=8), nn.Tanh(),
-        nn.Conv2d(8, 12, 1), nn.Tanh(),
+        nn.Conv2d(8, 12, 1), nn.Tanh(), nn.Dropout2d(0.3), nn.Dropout(0.2, inplace=True),
         nn.Conv2d(12, 12, 3, stride=2, padding=1), nn.Tanh(),
         nn.Conv2d(12, 16, 2, stride=2), nn.Flatten(), nn.Linear(16, 5)).float()
 
 
-def test_channels_last_pass_gives_the_factors_of_the_pass_as_given(monkeypatch):
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_channels_last_pass_gives_the_factors_of_the_pass_as_given(mode):
     """A float32 conv net on the CPU runs channels-last; its factors equal those of the pass
-    on the contiguous input to the float32 round-off of the network's own convolutions."""
+    on the contiguous input to the float32 round-off of the network's own convolutions. In
+    train mode that needs the same dropout masks (drawn in memory order: without
+    ``_dropout_in_standard_layout`` they differ) and batch statistics."""
     torch.manual_seed(0)
-    model = _float32_net().eval()
+    model = getattr(_float32_net(), mode)()
     x, y = torch.randn(16, 3, 8, 8).float(), torch.randint(0, 5, (16,))
     assert channels_last_pass(model, x)
     fast = kfac_factors(model, x, y)
-    monkeypatch.setattr(fisher, "channels_last_pass", lambda model, x: False)
-    plain = kfac_factors(model, x, y)
+    plain = kfac_factors(model, x, y, channels_last=False)
     for a, b in zip(fast.layers, plain.layers, strict=True):
         for u, v in ((a.omega, b.omega), (a.gamma, b.gamma)):
             torch.testing.assert_close(u, v, rtol=1e-4, atol=1e-6 * float(v.abs().max()))
@@ -77,6 +79,8 @@ def test_channels_last_pass_gives_the_factors_of_the_pass_as_given(monkeypatch):
 
 def test_channels_last_only_for_cpu_float_convnets():
     x = torch.randn(2, 3, 4, 4)
+    with pytest.raises(ValueError, match="channels_last"):
+        kfac_factors(nn.Conv2d(3, 2, 3), x, torch.zeros(2, 2, 2, 2), channels_last="yes")
     assert channels_last_pass(nn.Conv2d(3, 2, 3).float(), x.float())
     assert not channels_last_pass(nn.Conv2d(3, 2, 3).double(), x.double())  # no oneDNN
     assert not channels_last_pass(nn.Linear(4, 2).float(), x.float())  # no convolution
@@ -97,7 +101,7 @@ class _Viewing(nn.Module):
         return self.head(h.view(h.shape[0], -1))
 
 
-def test_a_model_that_refuses_channels_last_runs_as_given_with_state_restored(monkeypatch):
+def test_a_model_that_refuses_channels_last_runs_as_given_with_state_restored():
     torch.manual_seed(0)
     x, y = torch.randn(6, 3, 5, 5).float(), torch.randint(0, 3, (6,))
     model = _Viewing().float().train()
@@ -108,9 +112,8 @@ def test_a_model_that_refuses_channels_last_runs_as_given_with_state_restored(mo
     reference.load_state_dict(model.state_dict())
     generator = torch.Generator().manual_seed(3)
     got = kfac_factors(model, x, y, fisher="mc", generator=generator)
-    monkeypatch.setattr(fisher, "channels_last_pass", lambda model, x: False)
     other = torch.Generator().manual_seed(3)
-    want = kfac_factors(reference, x, y, fisher="mc", generator=other)
+    want = kfac_factors(reference, x, y, fisher="mc", generator=other, channels_last=False)
     for a, b in zip(got.layers, want.layers, strict=True):
         assert torch.equal(a.omega, b.omega) and torch.equal(a.gamma, b.gamma)
     # the failed attempt's batch statistics and label draws were undone: one update, not two
