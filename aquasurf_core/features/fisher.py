@@ -500,18 +500,16 @@ def _unfold(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return F.unfold(x, kernel_size=k, dilation=d, stride=s)
 
 
-def _planar(module: nn.Module, x: torch.Tensor, first_axis: bool = False):
+def _planar(module: nn.Module, x: torch.Tensor):
     """A conv input as 4-D ``(m, C, H, W)`` with the padding still to apply (zeros) as
     ``(top, bottom, left, right)`` -- other padding modes are applied here and give zeros --
     and the 2-D kernel, dilation and stride. A ``Conv1d`` input ``(m, C, L)`` becomes
-    ``(m, C, 1, L)``, or with ``first_axis`` ``(m, C, L, 1)`` (its one axis first)."""
+    ``(m, C, 1, L)``."""
     pad, mode, k, d, s = _conv_geometry(module)
     if mode != "constant":
         x = _pad(x, pad, mode)
         pad = [0] * len(pad)
     if isinstance(module, nn.Conv1d):
-        if first_axis:
-            return x.unsqueeze(3), (pad[0], pad[1], 0, 0), k[::-1], d[::-1], s[::-1]
         return x.unsqueeze(2), (0, 0, pad[0], pad[1]), k, d, s
     return x, (pad[2], pad[3], pad[0], pad[1]), k, d, s
 
@@ -525,43 +523,36 @@ def _span(start: int, step: int, count: int, before: int, n: int) -> tuple[int, 
     return lo, hi, start + step * lo - before
 
 
-def expanded_input(module: nn.Module, x: torch.Tensor, dtype: torch.dtype,
-                   width_only: bool = False) -> torch.Tensor:
+def expanded_input(module: nn.Module, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """The expanded input (Eq. 15's ``[[A]]``, without the homogeneous column) of a ``groups=1``
-    convolution on a batched input ``x``, as a ``(H_r, m, W_o, T, C)`` tensor in ``dtype``:
+    convolution on a batched input ``x``, as a ``(H_o, m, W_o, T, C)`` tensor in ``dtype``:
     row ``(i, example, j)``, column ``(tap, channel)`` -- TAP-major, the transpose of
     ``weight.reshape(out, -1)``'s channel-major order (:func:`weight_order` converts a Gram
-    matrix). ``H_r`` is the number of output rows, or with ``width_only`` every padded input
-    row with the taps along the second axis only (the ``U`` of :func:`shifted_gram`).
+    matrix).
 
     Built in :func:`scratch` slot ``"expand"`` with one strided copy per kernel offset from
     ``x`` (which does the cast), no ``F.unfold`` and no separate cast or transpose; with a
     channels-last ``x`` every copy moves contiguous runs of channels. Zero padding is never
     materialised: each offset copies the positions inside the input and zeroes the border
-    strips outside it."""
-    x, (top, bottom, left, right), k, d, s = _planar(module, x, first_axis=width_only)
+    strips outside it. Disjoint patches (stride = kernel, a ViT's patch embedding) are one
+    copy."""
+    x, (top, bottom, left, right), k, d, s = _planar(module, x)
     m, c, h, w = x.shape
     hp, wp = h + top + bottom, w + left + right
+    ho = (hp - d[0] * (k[0] - 1) - 1) // s[0] + 1
     wo = (wp - d[1] * (k[1] - 1) - 1) // s[1] + 1
-    if width_only:
-        taps_i, ho, si = [0], hp, 1
-    else:
-        taps_i, ho, si = ([a * d[0] for a in range(k[0])],
-                          (hp - d[0] * (k[0] - 1) - 1) // s[0] + 1, s[0])
-    taps_j = [b * d[1] for b in range(k[1])]
-    n_taps = len(taps_i) * len(taps_j)
-    out = scratch("expand", (ho, m, wo, n_taps, c), dtype, x.device)
-    if (not width_only and tuple(k) == tuple(s) and tuple(d) == (1, 1)
+    taps_i, taps_j = [a * d[0] for a in range(k[0])], [b * d[1] for b in range(k[1])]
+    out = scratch("expand", (ho, m, wo, k[0] * k[1], c), dtype, x.device)
+    if (tuple(k) == tuple(s) and tuple(d) == (1, 1)
             and not any((top, bottom, left, right))):  # disjoint patches: one copy
         src = x[:, :, :ho * k[0], :wo * k[1]].unflatten(3, (wo, k[1])).unflatten(2, (ho, k[0]))
         out.view(ho, m, wo, k[0], k[1], c).copy_(src.permute(2, 0, 4, 3, 5, 1))
         return out
     for a, oi in enumerate(taps_i):
-        i0, i1, src_i = _span(oi, si, ho, top, h)
+        i0, i1, src_i = _span(oi, s[0], ho, top, h)
         for b, oj in enumerate(taps_j):
             j0, j1, src_j = _span(oj, s[1], wo, left, w)
-            t = a * len(taps_j) + b
-            dest = out[:, :, :, t]
+            dest = out[:, :, :, a * k[1] + b]
             if i0 > 0:
                 dest[:i0].zero_()
             if i1 < ho:
@@ -572,7 +563,7 @@ def expanded_input(module: nn.Module, x: torch.Tensor, dtype: torch.dtype,
                 dest[i0:i1, :, j1:].zero_()
             if i1 > i0 and j1 > j0:
                 dest[i0:i1, :, j0:j1].copy_(
-                    x[:, :, src_i:src_i + si * (i1 - i0 - 1) + 1:si,
+                    x[:, :, src_i:src_i + s[0] * (i1 - i0 - 1) + 1:s[0],
                       src_j:src_j + s[1] * (j1 - j0 - 1) + 1:s[1]].permute(2, 0, 3, 1))
     return out
 
@@ -700,65 +691,91 @@ def _gram_update(acc: list, rows: torch.Tensor, out_dtype: torch.dtype) -> None:
 
 
 def shift_decomposable(kind: str, module: nn.Module) -> bool:
-    """Whether :func:`shifted_gram` applies: a ``groups=1`` convolution with stride 1 and a
-    kernel of more than one tap along its first spatial axis."""
-    return (kind == "conv" and module.stride[0] == 1 and module.kernel_size[0] > 1)
+    """Whether :func:`shifted_gram` applies: a ``groups=1`` convolution with stride 1 along
+    every axis and more than one kernel tap."""
+    return (kind == "conv" and all(st == 1 for st in module.stride)
+            and math.prod(module.kernel_size) > 1)
 
 
 def shifted_gram(module: nn.Module, x: torch.Tensor, comp: torch.dtype, out: torch.dtype):
-    """``(P^T P, column sums of P, rows of P)`` of a convolution's expanded input without
-    forming ``P``: the exact shift ("Toeplitz") decomposition along the first spatial axis.
+    """``(P^T P, column sums of P, rows of P)`` of a stride-1 convolution's expanded input
+    without forming ``P``: the exact shift ("Toeplitz") decomposition along both axes.
 
-    Call that axis rows ``i``, the kernel taps along it ``a = 0..k-1`` (dilation ``d``), the
-    padded input ``Hp`` rows and the output ``Ho = Hp - d (k - 1)`` rows (stride 1). Let
-    ``U`` hold, for every padded row ``i``, example and output column, the input expanded
-    along the remaining axis only (columns ``(b, c)``: tap along the second axis, channel;
-    for ``Conv1d`` just ``c``), laid out row-major as ``(i, example, column)``
-    (:func:`expanded_input` with ``width_only``). The patch entry ``(c, a, b)`` at output
-    position ``(p, j)`` is ``U[p + a d][b, c]``, hence the ``(a, a')`` block of ``P^T P`` is::
+    Let ``X[i, j]`` be the ``m x C`` slab of the padded input at position ``(i, j)`` and
+    ``t_a = a d`` the kernel offsets (per axis). The ``(c, a, b), (c', a', b')`` block of
+    ``P^T P`` is ``sum_{(i, j) in W_ab} X[i, j]^T X[i + D_i, j + D_j]``, ``D = (t_a' - t_a,
+    t_b' - t_b)``, over the window ``W_ab = [t_a, t_a + Ho) x [t_b, t_b + Wo)``. Held in one
+    buffer laid out ``(i, j, example, channel)``, the rows ``[i0, i1) x [0, Wp)`` of ``X``
+    and their shifts by ``D`` are contiguous matrices, so each block is::
 
-        sum_{p < Ho} U[p + a d]^T U[p + a' d] = sum_{i = a d}^{a d + Ho - 1} U[i]^T U[i + s],
-        s = (a' - a) d,
+        sum over row intervals I of W_ab:  X[I, :]^T X[I + D]  -  sum_{j not in the
+        window's columns} X[I, j]^T X[I + D_i, j + D_j]
 
-    a sum over a contiguous range of row-blocks of ``U``. Splitting ``[0, Hp)`` at the
-    window ends ``a d`` and ``a d + Ho`` gives intervals ``I``; each block is the sum of the
-    products ``P(s, I) = U[I]^T U[I + s]`` over the intervals in its window, and each
-    ``(s, I)`` product is computed once and shared by all blocks with that shift and window
-    (``(a', a)`` is the transpose). With ``k`` taps this costs ``(k - 1/2) |U|^2``-type flops
-    instead of the ``k^2 / 2`` of the full Gram, and ``U`` is ``k`` times smaller than ``P``.
-    Any padding mode, dilation and stride along the second axis is allowed (those enter
-    ``U``), so the result is exact (sums reordered)."""
-    u5 = expanded_input(module, x, comp, width_only=True)  # (Hp, m, Wo, kw, C)
-    hp, m, wo, kw, c = u5.shape
-    kh, dh = module.kernel_size[0], module.dilation[0]
-    width = kw * c
-    u = u5.view(hp, m * wo, width)
-    ho = hp - dh * (kh - 1)
-    cuts = sorted({a * dh for a in range(kh)} | {a * dh + ho for a in range(kh)})
+    (the shift of a whole row wraps into the next one only at columns outside the window,
+    where the strip products remove exactly what the full product added). Splitting the rows
+    at the window ends ``t_a``, ``t_a + Ho`` lets blocks with the same shift share products.
+    With ``k_h x k_w`` taps that is about ``(2 k_h - 1)(2 k_w - 1)`` products of the input's
+    ``C`` columns (25 for 3 x 3, plus the edge strips) instead of the ``k^2 (k^2 + 1) / 2``
+    of the full Gram (45), and one cast copy of the input instead of ``|Delta|``. Exact
+    (the sums of ``P^T P``, reordered and with the wrapped products subtracted again)."""
+    x, (top, bottom, left, right), k, d, _ = _planar(module, x)
+    m, c, h, w = x.shape
+    hp, wp = h + top + bottom, w + left + right
+    ho, wo = hp - d[0] * (k[0] - 1), wp - d[1] * (k[1] - 1)
+    span = d[1] * (k[1] - 1)
+    front = span * m  # rows of margin: a shifted whole row may start before the input
+    buf = scratch("expand", (front + hp * wp * m + span * m, c), comp, x.device)
+    buf[:front].zero_()
+    buf[front + hp * wp * m:].zero_()
+    grid = buf[front:front + hp * wp * m].view(hp, wp, m, c)
+    for part in (grid[:top], grid[top + h:], grid[top:top + h, :left],
+                 grid[top:top + h, left + w:]):
+        if part.numel():
+            part.zero_()
+    grid[top:top + h, left:left + w].copy_(x.permute(2, 3, 0, 1))
+    ta, tb = [a * d[0] for a in range(k[0])], [b * d[1] for b in range(k[1])]
+    cuts = sorted(set(ta) | {t + ho for t in ta})
     intervals = list(zip(cuts[:-1], cuts[1:], strict=False))
-    products: dict[tuple[int, int], torch.Tensor] = {}
+    full: dict = {}
+    strip: dict = {}
 
-    def product(shift: int, lo: int, hi: int) -> torch.Tensor:
-        key = (shift, lo)
-        if key not in products:
-            a = u[lo:hi].view(-1, width)
-            b = None if shift == 0 else u[lo + shift:hi + shift].view(-1, width)
-            products[key] = _tn(a, b, out)
-        return products[key]
+    def whole_rows(di: int, dj: int, lo: int, hi: int) -> torch.Tensor:
+        if (di, dj, lo) not in full:
+            a = buf[front + lo * wp * m:front + hi * wp * m]
+            start = front + ((lo + di) * wp + dj) * m
+            b = None if di == dj == 0 else buf[start:start + (hi - lo) * wp * m]
+            full[di, dj, lo] = _tn(a, b, out)
+        return full[di, dj, lo]
 
-    band = {lo: u[lo:hi].view(-1, width).sum(0, dtype=out) for lo, hi in intervals}
-    gram = torch.empty((c, kh, kw, c, kh, kw), dtype=out, device=u.device)
-    colsum = torch.empty((c, kh, kw), dtype=out, device=u.device)
-    for a in range(kh):
-        inside = [(lo, hi) for lo, hi in intervals if a * dh <= lo and hi <= a * dh + ho]
-        colsum[:, a, :] = sum(band[lo] for lo, _ in inside).view(kw, c).T
-        for a2 in range(a, kh):
-            shift = (a2 - a) * dh
-            block = sum(product(shift, lo, hi) for lo, hi in inside).view(kw, c, kw, c)
-            gram[:, a, :, :, a2, :] = block.permute(1, 0, 3, 2)
-            if a2 != a:
-                gram[:, a2, :, :, a, :] = block.permute(3, 2, 1, 0)
-    n = c * kh * kw
+    def column(di: int, dj: int, lo: int, hi: int, j: int) -> torch.Tensor:
+        if (di, dj, lo, j) not in strip:
+            step, base = wp * m * c, buf.storage_offset() + (front + (lo * wp + j) * m) * c
+            a = torch.as_strided(buf, (hi - lo, m, c), (step, c, 1), base)
+            b = torch.as_strided(buf, (hi - lo, m, c), (step, c, 1),
+                                 base + (di * wp + dj) * m * c)
+            strip[di, dj, lo, j] = torch.bmm(a.transpose(1, 2), b).sum(0, dtype=out)
+        return strip[di, dj, lo, j]
+
+    n_taps = k[0] * k[1]
+    gram = torch.empty((c, n_taps, c, n_taps), dtype=out, device=x.device)
+    colsum = torch.empty((c, n_taps), dtype=out, device=x.device)
+    row_sums = buf[front:front + hp * wp * m].view(hp, wp, m, c).sum(2, dtype=out)
+    for a, ia in enumerate(ta):
+        inside = [(lo, hi) for lo, hi in intervals if ia <= lo and hi <= ia + ho]
+        for b, jb in enumerate(tb):
+            p = a * k[1] + b
+            outside = [j for j in range(wp) if not jb <= j < jb + wo]
+            colsum[:, p] = row_sums[ia:ia + ho, jb:jb + wo].sum((0, 1))
+            for p2 in range(p, n_taps):
+                di, dj = ta[p2 // k[1]] - ia, tb[p2 % k[1]] - jb
+                block = sum(whole_rows(di, dj, lo, hi) for lo, hi in inside)
+                for lo, hi in inside:
+                    for j in outside:
+                        block = block - column(di, dj, lo, hi, j)
+                gram[:, p, :, p2] = block
+                if p2 != p:
+                    gram[:, p2, :, p] = block.T
+    n = c * n_taps
     return gram.view(n, n), colsum.view(n), m * ho * wo
 
 
@@ -890,9 +907,8 @@ def _input_gram(kind: str, module: nn.Module, x: torch.Tensor, comp: torch.dtype
             _gram_update(acc, rows, out)
         return acc[0], acc[1], n_rows
     toeplitz = shift_decomposable(kind, module)
-    width = module.kernel_size[-1] if toeplitz and isinstance(module, nn.Conv2d) else 1
     if toeplitz:
-        expansion = width
+        expansion = 1  # shifted_gram's buffer is the padded input
     elif kind == "depthwise" and comp == out:
         expansion = 1  # depthwise_gram's buffer is the padded input
     else:  # P: |Delta| columns at 1 / prod(stride) of the positions

@@ -523,8 +523,9 @@ def test_non_finite_signals_give_nan_eigenvalues_not_exceptions():
         (lambda: nn.Conv2d(3, 4, 5, padding="same", bias=False), (3, 7, 6)),
         (lambda: nn.Conv2d(2, 4, (3, 2), padding="same", dilation=(2, 1)), (2, 5, 5)),
         (lambda: nn.Conv2d(2, 3, 3, padding=0), (2, 6, 7)),
-        (lambda: nn.Conv2d(2, 3, (3, 3), stride=(1, 2), padding=1,
-                           padding_mode="reflect"), (2, 6, 7)),
+        (lambda: nn.Conv2d(2, 3, (3, 3), padding=1, padding_mode="reflect"), (2, 6, 7)),
+        (lambda: nn.Conv2d(2, 3, (2, 3), padding=(0, 2), dilation=(1, 2)), (2, 5, 4)),
+        (lambda: nn.Conv2d(2, 3, (1, 3), padding=(0, 1)), (2, 4, 5)),  # one row of taps
         (lambda: nn.Conv2d(2, 3, 3, padding=1, padding_mode="circular"), (2, 4, 5)),
         (lambda: nn.Conv2d(2, 3, (4, 1), padding=(3, 0), dilation=(3, 1)), (2, 5, 4)),
         (lambda: nn.Conv1d(3, 4, 5, padding=2), (3, 9)),
