@@ -262,10 +262,10 @@ def gram_flops(model: nn.Module, x: torch.Tensor) -> tuple[float, float]:
     """(FLOPs of the K-FAC factors' Gram matrices as fisher.py computes them, FLOPs of the
     factors' eigenproblems), from the layer inputs/outputs of one forward pass. A Gram of
     ``n`` rows and ``d`` columns counts ``n d^2`` (a ``syrk``); stride-1 convolutions count
-    their shift decomposition (``(2 k_h - 1)`` products of the input expanded along the
-    width), depthwise ones the banded products of ``depthwise_gram`` (``2 (tile + width - 1)
-    P`` flops per padded input element per row offset, ``P`` phases); eigenproblems ``4/3
-    n^3``, ``n`` the smaller of the factor's size and its rows (the dual), for ``Omega`` and
+    their shift decomposition (``(2 k_h - 1)(2 k_w - 1)`` products of the padded input's
+    ``C`` columns; the edge strips are left out), depthwise ones the banded products of
+    ``depthwise_gram`` (``2 (tile + width - 1) P`` flops per padded input element per row
+    offset, ``P`` phases); eigenproblems ``4/3 n^3``, ``n`` the smaller of the factor's size and its rows (the dual), for ``Omega`` and
     ``Gamma`` alike. Self-attention counts its ``in_proj`` and ``out_proj`` blocks."""
     total, eig = 0.0, 0.0
     shapes: list = []
@@ -309,12 +309,11 @@ def gram_flops(model: nn.Module, x: torch.Tensor) -> tuple[float, float]:
             total += rows_out * xout[1] ** 2
             continue
         d_in = c * k + (mod.bias is not None)
-        if k > 1 and shift_decomposable(kind, mod) and isinstance(mod, nn.Conv2d):
-            kh, kw = mod.kernel_size
+        if shift_decomposable(kind, mod) and isinstance(mod, nn.Conv2d):
+            kh, kw = mod.kernel_size  # one product per shift, over the padded input
             pad = mod._reversed_padding_repeated_twice  # (left, right, top, bottom)
-            hp = xin[2] + pad[2] + pad[3]
-            u_rows, width = m * hp * xout[3], c * kw
-            total += (2 * kh - 1) * u_rows * width ** 2
+            padded = m * (xin[2] + pad[2] + pad[3]) * (xin[3] + pad[0] + pad[1])
+            total += (2 * kh - 1) * (2 * kw - 1) * padded * c ** 2
         else:
             total += rows_out * d_in ** 2
         total += rows_out * xout[1] ** 2
