@@ -38,6 +38,7 @@ The CPU is shared: the load average is printed with the figures. Paper (A10G GPU
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import math
 import os
@@ -252,47 +253,71 @@ def _kind(name: str, module: nn.Module) -> str | None:
         return None
 
 
+def _eig(n: int, rows: int) -> float:
+    """4/3 n^3 flops of an n x n eigenproblem, or of its dual when there are fewer rows."""
+    return 4 / 3 * min(n, rows) ** 3
+
+
 def gram_flops(model: nn.Module, x: torch.Tensor) -> tuple[float, float]:
-    """(Gram FLOPs of the K-FAC factors as fisher.py computes them, 4/3 n^3 summed over the
-    factors' eigenproblems, n the smaller of the factor's size and its rows: the dual), from the layer inputs/outputs of one forward pass."""
+    """(FLOPs of the K-FAC factors' Gram matrices as fisher.py computes them, FLOPs of the
+    factors' eigenproblems), from the layer inputs/outputs of one forward pass. A Gram of
+    ``n`` rows and ``d`` columns counts ``n d^2`` (a ``syrk``); stride-1 convolutions count
+    their shift decomposition (``(2 k_h - 1)(2 k_w - 1)`` products of the padded input's
+    ``C`` columns; the edge strips are left out), depthwise ones the banded products of
+    ``depthwise_gram`` (``2 (tile + width - 1) P`` flops per padded input element per row
+    offset, ``P`` phases); eigenproblems ``4/3 n^3``, ``n`` the smaller of the factor's size and its rows (the dual), for ``Omega`` and
+    ``Gamma`` alike. Self-attention counts its ``in_proj`` and ``out_proj`` blocks."""
     total, eig = 0.0, 0.0
     shapes: list = []
 
     def hook(mod, args, out):
+        out = out[0] if isinstance(out, tuple) else out
         shapes.append((mod, tuple(args[0].shape), tuple(out.shape)))
 
     handles = [m.register_forward_hook(hook) for n, m in model.named_modules()
-               if _kind(n, m) in ("dense", "conv", "depthwise")]
+               if _kind(n, m) in ("dense", "conv", "depthwise", "attention")]
     with torch.no_grad():
         model(x)
     for h in handles:
         h.remove()
     for mod, xin, xout in shapes:
         kind = _kind("", mod)
+        if kind == "attention":  # self-attention: in_proj (E -> 3E) and out_proj (E -> E)
+            rows, e = math.prod(xin[:-1]), xin[-1]
+            total += 2 * rows * (e + 1) ** 2 + rows * (3 * e) ** 2 + rows * e ** 2
+            eig += 2 * _eig(e + 1, rows) + _eig(3 * e, rows) + _eig(e, rows)
+            continue
         if isinstance(mod, nn.Linear):
             rows = math.prod(xin[:-1])
             d_in, d_out = xin[-1] + (mod.bias is not None), xout[-1]
             total += rows * d_in ** 2 + rows * d_out ** 2  # two syrk: n d^2 each
-            eig += 4 / 3 * (min(rows, d_in) ** 3 + d_out ** 3)  # the dual when rows < d
+            eig += _eig(d_in, rows) + _eig(d_out, rows)
             continue
         m, c = xin[0], xin[1]
         k = math.prod(mod.kernel_size)
         positions = math.prod(xout[2:])
+        rows_out = m * positions
         if kind == "depthwise":
-            total += 2 * m * c * positions * k * k + m * positions * xout[1] ** 2
-            eig += 4 / 3 * ((k + 1) ** 3 + xout[1] ** 3)
+            (kh, kw), (sh, sw) = mod.kernel_size, mod.stride
+            pad = mod._reversed_padding_repeated_twice
+            padded = m * c * (xin[2] + pad[2] + pad[3]) * (xin[3] + pad[0] + pad[1])
+            phases = min(sh, kh) * min(sw, kw)
+            tile = 4 if phases == 1 else 2
+            offsets = -(-kh // sh)  # row offsets q_i
+            total += 2 * offsets * (tile + 2 * (-(-kw // sw)) - 2) * phases * padded
+            eig += _eig(k + 1, rows_out * c) + _eig(xout[1], rows_out)
+            total += rows_out * xout[1] ** 2
             continue
         d_in = c * k + (mod.bias is not None)
         if shift_decomposable(kind, mod) and isinstance(mod, nn.Conv2d):
-            kh, kw = mod.kernel_size
+            kh, kw = mod.kernel_size  # one product per shift, over the padded input
             pad = mod._reversed_padding_repeated_twice  # (left, right, top, bottom)
-            hp = xin[2] + pad[2] + pad[3]
-            u_rows, width = m * hp * xout[3], c * kw
-            total += (2 * kh - 1) * u_rows * width ** 2
+            padded = m * (xin[2] + pad[2] + pad[3]) * (xin[3] + pad[0] + pad[1])
+            total += (2 * kh - 1) * (2 * kw - 1) * padded * c ** 2
         else:
-            total += m * positions * d_in ** 2
-        total += m * positions * xout[1] ** 2
-        eig += 4 / 3 * (min(m * positions, d_in) ** 3 + xout[1] ** 3)
+            total += rows_out * d_in ** 2
+        total += rows_out * xout[1] ** 2
+        eig += _eig(d_in, rows_out) + _eig(xout[1], rows_out)
     return total, eig
 
 
@@ -346,53 +371,82 @@ def spectra_gap(ours, names: list[str], theirs: dict) -> tuple[float, int]:
     return worst, compared
 
 
-def run_anchor(args) -> None:
+def pass_flops(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """FLOPs of the network's own work in the Fisher pass: one forward pass and a backward
+    pass to the input gradients (fisher.py computes no parameter gradients; curvlinops does,
+    so this floor is below its pass)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    r32, r64 = _gemm_rate(torch.float32), _gemm_rate(torch.float64)
+    params = [p for p in model.parameters() if p.requires_grad]
+    xg = x.clone().requires_grad_(True)
+    try:
+        for p in params:  # no parameter gradients (the counter needs .backward())
+            p.requires_grad_(False)
+        with FlopCounterMode(display=False) as counter:
+            F.cross_entropy(model(xg), y, reduction="sum").backward()
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+    return float(counter.get_total_flops())
+
+
+def run_anchor(args) -> None:
     print(f"\n== side by side with curvlinops: batch {args.batch_size}, torch threads "
-          f"{torch.get_num_threads()}, GEMM rate here {r32 / 1e9:.0f} GF/s float32, "
-          f"{r64 / 1e9:.0f} GF/s float64, {_load()}")
+          f"{torch.get_num_threads()}, {args.warmup} untimed call(s) of each first, "
+          f"{args.repeats} timed, {_load()}")
     print("ours = fim_features (float64 factors, eigenvalues, histograms); curvlinops = "
           "KFACLinearOperator factors (float32) + eigvalsh; ratio = curvlinops / ours (> 1: "
-          "ours faster); median of the repeats, alternating; floor = fwd+bwd FLOPs at the "
-          "float32 rate + Gram and eigen FLOPs at the float64 rate; cpu ratio = the same ratio "
-          "of process CPU seconds (with one thread, independent of other load); spectra gap = "
+          "ours faster), wall and process CPU seconds, medians of the repeats, alternating "
+          "in this process; floor = pass FLOPs (forward + input-gradient backward) at the "
+          "float32 GEMM rate + Gram and eigen FLOPs as fisher.py computes them at the float64 "
+          "GEMM rate, both rates measured just before the model (GF/s 32/64); spectra gap = "
           "largest relative difference of normalised factor eigenvalues > 1e-3 on the factors "
-          "compared (depthwise ones excluded: curvlinops averages their channels first)")
-    print(f"{'model':<20} {'ours s':>7} {'curvl s':>7} {'ratio':>6} {'floor s':>7} "
-          f"{'ours/floor':>10} {'covered ours':>12} {'curvl':>7} {'spectra gap':>11} "
-          f"{'factors':>7} {'cpu ratio':>9}")
+          "compared (depthwise ones excluded: curvlinops averages their channels first), of "
+          "ours as timed and, 'as given', of ours on the input's own layout "
+          "(channels_last=False, one more untimed call: the same float32 forward pass as "
+          "curvlinops, so the gap is that of the factors alone)")
+    print(f"{'model':<20} {'ours s':>7} {'curvl s':>7} {'wall':>6} {'cpu':>6} {'floor s':>7} "
+          f"{'= pass+gram+eig':>16} {'ours/floor':>10} {'GF/s 32/64':>10} {'covered ours':>12} "
+          f"{'curvl':>6} {'spectra gap':>11} {'as given':>9} {'factors':>7}")
     for name in args.anchor:
         model, shape, classes = _anchor_model(name, args.seed)
         x, y = random_batch(shape, classes, args.batch_size, args.seed)
-        xg = x.clone().requires_grad_(True)
-        with FlopCounterMode(display=False) as counter:
-            F.cross_entropy(model(xg), y).backward()
+        r32, r64 = _gemm_rate(torch.float32), _gemm_rate(torch.float64)
+        parts = (pass_flops(model, x, y) / r32, *(f / r64 for f in gram_flops(model, x)))
+        floor = sum(parts)
         model.zero_grad(set_to_none=True)
-        gram, eig = gram_flops(model, x)
-        floor = counter.get_total_flops() / r32 + (gram + eig) / r64
-        ours_t, theirs_t, ours_cpu, theirs_cpu = [], [], [], []
+
+        ours = functools.partial(fim_features, model, x, y, seed=args.seed,
+                                 keep_eigenvalues=True, on_unsupported="skip")  # as a search
+        theirs = functools.partial(curvlinops_spectra, model, x, y, args.seed)
+        for _ in range(args.warmup):
+            ours()
+            theirs()
+        times: dict = {ours: [], theirs: []}
         for _ in range(args.repeats):
-            start, cpu = time.perf_counter(), time.process_time()
-            feats = fim_features(model, x, y, seed=args.seed, keep_eigenvalues=True,
-                                 on_unsupported="skip")  # as a search does
-            ours_t.append(time.perf_counter() - start)
-            ours_cpu.append(time.process_time() - cpu)
-            start, cpu = time.perf_counter(), time.process_time()
-            spectra, n_params = curvlinops_spectra(model, x, y, args.seed)
-            theirs_t.append(time.perf_counter() - start)
-            theirs_cpu.append(time.process_time() - cpu)
+            for run in (ours, theirs):
+                start, cpu = time.perf_counter(), time.process_time()
+                result = run()
+                times[run].append((time.perf_counter() - start, time.process_time() - cpu))
+                if run is ours:
+                    feats = result
+                else:
+                    spectra, n_params = result
         model.zero_grad(set_to_none=True)
-        ours_s, theirs_s = float(np.median(ours_t)), float(np.median(theirs_t))
-        cpu_ratio = float(np.median(theirs_cpu)) / float(np.median(ours_cpu))
+        (ours_s, ours_cpu), (theirs_s, theirs_cpu) = (np.median(np.array(times[r]), axis=0)
+                                                      for r in (ours, theirs))
         total = sum(p.numel() for p in model.parameters())
-        gap, compared = spectra_gap(feats.factor_eigenvalues, [(la.name, la.kind) for la in feats.layers],
-                                    spectra)
+        names = [(la.name, la.kind) for la in feats.layers]
+        gap, compared = spectra_gap(feats.factor_eigenvalues, names, spectra)
+        given = fim_features(model, x, y, seed=args.seed, keep_eigenvalues=True,
+                             on_unsupported="skip", channels_last=False)
+        gap_given, _ = spectra_gap(given.factor_eigenvalues, names, spectra)
+        split = "+".join(f"{p:.2f}" for p in parts)
         print(f"{name:<20} {ours_s:>7.2f} {theirs_s:>7.2f} {theirs_s / ours_s:>5.2f}x "
-              f"{floor:>7.2f} {ours_s / floor:>9.1f}x {feats.coverage.fraction:>12.1%} "
-              f"{n_params / total:>7.1%} {gap:>11.1e} {compared:>7} {cpu_ratio:>8.2f}x",
-              flush=True)
+              f"{theirs_cpu / ours_cpu:>5.2f}x {floor:>7.2f} {split:>16} "
+              f"{ours_s / floor:>9.1f}x {r32 / 1e9:>5.0f}/{r64 / 1e9:<4.0f} "
+              f"{feats.coverage.fraction:>12.1%} {n_params / total:>6.1%} {gap:>11.1e} "
+              f"{gap_given:>9.1e} {compared:>7}", flush=True)
     print(_load())
 
 
@@ -425,7 +479,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeats", type=int, default=1, help="best of N for ours")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="best of N for ours (part 1); median of N (part 0)")
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="untimed calls of ours and curvlinops before part 0's timing")
     parser.add_argument("--no-reference", dest="reference", action="store_false")
     parser.add_argument("--anchor", nargs="*", default=[],
                         help="models to time side by side with curvlinops (part 0), e.g. "

@@ -287,7 +287,7 @@ def _layer_check(f: LayerFactors, summary: LayerSummary
             return Invalidity(kind, f.name), None, None
     try:
         eo = factor_eigenvalues(f.omega, f.data_eps, f.omega_rows)
-        eg = factor_eigenvalues(f.gamma, f.data_eps)
+        eg = factor_eigenvalues(f.gamma, f.data_eps, f.gamma_rows)
     except (torch.linalg.LinAlgError, np.linalg.LinAlgError) as error:
         return Invalidity(InvalidKind.SOLVER_FAILED, f.name, detail=str(error)), None, None
     # Gamma first: when both factors vanish, the gradients are reported (as always).

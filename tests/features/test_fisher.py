@@ -245,6 +245,17 @@ def _brute_factors(model, layer, x, y, depthwise=False):
          (2, 8)),
         (lambda: nn.Conv2d(2, 3, 1, stride=2), (2, 5, 4)),  # pointwise fast path
         (lambda: nn.Conv1d(2, 3, 1, bias=False), (2, 4)),
+        # depthwise, stride 1 (the two-axis shift decomposition): zero padding with dilation,
+        # an even kernel's asymmetric 'same' padding, 1-D
+        (lambda: nn.Conv2d(3, 3, (5, 3), padding=(4, 1), dilation=(2, 1), groups=3), (3, 7, 6)),
+        (lambda: nn.Conv2d(2, 2, 4, padding="same", groups=2), (2, 5, 6)),
+        (lambda: nn.Conv1d(2, 2, 5, padding=2, groups=2, bias=False), (2, 9)),
+        # strided (expanded_input): stride 3 with padding, dilation, disjoint patches
+        (lambda: nn.Conv2d(2, 2, 3, stride=3, padding=2, groups=2), (2, 7, 8)),
+        (lambda: nn.Conv2d(2, 3, 3, stride=2, padding=2, dilation=2), (2, 7, 6)),
+        (lambda: nn.Conv2d(2, 3, 4, stride=4), (2, 8, 9)),  # a ViT's patch embedding
+        (lambda: nn.Conv1d(2, 3, 3, stride=3, bias=False), (2, 10)),
+        (lambda: nn.Conv2d(2, 2, 2, stride=2, groups=2), (2, 5, 4)),
     ],
 )
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
@@ -512,8 +523,9 @@ def test_non_finite_signals_give_nan_eigenvalues_not_exceptions():
         (lambda: nn.Conv2d(3, 4, 5, padding="same", bias=False), (3, 7, 6)),
         (lambda: nn.Conv2d(2, 4, (3, 2), padding="same", dilation=(2, 1)), (2, 5, 5)),
         (lambda: nn.Conv2d(2, 3, 3, padding=0), (2, 6, 7)),
-        (lambda: nn.Conv2d(2, 3, (3, 3), stride=(1, 2), padding=1,
-                           padding_mode="reflect"), (2, 6, 7)),
+        (lambda: nn.Conv2d(2, 3, (3, 3), padding=1, padding_mode="reflect"), (2, 6, 7)),
+        (lambda: nn.Conv2d(2, 3, (2, 3), padding=(0, 2), dilation=(1, 2)), (2, 5, 4)),
+        (lambda: nn.Conv2d(2, 3, (1, 3), padding=(0, 1)), (2, 4, 5)),  # one row of taps
         (lambda: nn.Conv2d(2, 3, 3, padding=1, padding_mode="circular"), (2, 4, 5)),
         (lambda: nn.Conv2d(2, 3, (4, 1), padding=(3, 0), dilation=(3, 1)), (2, 5, 4)),
         (lambda: nn.Conv1d(3, 4, 5, padding=2), (3, 9)),
