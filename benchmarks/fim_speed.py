@@ -265,8 +265,9 @@ def gram_flops(model: nn.Module, x: torch.Tensor) -> tuple[float, float]:
     their shift decomposition (``(2 k_h - 1)(2 k_w - 1)`` products of the padded input's
     ``C`` columns; the edge strips are left out), depthwise ones the banded products of
     ``depthwise_gram`` (``2 (tile + width - 1) P`` flops per padded input element per row
-    offset, ``P`` phases); eigenproblems ``4/3 n^3``, ``n`` the smaller of the factor's size and its rows (the dual), for ``Omega`` and
-    ``Gamma`` alike. Self-attention counts its ``in_proj`` and ``out_proj`` blocks."""
+    offset, ``P`` phases); eigenproblems ``4/3 n^3``, ``n`` the smaller of the factor's size
+    and its rows (the dual), for ``Omega`` and ``Gamma`` alike. Self-attention counts its
+    ``in_proj`` and ``out_proj`` blocks."""
     total, eig = 0.0, 0.0
     shapes: list = []
 

@@ -1,11 +1,11 @@
 """FIM-eigenvalue features of an activation function (paper Section 3, Eq. 2; Appendix D).
 
-For each K-FAC layer ``l`` (see :mod:`aquasurf_core.features.fisher`) the ``|theta_l|`` log-eigenvalues
-(natural log) of ``Omega (x) Gamma`` are binned into ``max(floor(|theta_l| / 100), MIN_BINS)``
-equal bins on ``[-100, 100]`` (Appendix D uses ``floor(|theta_l| / 100)``; ``MIN_BINS = 10``
-keeps layers with fewer than 1,000 weights from collapsing to 0-9 bins), normalised to sum to 1
-and turned into a cumulative distribution (CDF). The per-layer CDFs are concatenated into one
-float32 vector; :class:`FimLayout` keeps the layer sizes and bin counts.
+For each K-FAC layer ``l`` (see :mod:`aquasurf_core.features.fisher`) the ``|theta_l|``
+log-eigenvalues (natural log) of ``Omega (x) Gamma`` are binned into
+``max(floor(|theta_l| / 100), MIN_BINS)`` equal bins on ``[-100, 100]`` (Appendix D uses
+``floor(|theta_l| / 100)``; ``MIN_BINS = 10`` keeps layers with fewer than 1,000 weights from collapsing to 0-9 bins),
+normalised to sum to 1 and turned into a cumulative distribution (CDF). The per-layer CDFs are
+concatenated into one float32 vector; :class:`FimLayout` keeps the layer sizes and bin counts.
 
 Distance (Eq. 2): ``d = sum_l W1(mu_l, nu_l) / w_l`` with ``w_l = |theta_l|``. With equal-width
 bins and the mass of each bin at its centre, the 1-Wasserstein distance between two 1-D
@@ -14,12 +14,12 @@ histograms is ``bin width x sum_k |F_mu(k) - F_nu(k)|`` (L1 distance of the CDFs
 Manhattan distance between weighted vectors (e.g. UMAP ``metric='manhattan'``) equals Eq. 2.
 
 Zero eigenvalues. A factor eigenvalue indistinguishable from round-off is exactly 0
-(:func:`aquasurf_core.features.fisher.factor_eigenvalues`), so every Kronecker eigenvalue it takes part
-in has log = -inf. These, and positive eigenvalues below ``e^-100``, are CLAMPED into the first
-bin: every layer's histogram always holds all ``|theta_l|`` eigenvalues, and directions without
-information (e.g. the structural zero of the softmax gradient in the last layer, or ``Omega``
-rank-limited by the batch) are counted as the smallest possible value. They are reported per
-layer (``n_zero``, ``n_below``).
+(:func:`aquasurf_core.features.fisher.factor_eigenvalues`), so every Kronecker eigenvalue it
+takes part in has log = -inf. These, and positive eigenvalues below ``e^-100``, are CLAMPED into
+the first bin: every layer's histogram always holds all ``|theta_l|`` eigenvalues, and
+directions without information (e.g. the structural zero of the softmax gradient in the last
+layer, or ``Omega`` rank-limited by the batch) are counted as the smallest possible value. They
+are reported per layer (``n_zero``, ``n_below``).
 
 Layers with several Kronecker blocks (grouped convolutions: ``omega`` of shape
 ``(G, D, D)``) contribute the union of their blocks' eigenvalues to ONE histogram; a diagonal
@@ -81,27 +81,34 @@ class FimLayout:
 
     @classmethod
     def for_layers(cls, names: Sequence[str], sizes: Sequence[int], min_bins: int = MIN_BINS):
+        """The layout of layers with these names and parameter counts (``bin_count`` bins
+        each)."""
         return cls(tuple(names), tuple(int(s) for s in sizes),
                    tuple(bin_count(s, min_bins) for s in sizes))
 
     @property
     def offsets(self) -> np.ndarray:
+        """Start of each layer's slice in the feature vector, and the end (``len + 1``)."""
         return np.concatenate([[0], np.cumsum(self.bin_counts)]).astype(np.int64)
 
     @property
     def dim(self) -> int:
+        """Length of the concatenated feature vector."""
         return int(sum(self.bin_counts))
 
     @property
     def bin_widths(self) -> np.ndarray:
+        """Width of each layer's bins on the log-eigenvalue axis (the W1 scale of Eq. 2)."""
         return (LOG_RANGE[1] - LOG_RANGE[0]) / np.asarray(self.bin_counts, dtype=np.float64)
 
     def to_dict(self) -> dict:
+        """JSON-friendly form (read back by :meth:`from_dict`)."""
         return {"names": list(self.names), "layer_sizes": list(self.layer_sizes),
                 "bin_counts": list(self.bin_counts)}
 
     @classmethod
     def from_dict(cls, data: dict) -> FimLayout:
+        """The layout :meth:`to_dict` wrote."""
         return cls(tuple(data["names"]), tuple(data["layer_sizes"]), tuple(data["bin_counts"]))
 
 
@@ -148,11 +155,13 @@ class Invalidity:
         return f"{where}{kind.value}"
 
     def to_dict(self) -> dict:
+        """JSON-friendly form (read back by :meth:`from_dict`)."""
         return {"kind": self.kind.value, "layer": self.layer, "value": self.value,
                 "detail": self.detail}
 
     @classmethod
     def from_dict(cls, data: dict) -> Invalidity:
+        """The invalidity :meth:`to_dict` wrote."""
         return cls(InvalidKind(data["kind"]), data.get("layer"), data.get("value"),
                    data.get("detail") or "")
 
@@ -167,6 +176,8 @@ def invalidity_counts(invalid: Sequence[Invalidity | None]) -> dict[str, int]:
 
 @dataclass
 class LayerSummary:
+    """One K-FAC layer of a feature: its factor sizes, bins and log-eigenvalue range."""
+
     name: str
     kind: str
     num_params: int
@@ -199,6 +210,7 @@ class FimFeatures:
 
     @property
     def valid(self) -> bool:
+        """Whether the spectrum is valid (no :class:`Invalidity`)."""
         return self.invalid is None
 
     @property
@@ -208,10 +220,12 @@ class FimFeatures:
 
     @property
     def layer_sizes(self) -> tuple[int, ...]:
+        """``|theta_l|`` per layer (the weights ``w_l`` of Eq. 2)."""
         return self.layout.layer_sizes
 
     @property
     def bin_counts(self) -> tuple[int, ...]:
+        """Number of histogram bins per layer."""
         return self.layout.bin_counts
 
     def summary_dict(self) -> dict:

@@ -110,8 +110,9 @@ The forward and backward pass run in the model's own dtype and on its device (on
 backward through input-gradients only: no parameter gradient is computed or accumulated).
 ``factor_dtype="auto"`` (the default) is float64 on every device (the wider of float64 and the
 model dtype): float32 factors were measured not to agree closely enough (below), and one
-search's workers may mix CPUs and GPUs, whose features must be interchangeable. With float64 everything is accumulated in float64: products
-of float32 numbers are exact there, so the only error is the float64 summation, and
+search's workers may mix CPUs and GPUs, whose features must be interchangeable. With float64
+everything is accumulated in float64: products of float32 numbers are exact there, so the only
+error is the float64 summation, and
 ``torch.linalg.eigvalsh`` in float64 (values only) resolves eigenvalues down to ~1e-13 of the
 largest one. Opt-in ``factor_dtype=None``: the products of the convolutions' ``Omega``
 Gram matrices (the expensive ones) run in the model dtype (float32 for our models:
@@ -124,8 +125,8 @@ exact null spaces: on MobileViTv2-0.5 two pointwise convolutions whose input cha
 linearly dependent lose 31 of 64 and 46 of 96 exact zero eigenvalues (25,088 Kronecker
 eigenvalues zero in float64 but not here) and one 64 x 64 ``Omega`` summed over 204,800 rows
 is off by 1.2e-3 relative; an ``n eps32 lambda_max`` floor would instead zero hundreds of
-well-resolved eigenvalues per layer. Hence float64 is the default. Explicit float32 factors (``factor_dtype=torch.float32``, the
-fast choice on a GPU; measured on
+well-resolved eigenvalues per layer. Hence float64 is the default. Explicit float32 factors
+(``factor_dtype=torch.float32``, the fast choice on a GPU; measured on
 the CPU in tests/features/test_fisher_layers.py, small models of
 :mod:`aquasurf_core.models`, batch 32): eigenvalues above 1e-3 (1e-4) of a factor's largest
 agree with float64 to 4.6e-5 (2.4e-4) in log, but float32 cannot resolve eigenvalues below
@@ -252,10 +253,12 @@ class LayerFactors:
 
     @property
     def omega_dim(self) -> int:
+        """Size of ``Omega`` (the layer's input dimension, bias column included)."""
         return int(self.omega.shape[-1])
 
     @property
     def gamma_dim(self) -> int:
+        """Size of ``Gamma`` (the layer's output dimension)."""
         return int(self.gamma.shape[-1])
 
     @property
@@ -270,6 +273,7 @@ class LayerFactors:
 
     @property
     def finite(self) -> bool:
+        """Whether both factors are free of NaN and infinity."""
         return all_finite(self.omega) and all_finite(self.gamma)
 
 

@@ -237,7 +237,8 @@ def test_non_finite_loss_skips_backward_and_marks_gamma_undefined():
     from aquasurf_core.space.activation import ActivationFunction
 
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 8), ActivationFunction("exp(exp(exp(exp(x))))"), nn.Linear(8, 3))
+    act = ActivationFunction("exp(exp(exp(exp(x))))")
+    model = nn.Sequential(nn.Linear(4, 8), act, nn.Linear(8, 3))
     x, y = torch.randn(16, 4) * 3, torch.randint(0, 3, (16,))
     factors = kfac_factors(model, x, y)
     assert not math.isfinite(factors.loss)
