@@ -3,9 +3,10 @@
 For each K-FAC layer ``l`` (see :mod:`aquasurf_core.features.fisher`) the ``|theta_l|``
 log-eigenvalues (natural log) of ``Omega (x) Gamma`` are binned into
 ``max(floor(|theta_l| / 100), MIN_BINS)`` equal bins on ``[-100, 100]`` (Appendix D uses
-``floor(|theta_l| / 100)``; ``MIN_BINS = 10`` keeps layers with fewer than 1,000 weights from collapsing to 0-9 bins),
-normalised to sum to 1 and turned into a cumulative distribution (CDF). The per-layer CDFs are
-concatenated into one float32 vector; :class:`FimLayout` keeps the layer sizes and bin counts.
+``floor(|theta_l| / 100)``; ``MIN_BINS = 10`` keeps layers with fewer than 1,000 weights from
+collapsing to 0-9 bins), normalised to sum to 1 and turned into a cumulative distribution
+(CDF). The per-layer CDFs are concatenated into one float32 vector; :class:`FimLayout` keeps
+the layer sizes and bin counts.
 
 Distance (Eq. 2): ``d = sum_l W1(mu_l, nu_l) / w_l`` with ``w_l = |theta_l|``. With equal-width
 bins and the mass of each bin at its centre, the 1-Wasserstein distance between two 1-D
