@@ -43,32 +43,9 @@ import argparse
 import json
 import sqlite3
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable
 
-
-class _Names(Sequence):
-    """A registry's names as argparse ``choices``, read each time argparse needs them (to
-    check a value, or for a usage, help or error message), never when the parser is built. An
-    option with these choices needs an explicit ``metavar``: without one, argparse lists the
-    choices as the option is added."""
-
-    def __init__(self, read: Callable[[], Iterable[str]]):
-        self._read = read
-
-    def _names(self) -> tuple[str, ...]:
-        return tuple(self._read())
-
-    def __getitem__(self, index):
-        return self._names()[index]
-
-    def __len__(self) -> int:
-        return len(self._names())
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._names())
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._names()
+from aquasurf_core.live_names import LiveNames
 
 
 class _Default:
@@ -126,9 +103,9 @@ def _benchmark_archs():
 
 #: ``choices`` and defaults of the options that name a space, an operator set or a benchmark
 #: architecture (module docstring).
-_SPACES, _DEFAULT_SPACE = _Names(_spaces), _Default(_default_space)
-_OPERATOR_SETS, _DEFAULT_OPERATOR_SET = _Names(_operator_sets), _Default(_default_operator_set)
-_BENCHMARK_ARCHS = _Names(_benchmark_archs)
+_SPACES, _DEFAULT_SPACE = LiveNames(_spaces), _Default(_default_space)
+_OPERATOR_SETS, _DEFAULT_OPERATOR_SET = LiveNames(_operator_sets), _Default(_default_operator_set)
+_BENCHMARK_ARCHS = LiveNames(_benchmark_archs)
 _FIRST_BENCHMARK = _Default(lambda: _benchmark_archs()[0])
 
 

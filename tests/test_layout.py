@@ -23,10 +23,11 @@ ALLOWED = {
     "paths": set(),
     "storage": set(),
     "ledgers": set(),  # infrastructure too: the base of the SQLite ledgers
+    "live_names": set(),  # infrastructure: a registry's names read at every use
     "paper": set(),
     "machine": set(),
     "space": {"paths", "storage"},
-    "models": {"space"},
+    "models": {"space", "live_names"},
     "features": {"space", "models"},
     "training": {"paths", "space", "models"},
     "bench": {"paths", "storage", "machine", "space", "models", "features", "training",
@@ -41,8 +42,8 @@ ALLOWED = {
     "export": {"storage"},
     "pipeline": {"paths", "models", "search"},  # the registries its lists are read from
     "book": {"export", "pipeline"},
-    "cli": {"paths", "space", "models", "features", "training", "bench", "embedding", "search",
-            "inspector", "pipeline"},
+    "cli": {"paths", "live_names", "space", "models", "features", "training", "bench",
+            "embedding", "search", "inspector", "pipeline"},
     "__init__": set(),
     "__main__": {"cli"},
 }

@@ -77,13 +77,14 @@ docstrings list the sites); every weight layer is ``nn.Linear``, ``nn.Conv1d`` o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
 import torch
 from torch import nn
 
+from aquasurf_core.live_names import LiveNames
 from aquasurf_core.models.allcnn import AllCNN
 from aquasurf_core.models.factory import ActivationFactory, activation_factory, check_positive_int
 from aquasurf_core.models.initialization import trace_activation_inputs, variance_preserving_init_
@@ -163,34 +164,10 @@ ARCHITECTURES: dict[str, ArchSpec] = {
 }
 
 
-
-class _BenchmarkArchs(Sequence):
-    """The names of the benchmark architectures (``ArchSpec.benchmark``) in registry order,
-    read from :data:`ARCHITECTURES` at every use: an architecture registered later (a test's
-    toy entry included) is in it at once, and every list derived from it with it."""
-
-    def _names(self) -> tuple[str, ...]:
-        return tuple(name for name, spec in ARCHITECTURES.items() if spec.benchmark)
-
-    def __getitem__(self, index):
-        return self._names()[index]
-
-    def __len__(self) -> int:
-        return len(self._names())
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._names())
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._names()
-
-    def __repr__(self) -> str:
-        return repr(self._names())
-
-
 #: The benchmark architectures, ``("cnn", "resnet", "vit")`` as shipped: a read-only view of
 #: :data:`ARCHITECTURES` (module docstring).
-BENCHMARK_ARCHS: Sequence[str] = _BenchmarkArchs()
+BENCHMARK_ARCHS: Sequence[str] = LiveNames(
+    lambda: (name for name, spec in ARCHITECTURES.items() if spec.benchmark))
 
 #: Initialisation choices of :func:`build_model`.
 INITS = ("variance", "default")

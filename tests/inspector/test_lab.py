@@ -10,7 +10,6 @@ import pytest
 from aquasurf_core.inspector.driver import (
     InspectorPage,
     LabNotebook,
-    find_browser,
     launch_chromium,
 )
 from aquasurf_core.inspector.page import serve_lab, write_notebook
@@ -35,14 +34,6 @@ new MutationObserver(() => {
       window.aqSeen[name] = [performance.now(), document.querySelector(sel).textContent];
 }).observe(document, {childList: true, subtree: true, characterData: true});
 """
-
-
-@pytest.fixture
-def chromium() -> str:
-    try:
-        return find_browser()
-    except FileNotFoundError as err:
-        pytest.skip(f"no Chromium for the browser test: {err}")
 
 
 def test_inspector_in_jupyterlab_at_1280_px(chromium, tmp_path):

@@ -76,14 +76,6 @@ def test_cli_rejects_an_unknown_benchmark_and_a_busy_port(capsys):
 
 
 @pytest.fixture
-def chromium() -> str:
-    try:
-        return find_browser()
-    except FileNotFoundError as err:
-        pytest.skip(f"no Chromium for the browser test: {err}")
-
-
-@pytest.fixture
 def inspect_url():
     """``aquasurf inspect`` in its own session; its URL once it prints it. Stopped at the end
     (SIGTERM, which stops Voila too; SIGKILL if that takes over 20 s)."""
